@@ -1,0 +1,99 @@
+# wisp: a minimal KVM micro-VMM. The README's two commands are `make demo` and `make test`.
+CC      ?= gcc
+CLANG   ?= clang
+CFLAGS  := -std=gnu11 -Wall -Wextra -Werror -O2 -g -pthread
+LDFLAGS := -static -pthread
+BUILD   := build
+# Firecracker's API contract, read by the API contract check (not committed).
+FIRECRACKER_SWAGGER ?= ../shared/reference/firecracker-api.yaml
+
+ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
+DEVICE_SRCS := $(wildcard vmm/devices/*.c)
+# Everything but the KVM-facing files: the code unit tests link against.
+PURE_SRCS := vmm/log.c vmm/memory.c vmm/bus.c vmm/cli.c $(ARCH_SRCS) $(DEVICE_SRCS)
+VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/vm.c vmm/main.c
+VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
+HEADERS   := $(shell find vmm -name '*.h')
+
+.PHONY: all deps guest test unit integration demo bench bench-boot check-asan format \
+	format-check clean FORCE
+all: $(BUILD)/wisp
+
+deps:
+	@ci/install-deps.sh
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ivmm -c $< -o $@
+
+$(BUILD)/wisp: $(VMM_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+# --- guest: kernel (cached outside the clone), init and initramfs images -------------
+$(BUILD)/guest/kernel-dir: FORCE
+	@mkdir -p $(dir $@)
+	@guest/build-kernel.sh > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/guest/init: guest/init/init.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -std=gnu11 -Wall -Wextra -Werror -O2 -o $@ $<
+
+$(BUILD)/guest/initrd.gz: $(BUILD)/guest/init guest/mkinitramfs.sh guest/mkcpio.py
+	guest/mkinitramfs.sh $@ $(BUILD)/guest/init
+
+$(BUILD)/guest/initrd-busybox.gz: $(BUILD)/guest/init guest/mkinitramfs.sh guest/mkcpio.py
+	guest/mkinitramfs.sh $@ $(BUILD)/guest/init --busybox
+
+guest: deps $(BUILD)/guest/kernel-dir $(BUILD)/guest/initrd.gz $(BUILD)/guest/initrd-busybox.gz
+
+# --- tests ---------------------------------------------------------------------------
+$(BUILD)/tests/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ivmm -o $@ $< $(PURE_SRCS) -lcmocka
+
+$(BUILD)/asan/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -Ivmm -o $@ $< \
+		$(PURE_SRCS) -lcmocka
+
+unit: deps $(UNIT_BINS)
+	@tests/run-unit.sh $(UNIT_BINS)
+
+check-asan: deps $(ASAN_BINS)
+	@tests/run-unit.sh $(ASAN_BINS)
+
+# Integration tests need /dev/kvm: directly when this host has it, else through
+# ci/kvm-harness (a nested Linux under QEMU TCG that offers a real /dev/kvm).
+INTEGRATION_ENV = WISP_BIN=$(abspath $(BUILD)/wisp) \
+	WISP_KERNEL_DIR=$$(cat $(BUILD)/guest/kernel-dir) \
+	WISP_INITRD=$(abspath $(BUILD)/guest/initrd.gz) \
+	WISP_INITRD_BUSYBOX=$(abspath $(BUILD)/guest/initrd-busybox.gz)
+
+integration: all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py
+
+test: deps all guest $(UNIT_BINS)
+	@$(INTEGRATION_ENV) tests/run-all.sh $(UNIT_BINS)
+
+demo: deps all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py
+
+bench: bench-boot
+
+bench-boot: deps all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_boot.py \
+		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-boot.json)
+
+FORMAT_FILES = $(shell find vmm tests guest/init -name '*.[ch]')
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf $(BUILD)

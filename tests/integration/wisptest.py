@@ -1,0 +1,98 @@
+"""Helpers shared by the integration tests: run wisp, read its console, check markers."""
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+READY = re.compile(r"wisp-init: ready uptime=([0-9.]+) cpus=([0-9]+)")
+COMMAND_STATUS = re.compile(r"wisp-init: command exit status ([0-9]+)")
+# The guest's default command line, as wisp's own default plus `quiet` (serial output is
+# slow under emulation) and what the test asks for.
+BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 pci=off nomodule i8042.noaux i8042.nomux "
+                "i8042.nopnp i8042.dumbkbd quiet")
+
+
+@dataclass
+class Result:
+    status: int
+    console: str
+    stderr: str
+    seconds: float
+
+    def ready(self):
+        """(uptime, cpus) from the init's marker, or None if the guest never got there."""
+        match = READY.search(self.console)
+        return (float(match.group(1)), int(match.group(2))) if match else None
+
+    def command_status(self):
+        match = COMMAND_STATUS.search(self.console)
+        return int(match.group(1)) if match else None
+
+    def describe(self):
+        tail = "\n".join(self.console.splitlines()[-25:])
+        return (f"exit status {self.status} after {self.seconds:.1f} s\n--- console (tail)\n"
+                f"{tail}\n--- stderr\n{self.stderr[-2000:]}")
+
+
+@dataclass
+class Env:
+    wisp: str
+    kernel_dir: str
+    initrd: str
+    initrd_busybox: str
+
+    @classmethod
+    def from_environment(cls):
+        def need(name):
+            value = os.environ.get(name)
+            if not value:
+                raise SystemExit(f"run.py: {name} is not set (run the tests with make test)")
+            return value
+        return cls(need("WISP_BIN"), need("WISP_KERNEL_DIR"), need("WISP_INITRD"),
+                   need("WISP_INITRD_BUSYBOX"))
+
+    @property
+    def vmlinux(self):
+        return os.path.join(self.kernel_dir, "vmlinux")
+
+    @property
+    def bzimage(self):
+        return os.path.join(self.kernel_dir, "bzImage")
+
+    def run(self, args, stdin_data=None, timeout=180):
+        """Runs wisp with `args`; returns its Result. Kills it (and fails) on timeout."""
+        start = time.monotonic()
+        proc = subprocess.Popen([self.wisp] + args, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(input=stdin_data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"wisp did not end within {timeout} s\n"
+                + Result(-1, out.decode(errors="replace"), err.decode(errors="replace"),
+                         timeout).describe())
+        return Result(proc.returncode, out.decode(errors="replace"),
+                      err.decode(errors="replace"), time.monotonic() - start)
+
+    def boot(self, command=None, kernel=None, initrd=None, vcpus=1, mem_mib=128, extra=None,
+             cmdline_extra="", timeout=180, stdin_data=None):
+        """Boots the guest; `command` (a shell string) runs under busybox sh."""
+        cmdline = BASE_CMDLINE + (" " + cmdline_extra if cmdline_extra else "")
+        if command is not None:
+            # The kernel only knows double quotes: the command must not contain any.
+            assert '"' not in command, "guest commands cannot contain double quotes"
+            cmdline += f' -- /bin/sh -c "{command}"'
+            initrd = initrd or self.initrd_busybox
+        args = ["--kernel", kernel or self.vmlinux, "--initrd", initrd or self.initrd,
+                "--vcpus", str(vcpus), "--mem-mib", str(mem_mib), "--cmdline", cmdline]
+        return self.run(args + (extra or []), stdin_data=stdin_data, timeout=timeout)
+
+
+def check(condition, message, result=None):
+    if not condition:
+        raise AssertionError(message + ("\n" + result.describe() if result else ""))

@@ -1,0 +1,38 @@
+#!/bin/sh
+# The whole suite (`make test`): unit tests, style, then integration tests on real KVM
+# (this host's /dev/kvm, or ci/kvm-harness), and one closing line "N passed, M failed".
+# Usage: tests/run-all.sh UNIT_BINARY...   (paths of the integration inputs come from the
+# environment the Makefile sets: WISP_BIN, WISP_KERNEL_DIR, WISP_INITRD...)
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+log=$(mktemp /tmp/wisp-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+echo "== unit tests (cmocka)"
+"$here/run-unit.sh" "$@" | tee -a "$log"
+
+echo "== style (clang-format)"
+files=$(cd "$top" && find vmm tests guest/init -name '*.[ch]')
+if (cd "$top" && clang-format --dry-run --Werror $files) >/dev/null 2>&1; then
+	echo "ok - style/clang-format" | tee -a "$log"
+else
+	echo "not ok - style/clang-format (run: make format)" | tee -a "$log"
+fi
+
+echo "== integration tests (real KVM)"
+"$top/ci/with-kvm.sh" python3 "$here/integration/run.py" >"$log.integration" 2>&1 &
+runner=$!
+tail -f -n +1 --pid=$runner "$log.integration" 2>/dev/null &
+wait $runner
+status=$?
+sleep 0.2
+grep -E '^(not )?ok - ' "$log.integration" >>"$log"
+if [ $status != 0 ] && ! grep -q '^not ok - ' "$log.integration"; then
+	echo "not ok - integration runner (exit status $status without a failing test)" | tee -a "$log"
+fi
+rm -f "$log.integration"
+
+passed=$(grep -c '^ok - ' "$log")
+failed=$(grep -c '^not ok - ' "$log")
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

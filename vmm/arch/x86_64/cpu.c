@@ -1,0 +1,228 @@
+#include "cpu.h"
+
+#include "layout.h"
+
+#include <string.h>
+
+#define CR0_PE	 (1ULL << 0)
+#define CR0_ET	 (1ULL << 4)
+#define CR0_PG	 (1ULL << 31)
+#define CR4_PAE	 (1ULL << 5)
+#define EFER_LME (1ULL << 8)
+#define EFER_LMA (1ULL << 10)
+
+#define PTE_PRESENT  (1ULL << 0)
+#define PTE_WRITE    (1ULL << 1)
+#define PTE_PAGESIZE (1ULL << 7)
+
+/* flags (bits 52-55 G/DB/L/AVL and 40-47 P/DPL/S/type), base, limit -> descriptor */
+static uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit)
+{
+	return ((uint64_t)(base & 0xff000000) << 32) | ((uint64_t)(flags & 0xf0ff) << 40) |
+	       ((uint64_t)(limit & 0x000f0000) << 32) | ((uint64_t)(base & 0x00ffffff) << 16) |
+	       (uint64_t)(limit & 0x0000ffff);
+}
+
+void gdt_build(uint64_t gdt[GDT_ENTRIES], enum boot_entry_mode mode)
+{
+	gdt[0] = 0;
+	gdt[1] = 0;
+	/* code: present, ring 0, execute/read, accessed; 64-bit (L) or 32-bit (DB) */
+	gdt[2] = gdt_entry(mode == ENTRY_LINUX64 ? 0xa09b : 0xc09b, 0, 0xfffff);
+	/* data: present, ring 0, read/write, accessed, 32-bit, 4 KiB granular */
+	gdt[3] = gdt_entry(0xc093, 0, 0xfffff);
+	/* a busy 32/64-bit TSS: VMX refuses to enter with an unusable TR */
+	gdt[4] = gdt_entry(0x008b, 0, 0x67);
+}
+
+struct kvm_segment segment_from_gdt(uint64_t descriptor, uint16_t selector)
+{
+	uint32_t limit = (uint32_t)((descriptor & 0xffff) | ((descriptor >> 32) & 0xf0000));
+	struct kvm_segment seg = {
+	    .base = ((descriptor >> 16) & 0xffffff) | ((descriptor >> 32) & 0xff000000),
+	    .selector = selector,
+	    .type = (descriptor >> 40) & 0xf,
+	    .present = (descriptor >> 47) & 1,
+	    .dpl = (descriptor >> 45) & 3,
+	    .db = (descriptor >> 54) & 1,
+	    .s = (descriptor >> 44) & 1,
+	    .l = (descriptor >> 53) & 1,
+	    .g = (descriptor >> 55) & 1,
+	    .avl = (descriptor >> 52) & 1,
+	};
+	/* KVM wants the limit in bytes; a 4 KiB-granular limit covers whole pages. */
+	seg.limit = seg.g ? (limit << 12) | 0xfff : limit;
+	seg.unusable = !seg.present;
+	return seg;
+}
+
+int boot_tables_write(const struct gmem *mem, enum boot_entry_mode mode)
+{
+	uint64_t gdt[GDT_ENTRIES];
+	int err;
+
+	gdt_build(gdt, mode);
+	err = gmem_write(mem, LAYOUT_GDT, gdt, sizeof(gdt));
+	if (err || mode != ENTRY_LINUX64)
+		return err;
+
+	uint64_t pml4[512] = {LAYOUT_PDPT | PTE_PRESENT | PTE_WRITE};
+	uint64_t pdpt[512] = {LAYOUT_PD | PTE_PRESENT | PTE_WRITE};
+	uint64_t pd[512];
+	for (uint64_t i = 0; i < 512; i++)
+		pd[i] = (i << 21) | PTE_PRESENT | PTE_WRITE | PTE_PAGESIZE;
+	err = gmem_write(mem, LAYOUT_PML4, pml4, sizeof(pml4));
+	if (!err)
+		err = gmem_write(mem, LAYOUT_PDPT, pdpt, sizeof(pdpt));
+	if (!err)
+		err = gmem_write(mem, LAYOUT_PD, pd, sizeof(pd));
+	return err;
+}
+
+void boot_sregs(struct kvm_sregs *sregs, enum boot_entry_mode mode)
+{
+	uint64_t gdt[GDT_ENTRIES];
+
+	gdt_build(gdt, mode);
+	sregs->gdt.base = LAYOUT_GDT;
+	sregs->gdt.limit = sizeof(gdt) - 1;
+	sregs->idt.base = 0;
+	sregs->idt.limit = 0;
+	sregs->cs = segment_from_gdt(gdt[2], SEL_CODE);
+	sregs->ds = segment_from_gdt(gdt[3], SEL_DATA);
+	sregs->es = sregs->ds;
+	sregs->fs = sregs->ds;
+	sregs->gs = sregs->ds;
+	sregs->ss = sregs->ds;
+	sregs->tr = segment_from_gdt(gdt[4], SEL_TSS);
+	sregs->cr0 = CR0_PE | CR0_ET;
+	sregs->cr4 = 0;
+	sregs->efer = 0;
+	if (mode == ENTRY_LINUX64) {
+		sregs->cr3 = LAYOUT_PML4;
+		sregs->cr4 |= CR4_PAE;
+		sregs->cr0 |= CR0_PG;
+		sregs->efer |= EFER_LME | EFER_LMA;
+	}
+}
+
+void boot_regs(struct kvm_regs *regs, enum boot_entry_mode mode, uint64_t entry,
+	       uint64_t boot_info_gpa)
+{
+	memset(regs, 0, sizeof(*regs));
+	regs->rflags = 2; /* bit 1 is reserved and always set; interrupts off */
+	regs->rip = entry;
+	if (mode == ENTRY_PVH32) {
+		regs->rbx = boot_info_gpa; /* hvm_start_info */
+	} else {
+		regs->rsi = boot_info_gpa; /* boot_params */
+		regs->rsp = LAYOUT_BOOT_STACK;
+		regs->rbp = LAYOUT_BOOT_STACK;
+	}
+}
+
+static unsigned int bits_for(unsigned int count)
+{
+	unsigned int bits = 0;
+	while ((1u << bits) < count)
+		bits++;
+	return bits;
+}
+
+void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsigned int index,
+		 unsigned int count)
+{
+	for (unsigned int i = 0; i < nr_entries; i++) {
+		struct kvm_cpuid_entry2 *e = &entries[i];
+		switch (e->function) {
+		case 1:
+			/* initial APIC ID and logical processor count; HTT when several */
+			e->ebx = (e->ebx & 0xffff) | (index << 24) | ((count & 0xff) << 16);
+			e->ecx |= 1u << 31; /* running on a hypervisor */
+			if (count > 1)
+				e->edx |= 1u << 28;
+			else
+				e->edx &= ~(1u << 28);
+			break;
+		case 4:
+			/* cores per package - 1, one thread per core */
+			e->eax = (e->eax & 0x3ff) | ((count - 1) << 26);
+			break;
+		case 0xb:
+		case 0x1f:
+			/* level 0: SMT (one thread per core); level 1: cores in the package */
+			e->edx = index;
+			if (e->index == 0) {
+				e->eax = 0;
+				e->ebx = 1;
+				e->ecx = (1u << 8) | 0;
+			} else if (e->index == 1) {
+				e->eax = bits_for(count);
+				e->ebx = count;
+				e->ecx = (2u << 8) | 1;
+			} else {
+				e->eax = 0;
+				e->ebx = 0;
+				e->ecx = e->index;
+			}
+			break;
+		case 0x80000008:
+			/* AMD: number of cores - 1 and the APIC ID width */
+			e->ecx = (e->ecx & ~0xf0ffu) | (count - 1) | (bits_for(count) << 12);
+			break;
+		case 0x8000001e:
+			/* AMD: extended APIC ID, core ID, one thread per core, node 0 */
+			e->eax = index;
+			e->ebx = index & 0xff;
+			e->ecx = 0;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+unsigned int boot_msrs(struct kvm_msr_entry *entries)
+{
+	static const struct {
+		uint32_t index;
+		uint64_t value;
+	} msrs[BOOT_MSR_COUNT] = {
+	    {0x174, 0},		    /* IA32_SYSENTER_CS */
+	    {0x175, 0},		    /* IA32_SYSENTER_ESP */
+	    {0x176, 0},		    /* IA32_SYSENTER_EIP */
+	    {0xc0000081, 0},	    /* STAR */
+	    {0xc0000082, 0},	    /* LSTAR */
+	    {0xc0000083, 0},	    /* CSTAR */
+	    {0xc0000084, 0},	    /* SYSCALL_MASK */
+	    {0xc0000102, 0},	    /* KERNEL_GS_BASE */
+	    {0x1a0, 1},		    /* IA32_MISC_ENABLE: fast strings */
+	    {0x2ff, (1 << 11) | 6}, /* MTRRdefType: MTRRs on, default write-back */
+	};
+	for (unsigned int i = 0; i < BOOT_MSR_COUNT; i++) {
+		memset(&entries[i], 0, sizeof(entries[i]));
+		entries[i].index = msrs[i].index;
+		entries[i].data = msrs[i].value;
+	}
+	return BOOT_MSR_COUNT;
+}
+
+#define APIC_LVT0	 0x350
+#define APIC_LVT1	 0x360
+#define APIC_MODE_MASK	 0x700
+#define APIC_MODE_NMI	 0x400
+#define APIC_MODE_EXTINT 0x700
+
+static void lapic_set_mode(struct kvm_lapic_state *lapic, unsigned int reg, uint32_t mode)
+{
+	uint32_t value;
+	memcpy(&value, &lapic->regs[reg], sizeof(value));
+	value = (value & ~APIC_MODE_MASK) | mode;
+	memcpy(&lapic->regs[reg], &value, sizeof(value));
+}
+
+void lapic_set_lint(struct kvm_lapic_state *lapic)
+{
+	lapic_set_mode(lapic, APIC_LVT0, APIC_MODE_EXTINT);
+	lapic_set_mode(lapic, APIC_LVT1, APIC_MODE_NMI);
+}

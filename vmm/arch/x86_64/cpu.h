@@ -1,0 +1,44 @@
+/*
+ * x86_64 vCPU boot state: GDT, identity page tables, registers for the PVH and 64-bit
+ * entries, CPUID topology patching, boot MSRs and the LAPIC's LINT pins. Pure functions
+ * over KVM's structures, unit-tested without KVM.
+ */
+#ifndef WISP_X86_CPU_H
+#define WISP_X86_CPU_H
+
+#include "../../memory.h"
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GDT_ENTRIES 5
+#define SEL_CODE    0x10 /* __BOOT_CS of the Linux boot protocol */
+#define SEL_DATA    0x18 /* __BOOT_DS */
+#define SEL_TSS	    0x20
+
+enum boot_entry_mode { ENTRY_PVH32, ENTRY_LINUX64 };
+
+/* GDT entries for the given mode (code segment 32- or 64-bit). */
+void gdt_build(uint64_t gdt[GDT_ENTRIES], enum boot_entry_mode mode);
+/* Converts a GDT descriptor into KVM's segment form. */
+struct kvm_segment segment_from_gdt(uint64_t descriptor, uint16_t selector);
+/* Writes the GDT and, for 64-bit entry, identity page tables for the first 1 GiB. */
+int boot_tables_write(const struct gmem *mem, enum boot_entry_mode mode);
+void boot_sregs(struct kvm_sregs *sregs, enum boot_entry_mode mode);
+void boot_regs(struct kvm_regs *regs, enum boot_entry_mode mode, uint64_t entry,
+	       uint64_t boot_info_gpa);
+
+/* Adjusts KVM's supported CPUID for vCPU `index` of `count`: APIC IDs, topology,
+ * the hypervisor bit. */
+void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsigned int index,
+		 unsigned int count);
+
+#define BOOT_MSR_COUNT 10
+/* Fills the MSRs every vCPU starts with; returns how many. */
+unsigned int boot_msrs(struct kvm_msr_entry *entries);
+
+/* Points LINT0 at ExtINT and LINT1 at NMI in a KVM_GET_LAPIC image. */
+void lapic_set_lint(struct kvm_lapic_state *lapic);
+
+#endif

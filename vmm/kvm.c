@@ -1,0 +1,171 @@
+#include "kvm.h"
+
+#include "arch/x86_64/layout.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static const struct {
+	int cap;
+	const char *name;
+} required_caps[] = {
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+    {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
+    {KVM_CAP_XSAVE, "KVM_CAP_XSAVE"},
+    {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
+    {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"},
+    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+};
+
+int kvm_open(struct kvm *kvm, const char *path)
+{
+	int version, err;
+
+	kvm->vm_fd = -1;
+	kvm->sys_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (kvm->sys_fd < 0) {
+		err = -errno;
+		log_error("cannot open %s: %s (is KVM available, and may this user use it?)", path,
+			  strerror(errno));
+		return err;
+	}
+	version = ioctl(kvm->sys_fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION) {
+		log_error("%s offers KVM API version %d, wisp needs %d", path, version,
+			  KVM_API_VERSION);
+		err = -ENOTSUP;
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
+		if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+			log_error("this KVM lacks %s, which wisp needs (a newer host kernel?)",
+				  required_caps[i].name);
+			err = -ENOTSUP;
+			goto fail;
+		}
+	}
+	kvm->vcpu_mmap_size = ioctl(kvm->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (kvm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
+		err = kvm->vcpu_mmap_size < 0 ? -errno : -EINVAL;
+		log_error("KVM_GET_VCPU_MMAP_SIZE failed: %d", kvm->vcpu_mmap_size);
+		goto fail;
+	}
+	return 0;
+fail:
+	close(kvm->sys_fd);
+	kvm->sys_fd = -1;
+	return err;
+}
+
+int kvm_create_vm(struct kvm *kvm)
+{
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	int err;
+
+	kvm->vm_fd = ioctl(kvm->sys_fd, KVM_CREATE_VM, 0);
+	if (kvm->vm_fd < 0) {
+		err = -errno;
+		log_error("KVM_CREATE_VM failed: %s", strerror(errno));
+		return err;
+	}
+	/* Intel needs three pages for the real-mode TSS and one for the identity map,
+	 * inside the 32-bit gap where no RAM is. */
+	if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0) {
+		log_error("KVM_SET_TSS_ADDR failed: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+		uint64_t addr = LAYOUT_KVM_IDENTITY;
+		if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
+			log_error("KVM_SET_IDENTITY_MAP_ADDR failed: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		log_error("KVM_CREATE_IRQCHIP failed: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("KVM_CREATE_PIT2 failed: %s", strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	err = -errno;
+	close(kvm->vm_fd);
+	kvm->vm_fd = -1;
+	return err;
+}
+
+int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
+{
+	struct kvm_userspace_memory_region region = {
+	    .slot = slot,
+	    .guest_phys_addr = gpa,
+	    .memory_size = size,
+	    .userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+	if (ioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+		int err = -errno;
+		log_error("KVM_SET_USER_MEMORY_REGION slot %u (0x%llx, %llu MiB) failed: %s", slot,
+			  (unsigned long long)gpa, (unsigned long long)(size >> 20),
+			  strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+int kvm_irq_line(struct kvm *kvm, unsigned int irq, int level)
+{
+	struct kvm_irq_level line = {.irq = irq, .level = level};
+	if (ioctl(kvm->vm_fd, KVM_IRQ_LINE, &line) < 0) {
+		int err = -errno;
+		log_error("KVM_IRQ_LINE irq %u level %d failed: %s", irq, level, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm)
+{
+	/* Grow the buffer until KVM stops saying it is too small. */
+	for (unsigned int nent = 64; nent <= 4096; nent *= 2) {
+		struct kvm_cpuid2 *cpuid =
+		    calloc(1, sizeof(*cpuid) + nent * sizeof(struct kvm_cpuid_entry2));
+		if (!cpuid)
+			return NULL;
+		cpuid->nent = nent;
+		if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, cpuid) == 0)
+			return cpuid;
+		free(cpuid);
+		if (errno != E2BIG) {
+			log_error("KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
+			return NULL;
+		}
+	}
+	log_error("KVM_GET_SUPPORTED_CPUID wants more than 4096 entries");
+	return NULL;
+}
+
+void kvm_close(struct kvm *kvm)
+{
+	if (kvm->vm_fd >= 0)
+		close(kvm->vm_fd);
+	if (kvm->sys_fd >= 0)
+		close(kvm->sys_fd);
+	kvm->vm_fd = kvm->sys_fd = -1;
+}

@@ -1,0 +1,24 @@
+/* Thin checked wrappers over the KVM system and VM ioctls. */
+#ifndef WISP_KVM_H
+#define WISP_KVM_H
+
+#include <linux/kvm.h>
+#include <stdint.h>
+
+struct kvm {
+	int sys_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+};
+
+/* Opens /dev/kvm (or `path`), checks the API version and every capability wisp needs. */
+int kvm_open(struct kvm *kvm, const char *path);
+/* Creates the VM with its in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT. */
+int kvm_create_vm(struct kvm *kvm);
+int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host);
+int kvm_irq_line(struct kvm *kvm, unsigned int irq, int level);
+/* KVM's supported CPUID (caller frees); NULL on failure. */
+struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm);
+void kvm_close(struct kvm *kvm);
+
+#endif

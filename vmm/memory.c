@@ -1,0 +1,92 @@
+#include "memory.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+int gmem_layout(struct gmem *mem, uint64_t size)
+{
+	memset(mem, 0, sizeof(*mem));
+	if (size == 0 || (size & 0xfff))
+		return -EINVAL;
+	if (size <= GMEM_GAP_START) {
+		mem->regions[0] = (struct gmem_region){.gpa = 0, .size = size};
+		mem->nr_regions = 1;
+	} else {
+		mem->regions[0] = (struct gmem_region){.gpa = 0, .size = GMEM_GAP_START};
+		mem->regions[1] =
+		    (struct gmem_region){.gpa = GMEM_GAP_END, .size = size - GMEM_GAP_START};
+		mem->nr_regions = 2;
+	}
+	mem->total_size = size;
+	return 0;
+}
+
+int gmem_map_anonymous(struct gmem *mem)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		struct gmem_region *region = &mem->regions[i];
+		void *host = mmap(NULL, region->size, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (host == MAP_FAILED) {
+			int err = -errno;
+			log_error("cannot map %llu MiB of guest memory: %s",
+				  (unsigned long long)(region->size >> 20), strerror(errno));
+			gmem_unmap(mem);
+			return err;
+		}
+		region->host = host;
+	}
+	return 0;
+}
+
+void gmem_unmap(struct gmem *mem)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		if (mem->regions[i].host)
+			munmap(mem->regions[i].host, mem->regions[i].size);
+		mem->regions[i].host = NULL;
+	}
+}
+
+void *gmem_ptr(const struct gmem *mem, uint64_t gpa, uint64_t len)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct gmem_region *region = &mem->regions[i];
+		if (gpa < region->gpa)
+			continue;
+		uint64_t offset = gpa - region->gpa;
+		/* Written so that neither gpa + len nor offset + len can overflow. */
+		if (offset >= region->size || len > region->size - offset)
+			continue;
+		if (!region->host)
+			return NULL;
+		return region->host + offset;
+	}
+	return NULL;
+}
+
+int gmem_read(const struct gmem *mem, void *dst, uint64_t gpa, uint64_t len)
+{
+	const void *src = gmem_ptr(mem, gpa, len);
+	if (!src)
+		return -EFAULT;
+	memcpy(dst, src, len);
+	return 0;
+}
+
+int gmem_write(const struct gmem *mem, uint64_t gpa, const void *src, uint64_t len)
+{
+	void *dst = gmem_ptr(mem, gpa, len);
+	if (!dst)
+		return -EFAULT;
+	memcpy(dst, src, len);
+	return 0;
+}
+
+uint64_t gmem_low_end(const struct gmem *mem)
+{
+	return mem->nr_regions ? mem->regions[0].gpa + mem->regions[0].size : 0;
+}

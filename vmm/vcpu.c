@@ -1,0 +1,228 @@
+#include "vcpu.h"
+
+#include "arch/x86_64/cpu.h"
+#include "log.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned int index)
+{
+	int err;
+
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->index = index;
+	vcpu->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+	if (vcpu->fd < 0) {
+		err = -errno;
+		log_error("KVM_CREATE_VCPU %u failed: %s", index, strerror(errno));
+		return err;
+	}
+	vcpu->run = mmap(NULL, (size_t)vm->kvm.vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 vcpu->fd, 0);
+	if (vcpu->run == MAP_FAILED) {
+		err = -errno;
+		log_error("cannot map vCPU %u's kvm_run: %s", index, strerror(errno));
+		close(vcpu->fd);
+		vcpu->fd = -1;
+		return err;
+	}
+	return 0;
+}
+
+static int vcpu_ioctl(struct vcpu *vcpu, unsigned long request, void *arg, const char *what)
+{
+	if (ioctl(vcpu->fd, request, arg) < 0) {
+		int err = -errno;
+		log_error("vCPU %u: %s failed: %s", vcpu->index, what, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+static int vcpu_set_cpuid(struct vcpu *vcpu)
+{
+	const struct kvm_cpuid2 *supported = vcpu->vm->cpuid;
+	size_t size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
+	struct kvm_cpuid2 *cpuid = malloc(size);
+	int err;
+
+	if (!cpuid)
+		return -ENOMEM;
+	memcpy(cpuid, supported, size);
+	cpuid_patch(cpuid->entries, cpuid->nent, vcpu->index, vcpu->vm->nr_vcpus);
+	err = vcpu_ioctl(vcpu, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+	free(cpuid);
+	return err;
+}
+
+static int vcpu_set_msrs(struct vcpu *vcpu)
+{
+	struct {
+		struct kvm_msrs header;
+		struct kvm_msr_entry entries[BOOT_MSR_COUNT];
+	} msrs;
+	int set;
+
+	memset(&msrs, 0, sizeof(msrs));
+	msrs.header.nmsrs = boot_msrs(msrs.entries);
+	set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
+	if (set != (int)msrs.header.nmsrs) {
+		log_error("vCPU %u: KVM_SET_MSRS set %d of %u MSRs (first refused: 0x%x)",
+			  vcpu->index, set, msrs.header.nmsrs,
+			  set >= 0 && set < (int)msrs.header.nmsrs ? msrs.entries[set].index : 0);
+		return set < 0 ? -errno : -EINVAL;
+	}
+	return 0;
+}
+
+int vcpu_configure(struct vcpu *vcpu)
+{
+	struct kvm_fpu fpu = {.fcw = 0x37f, .mxcsr = 0x1f80};
+	struct kvm_lapic_state lapic;
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	int err;
+
+	err = vcpu_set_cpuid(vcpu);
+	if (!err)
+		err = vcpu_set_msrs(vcpu);
+	if (!err)
+		err = vcpu_ioctl(vcpu, KVM_SET_FPU, &fpu, "KVM_SET_FPU");
+	if (!err)
+		err = vcpu_ioctl(vcpu, KVM_GET_LAPIC, &lapic, "KVM_GET_LAPIC");
+	if (!err) {
+		lapic_set_lint(&lapic);
+		err = vcpu_ioctl(vcpu, KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
+	}
+	/* Application processors wait for INIT/SIPI from the boot CPU. */
+	if (err || vcpu->index != 0)
+		return err;
+	err = vcpu_ioctl(vcpu, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
+	if (err)
+		return err;
+	boot_sregs(&sregs, vcpu->vm->boot.mode);
+	err = vcpu_ioctl(vcpu, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
+	if (err)
+		return err;
+	boot_regs(&regs, vcpu->vm->boot.mode, vcpu->vm->boot.rip, vcpu->vm->boot.boot_info_gpa);
+	return vcpu_ioctl(vcpu, KVM_SET_REGS, &regs, "KVM_SET_REGS");
+}
+
+static void vcpu_handle_io(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+
+	for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+		bool handled;
+		if (run->io.direction == KVM_EXIT_IO_OUT)
+			handled = bus_write(&vcpu->vm->pio_bus, run->io.port, data, run->io.size);
+		else
+			handled = bus_read(&vcpu->vm->pio_bus, run->io.port, data, run->io.size);
+		if (!handled)
+			log_debug("vCPU %u: %s of unclaimed port 0x%x", vcpu->index,
+				  run->io.direction == KVM_EXIT_IO_OUT ? "write" : "read",
+				  run->io.port);
+	}
+}
+
+static void vcpu_handle_mmio(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	bool handled;
+
+	if (run->mmio.len > sizeof(run->mmio.data))
+		return;
+	if (run->mmio.is_write)
+		handled = bus_write(&vcpu->vm->mmio_bus, run->mmio.phys_addr, run->mmio.data,
+				    run->mmio.len);
+	else
+		handled = bus_read(&vcpu->vm->mmio_bus, run->mmio.phys_addr, run->mmio.data,
+				   run->mmio.len);
+	if (!handled)
+		log_debug("vCPU %u: %s of unclaimed MMIO 0x%llx", vcpu->index,
+			  run->mmio.is_write ? "write" : "read",
+			  (unsigned long long)run->mmio.phys_addr);
+}
+
+/* Returns true while the vCPU should keep running. */
+static bool vcpu_handle_exit(struct vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		atomic_fetch_add(&vcpu->exits[VCPU_EXIT_IO], 1);
+		vcpu_handle_io(vcpu);
+		return true;
+	case KVM_EXIT_MMIO:
+		atomic_fetch_add(&vcpu->exits[VCPU_EXIT_MMIO], 1);
+		vcpu_handle_mmio(vcpu);
+		return true;
+	case KVM_EXIT_SHUTDOWN:
+		log_info("vCPU %u: guest shut down (triple fault or reset): ending the VM",
+			 vcpu->index);
+		vm_request_exit(vcpu->vm, 0);
+		return false;
+	case KVM_EXIT_SYSTEM_EVENT:
+		if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) {
+			log_error("vCPU %u: the guest reported a crash", vcpu->index);
+			vm_request_exit(vcpu->vm, 1);
+		} else {
+			log_info("vCPU %u: guest system event %u: ending the VM", vcpu->index,
+				 run->system_event.type);
+			vm_request_exit(vcpu->vm, 0);
+		}
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		log_error("vCPU %u: KVM could not enter the guest (hardware reason 0x%llx)",
+			  vcpu->index,
+			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		log_error("vCPU %u: KVM internal error, suberror %u", vcpu->index,
+			  run->internal.suberror);
+		break;
+	default:
+		log_error("vCPU %u: unexpected KVM exit reason %u", vcpu->index, run->exit_reason);
+		break;
+	}
+	atomic_fetch_add(&vcpu->exits[VCPU_EXIT_OTHER], 1);
+	vm_request_exit(vcpu->vm, 1);
+	return false;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+
+	while (!vm_exiting(vcpu->vm)) {
+		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			log_error("vCPU %u: KVM_RUN failed: %s", vcpu->index, strerror(errno));
+			vm_request_exit(vcpu->vm, 1);
+			break;
+		}
+		if (!vcpu_handle_exit(vcpu))
+			break;
+	}
+	return NULL;
+}
+
+int vcpu_start(struct vcpu *vcpu)
+{
+	int err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	if (err) {
+		log_error("cannot start the thread of vCPU %u: %s", vcpu->index, strerror(err));
+		return -err;
+	}
+	return 0;
+}

@@ -1,0 +1,317 @@
+#include "vm.h"
+
+#include "arch/x86_64/layout.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int map_file(const char *what, const char *path, const uint8_t **data, size_t *size)
+{
+	struct stat st;
+	void *map;
+	int fd, err = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		log_error("%s %s: cannot open: %s", what, path, strerror(errno));
+		return err;
+	}
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		log_error("%s %s: cannot stat: %s", what, path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		log_error("%s %s: not a regular file", what, path);
+		err = -EINVAL;
+		goto out;
+	}
+	if (st.st_size == 0) {
+		log_error("%s %s: the file is empty", what, path);
+		err = -ENOEXEC;
+		goto out;
+	}
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		err = -errno;
+		log_error("%s %s: cannot map: %s", what, path, strerror(errno));
+		goto out;
+	}
+	*data = map;
+	*size = (size_t)st.st_size;
+out:
+	close(fd);
+	return err;
+}
+
+int guest_files_open(struct guest_files *files, const struct vmm_config *config)
+{
+	const char *why = NULL;
+	int err;
+
+	memset(files, 0, sizeof(*files));
+	err = map_file("kernel", config->kernel_path, &files->kernel, &files->kernel_size);
+	if (err)
+		return err;
+	err = kernel_parse(files->kernel, files->kernel_size, &files->kernel_info, &why);
+	if (err) {
+		log_error("kernel %s: not a bootable x86_64 kernel: %s", config->kernel_path, why);
+		goto fail;
+	}
+	if (config->initrd_path) {
+		err = map_file("initrd", config->initrd_path, &files->initrd, &files->initrd_size);
+		if (err)
+			goto fail;
+	}
+	return 0;
+fail:
+	guest_files_close(files);
+	return err;
+}
+
+void guest_files_close(struct guest_files *files)
+{
+	if (files->kernel)
+		munmap((void *)files->kernel, files->kernel_size);
+	if (files->initrd)
+		munmap((void *)files->initrd, files->initrd_size);
+	files->kernel = files->initrd = NULL;
+}
+
+static void vm_set_irq(void *opaque, unsigned int irq, int level)
+{
+	struct vm *vm = opaque;
+	kvm_irq_line(&vm->kvm, irq, level);
+}
+
+static void serial_to_stdout(void *opaque, const uint8_t *bytes, size_t len)
+{
+	(void)opaque;
+	while (len) {
+		ssize_t written = write(STDOUT_FILENO, bytes, len);
+		if (written < 0) {
+			if (errno == EINTR)
+				continue;
+			return; /* nobody reads the console any more: drop the output */
+		}
+		bytes += written;
+		len -= (size_t)written;
+	}
+}
+
+static void i8042_reset_line(void *opaque)
+{
+	log_info("guest pulsed the i8042 reset line (reboot): ending the VM");
+	vm_request_exit(opaque, 0);
+}
+
+static int vm_add_devices(struct vm *vm)
+{
+	struct irq_line serial_irq = {.set = vm_set_irq, .opaque = vm, .irq = SERIAL_COM1_IRQ};
+	struct irq_line kbd_irq = {.set = vm_set_irq, .opaque = vm, .irq = I8042_KBD_IRQ};
+	int err;
+
+	serial_init(&vm->serial, serial_irq, serial_to_stdout, vm);
+	i8042_init(&vm->i8042, kbd_irq, i8042_reset_line, vm);
+	err = bus_add(&vm->pio_bus, SERIAL_COM1_BASE, 8, &serial_ops, &vm->serial);
+	if (!err)
+		err = bus_add(&vm->pio_bus, I8042_PORT_BASE, I8042_PORT_COUNT, &i8042_ops,
+			      &vm->i8042);
+	if (err)
+		log_error("cannot place the legacy devices on the port bus: %s", strerror(-err));
+	return err;
+}
+
+static int vm_add_memory(struct vm *vm, uint64_t mem_mib)
+{
+	int err = gmem_layout(&vm->mem, mem_mib << 20);
+	if (err) {
+		log_error("cannot lay out %llu MiB of guest memory", (unsigned long long)mem_mib);
+		return err;
+	}
+	err = gmem_map_anonymous(&vm->mem);
+	for (unsigned int i = 0; !err && i < vm->mem.nr_regions; i++)
+		err = kvm_add_memory(&vm->kvm, i, vm->mem.regions[i].gpa, vm->mem.regions[i].size,
+				     vm->mem.regions[i].host);
+	return err;
+}
+
+int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
+	      bool *bad_input)
+{
+	const char *why = NULL;
+	int err;
+
+	memset(vm, 0, sizeof(*vm));
+	atomic_init(&vm->exit_code, -1);
+	*bad_input = false;
+	vm->nr_vcpus = config->vcpus;
+	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->exit_eventfd < 0)
+		return -errno;
+	err = kvm_open(&vm->kvm, "/dev/kvm");
+	if (!err)
+		err = kvm_create_vm(&vm->kvm);
+	if (!err)
+		err = vm_add_memory(vm, config->mem_mib);
+	if (!err)
+		err = vm_add_devices(vm);
+	if (err)
+		return err;
+
+	struct boot_payload payload = {
+	    .kernel = files->kernel,
+	    .kernel_size = files->kernel_size,
+	    .info = &files->kernel_info,
+	    .initrd = files->initrd,
+	    .initrd_size = files->initrd_size,
+	    .cmdline = config->cmdline,
+	    .nr_cpus = config->vcpus,
+	};
+	err = x86_boot_setup(&vm->mem, &payload, &vm->boot, &why);
+	if (err) {
+		log_error("cannot load the guest into %llu MiB: %s",
+			  (unsigned long long)config->mem_mib, why);
+		*bad_input = true;
+		return err;
+	}
+
+	vm->cpuid = kvm_supported_cpuid(&vm->kvm);
+	if (!vm->cpuid)
+		return -EIO;
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		err = vcpu_create(&vm->vcpus[i], vm, i);
+		if (!err)
+			err = vcpu_configure(&vm->vcpus[i]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int vm_start(struct vm *vm)
+{
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		int err = vcpu_start(&vm->vcpus[i]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+void vm_request_exit(struct vm *vm, int code)
+{
+	int expected = -1;
+	if (atomic_compare_exchange_strong(&vm->exit_code, &expected, code)) {
+		uint64_t one = 1;
+		if (write(vm->exit_eventfd, &one, sizeof(one)) < 0)
+			log_error("cannot signal the end of the VM: %s", strerror(errno));
+	}
+}
+
+bool vm_exiting(const struct vm *vm)
+{
+	return atomic_load(&vm->exit_code) != -1;
+}
+
+/* Moves console input into the UART's FIFO; returns false once stdin is finished. */
+static bool forward_stdin(struct vm *vm)
+{
+	uint8_t buf[SERIAL_FIFO_SIZE];
+	size_t space = serial_rx_space(&vm->serial);
+	ssize_t got;
+
+	if (!space)
+		return true;
+	got = read(STDIN_FILENO, buf, space);
+	if (got < 0)
+		return errno == EINTR || errno == EAGAIN;
+	if (got == 0)
+		return false;
+	serial_receive(&vm->serial, buf, (size_t)got);
+	return true;
+}
+
+int vm_run(struct vm *vm)
+{
+	struct epoll_event ev, events[4];
+	int epfd, sigfd = -1, code = 1;
+	bool stdin_open = false, stdin_paused = false;
+	sigset_t signals;
+
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0) {
+		log_error("epoll_create1 failed: %s", strerror(errno));
+		return 1;
+	}
+	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = vm->exit_eventfd};
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, vm->exit_eventfd, &ev) < 0)
+		goto out;
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGHUP);
+	sigfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = sigfd};
+	if (sigfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &ev) < 0)
+		goto out;
+	/* stdin may be a file or /dev/null, which epoll refuses: then there is no input. */
+	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = STDIN_FILENO};
+	stdin_open = epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev) == 0;
+
+	for (;;) {
+		/* While the UART's FIFO is full, look again every 10 ms instead of spinning. */
+		int n = epoll_wait(epfd, events, 4, stdin_paused ? 10 : -1);
+		if (n < 0 && errno != EINTR) {
+			log_error("epoll_wait failed: %s", strerror(errno));
+			goto out;
+		}
+		if (stdin_paused && serial_rx_space(&vm->serial)) {
+			stdin_paused = false;
+			ev = (struct epoll_event){.events = EPOLLIN, .data.fd = STDIN_FILENO};
+			epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev);
+		}
+		for (int i = 0; i < n; i++) {
+			int fd = events[i].data.fd;
+			if (fd == vm->exit_eventfd) {
+				code = atomic_load(&vm->exit_code);
+				goto out;
+			} else if (fd == sigfd) {
+				struct signalfd_siginfo info;
+				if (read(sigfd, &info, sizeof(info)) == sizeof(info)) {
+					log_warn("received signal %u: ending the VM",
+						 info.ssi_signo);
+					code = 128 + (int)info.ssi_signo;
+					goto out;
+				}
+			} else if (fd == STDIN_FILENO && stdin_open) {
+				if (!forward_stdin(vm)) {
+					epoll_ctl(epfd, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
+					stdin_open = false;
+				} else if (!serial_rx_space(&vm->serial)) {
+					epoll_ctl(epfd, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
+					stdin_paused = true;
+				}
+			}
+		}
+	}
+out:
+	if (sigfd >= 0)
+		close(sigfd);
+	close(epfd);
+	return code;
+}

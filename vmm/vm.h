@@ -1,0 +1,60 @@
+/*
+ * One microVM: KVM, guest memory, the buses and devices, the vCPUs, and the VMM thread's
+ * event loop (console input, signals, the end of the VM).
+ */
+#ifndef WISP_VM_H
+#define WISP_VM_H
+
+#include "arch/x86_64/boot.h"
+#include "bus.h"
+#include "cli.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "kvm.h"
+#include "memory.h"
+#include "vcpu.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct vm {
+	struct kvm kvm;
+	struct gmem mem;
+	struct bus pio_bus;
+	struct bus mmio_bus;
+	struct serial serial;
+	struct i8042 i8042;
+	unsigned int nr_vcpus;
+	struct vcpu *vcpus;
+	struct kvm_cpuid2 *cpuid;
+	struct boot_entry boot;
+	int exit_eventfd;
+	atomic_int exit_code; /* -1 while the VM runs */
+};
+
+/* A kernel (and optional initrd) mapped from files and checked, before any KVM work, so
+ * that bad input is reported as such. */
+struct guest_files {
+	const uint8_t *kernel;
+	size_t kernel_size;
+	struct kernel_info kernel_info;
+	const uint8_t *initrd;
+	size_t initrd_size;
+};
+
+/* -ENOENT/-EACCES/-ENOEXEC/... with a message naming the file and the problem. */
+int guest_files_open(struct guest_files *files, const struct vmm_config *config);
+void guest_files_close(struct guest_files *files);
+
+/* Creates the VM, its memory and devices, loads the guest and creates the vCPUs.
+ * *bad_input tells whether a failure came from the guest's input rather than KVM. */
+int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
+	      bool *bad_input);
+int vm_start(struct vm *vm);
+/* Runs the VMM thread's event loop until the VM ends; returns the exit status. */
+int vm_run(struct vm *vm);
+/* Ends the VM with `code` (the first request wins); safe from any thread. */
+void vm_request_exit(struct vm *vm, int code);
+bool vm_exiting(const struct vm *vm);
+
+#endif
