@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define GMEM_MAX_REGIONS 2
+#define GMEM_HUGE_PAGE	 (2ULL << 20)
 
 /* The 32-bit gap: guest RAM stops here and resumes at 4 GiB; MMIO devices, the IOAPIC and
  * the LAPIC live in between. */
@@ -31,7 +32,8 @@ struct gmem {
 
 /* Lays out `size` bytes of RAM around the 32-bit gap (no host memory yet). */
 int gmem_layout(struct gmem *mem, uint64_t size);
-/* Backs every region with an anonymous private mapping. */
+/* Backs every region with an anonymous private mapping, 2 MiB aligned, with
+ * transparent huge pages where the host allows them. */
 int gmem_map_anonymous(struct gmem *mem);
 void gmem_unmap(struct gmem *mem);
 

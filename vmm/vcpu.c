@@ -152,6 +152,22 @@ static void vcpu_handle_mmio(struct vcpu *vcpu)
 			  (unsigned long long)run->mmio.phys_addr);
 }
 
+/* Where the guest was when something went wrong: what a bug report needs first. */
+static void vcpu_log_registers(struct vcpu *vcpu)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+
+	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+		return;
+	log_error("vCPU %u: rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx cr3 0x%llx cr4 0x%llx "
+		  "efer 0x%llx cs 0x%x",
+		  vcpu->index, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
+		  (unsigned long long)regs.rflags, (unsigned long long)sregs.cr0,
+		  (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4,
+		  (unsigned long long)sregs.efer, sregs.cs.selector);
+}
+
 /* Returns true while the vCPU should keep running. */
 static bool vcpu_handle_exit(struct vcpu *vcpu)
 {
@@ -185,10 +201,17 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 		log_error("vCPU %u: KVM could not enter the guest (hardware reason 0x%llx)",
 			  vcpu->index,
 			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		vcpu_log_registers(vcpu);
 		break;
 	case KVM_EXIT_INTERNAL_ERROR:
-		log_error("vCPU %u: KVM internal error, suberror %u", vcpu->index,
-			  run->internal.suberror);
+		log_error("vCPU %u: KVM internal error, suberror %u (1: instruction emulation "
+			  "failed), %u data words: 0x%llx 0x%llx 0x%llx 0x%llx",
+			  vcpu->index, run->internal.suberror, run->internal.ndata,
+			  (unsigned long long)run->internal.data[0],
+			  (unsigned long long)run->internal.data[1],
+			  (unsigned long long)run->internal.data[2],
+			  (unsigned long long)run->internal.data[3]);
+		vcpu_log_registers(vcpu);
 		break;
 	default:
 		log_error("vCPU %u: unexpected KVM exit reason %u", vcpu->index, run->exit_reason);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -190,6 +191,8 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	vm->cpuid = kvm_supported_cpuid(&vm->kvm);
 	if (!vm->cpuid)
 		return -EIO;
+	if (ioctl(vm->kvm.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		cpuid_enable_tsc_deadline(vm->cpuid->entries, vm->cpuid->nent);
 	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
 	if (!vm->vcpus)
 		return -ENOMEM;

@@ -124,7 +124,7 @@ static void test_e820_exactly_gap_start_has_no_high_region(void **state)
 static void test_e820_is_sorted_disjoint_and_covers_all_ram_but_the_hole(void **state)
 {
 	static const uint64_t sizes[] = {1 * MiB + 0x1000, 2 * MiB, 64 * MiB, 3 * GiB,
-					 3 * GiB + 0x1000, 4 * GiB, 8 * GiB, 1024 * GiB};
+					 3 * GiB + 0x1000, 4 * GiB, 8 * GiB,  1024 * GiB};
 	(void)state;
 
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
@@ -210,7 +210,7 @@ static struct setup_header bzimage_header(void)
 	h.version = 0x020f;
 	h.kernel_version = 0x3a40;
 	h.type_of_loader = 0;
-	h.loadflags = LOADFLAG_LOADED_HIGH;
+	h.loadflags = LOADFLAG_LOADED_HIGH | 0x20; /* QUIET_FLAG, to see it is kept */
 	h.code32_start = 0x100000;
 	h.initrd_addr_max = 0x7fffffff;
 	h.kernel_alignment = 0x200000;
@@ -232,7 +232,7 @@ static void test_zero_page_for_vmlinux_synthesizes_a_setup_header(void **state)
 	struct boot_params *p = malloc(sizeof(*p));
 	struct gmem mem = layout_of(256 * MiB);
 	struct zero_page_config cfg = {
-		.image_header = NULL, .cmdline_gpa = LAYOUT_CMDLINE, .cmdline_size = 12};
+	    .image_header = NULL, .cmdline_gpa = LAYOUT_CMDLINE, .cmdline_size = 12};
 	struct setup_header expect;
 	(void)state;
 
@@ -277,14 +277,14 @@ static void test_zero_page_for_bzimage_copies_the_image_header(void **state)
 	struct setup_header image_copy = image;
 	struct setup_header expect = image;
 	struct zero_page_config cfg = {
-		.image_header = &image, .cmdline_gpa = LAYOUT_CMDLINE, .cmdline_size = 100};
+	    .image_header = &image, .cmdline_gpa = LAYOUT_CMDLINE, .cmdline_size = 100};
 	(void)state;
 
 	assert_non_null(p);
 	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
 	/* Exactly the loader-owned fields differ from the image's header. */
 	expect.type_of_loader = 0xff;
-	expect.loadflags = LOADFLAG_LOADED_HIGH | LOADFLAG_CAN_USE_HEAP;
+	expect.loadflags = LOADFLAG_LOADED_HIGH | LOADFLAG_CAN_USE_HEAP | 0x20;
 	expect.heap_end_ptr = 0xfe00;
 	expect.cmd_line_ptr = LAYOUT_CMDLINE;
 	expect.vid_mode = 0xffff;
@@ -483,26 +483,26 @@ static void test_zero_page_fails_when_memory_has_no_room_for_e820(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_boot_params_matches_linux_layout),
-		cmocka_unit_test(test_setup_header_fields_are_at_boot_protocol_offsets),
-		cmocka_unit_test(test_e820_below_gap_is_base_ram_reserved_hole_and_high_ram),
-		cmocka_unit_test(test_e820_above_gap_has_two_high_ram_regions),
-		cmocka_unit_test(test_e820_exactly_gap_start_has_no_high_region),
-		cmocka_unit_test(test_e820_is_sorted_disjoint_and_covers_all_ram_but_the_hole),
-		cmocka_unit_test(test_e820_rejects_memory_not_above_1mib),
-		cmocka_unit_test(test_e820_rejects_first_region_not_at_zero),
-		cmocka_unit_test(test_e820_too_small_table_is_e2big_and_not_overrun),
-		cmocka_unit_test(test_zero_page_for_vmlinux_synthesizes_a_setup_header),
-		cmocka_unit_test(test_zero_page_for_bzimage_copies_the_image_header),
-		cmocka_unit_test(test_zero_page_clears_everything_outside_header_and_e820),
-		cmocka_unit_test(test_zero_page_e820_matches_e820_build),
-		cmocka_unit_test(test_zero_page_above_gap_lists_ram_above_4gib),
-		cmocka_unit_test(test_zero_page_sets_initrd_fields),
-		cmocka_unit_test(test_zero_page_without_initrd_leaves_ramdisk_fields_zero),
-		cmocka_unit_test(test_zero_page_vmlinux_cmdline_limit_is_2048_with_nul),
-		cmocka_unit_test(test_zero_page_bzimage_cmdline_limit_comes_from_header),
-		cmocka_unit_test(test_zero_page_rejects_addresses_and_sizes_above_4gib),
-		cmocka_unit_test(test_zero_page_fails_when_memory_has_no_room_for_e820),
+	    cmocka_unit_test(test_boot_params_matches_linux_layout),
+	    cmocka_unit_test(test_setup_header_fields_are_at_boot_protocol_offsets),
+	    cmocka_unit_test(test_e820_below_gap_is_base_ram_reserved_hole_and_high_ram),
+	    cmocka_unit_test(test_e820_above_gap_has_two_high_ram_regions),
+	    cmocka_unit_test(test_e820_exactly_gap_start_has_no_high_region),
+	    cmocka_unit_test(test_e820_is_sorted_disjoint_and_covers_all_ram_but_the_hole),
+	    cmocka_unit_test(test_e820_rejects_memory_not_above_1mib),
+	    cmocka_unit_test(test_e820_rejects_first_region_not_at_zero),
+	    cmocka_unit_test(test_e820_too_small_table_is_e2big_and_not_overrun),
+	    cmocka_unit_test(test_zero_page_for_vmlinux_synthesizes_a_setup_header),
+	    cmocka_unit_test(test_zero_page_for_bzimage_copies_the_image_header),
+	    cmocka_unit_test(test_zero_page_clears_everything_outside_header_and_e820),
+	    cmocka_unit_test(test_zero_page_e820_matches_e820_build),
+	    cmocka_unit_test(test_zero_page_above_gap_lists_ram_above_4gib),
+	    cmocka_unit_test(test_zero_page_sets_initrd_fields),
+	    cmocka_unit_test(test_zero_page_without_initrd_leaves_ramdisk_fields_zero),
+	    cmocka_unit_test(test_zero_page_vmlinux_cmdline_limit_is_2048_with_nul),
+	    cmocka_unit_test(test_zero_page_bzimage_cmdline_limit_comes_from_header),
+	    cmocka_unit_test(test_zero_page_rejects_addresses_and_sizes_above_4gib),
+	    cmocka_unit_test(test_zero_page_fails_when_memory_has_no_room_for_e820),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,10 +15,10 @@
 
 #define MiB (1ULL << 20)
 
-#define CR0_PE   (1ULL << 0)
-#define CR0_ET   (1ULL << 4)
-#define CR0_PG   (1ULL << 31)
-#define CR4_PAE  (1ULL << 5)
+#define CR0_PE	 (1ULL << 0)
+#define CR0_ET	 (1ULL << 4)
+#define CR0_PG	 (1ULL << 31)
+#define CR4_PAE	 (1ULL << 5)
 #define EFER_LME (1ULL << 8)
 #define EFER_LMA (1ULL << 10)
 
@@ -407,19 +407,19 @@ static void cpuid_init(struct kvm_cpuid_entry2 *e)
 	memset(e, 0, NR_CPUID * sizeof(*e));
 	e[0] = (struct kvm_cpuid_entry2){.function = 0, .eax = 0x1f, .ebx = 0x756e6547};
 	e[1] = (struct kvm_cpuid_entry2){
-		.function = 1, .eax = 0x906ea, .ebx = 0xff12abcd, .ecx = 0x7ffa3203, .edx = 0xfffffbff};
+	    .function = 1, .eax = 0x906ea, .ebx = 0xff12abcd, .ecx = 0x7ffa3203, .edx = 0xfffffbff};
 	e[2] = (struct kvm_cpuid_entry2){
-		.function = 4, .index = 0, .eax = 0xfc004121, .ebx = 0x1c0003f, .ecx = 0x3f};
-	e[3] = (struct kvm_cpuid_entry2){.function = 0xb, .index = 0, .eax = 9, .ebx = 9,
-					 .ecx = 0x155, .edx = 0x77};
-	e[4] = (struct kvm_cpuid_entry2){.function = 0xb, .index = 1, .eax = 9, .ebx = 9,
-					 .ecx = 0x155, .edx = 0x77};
-	e[5] = (struct kvm_cpuid_entry2){.function = 0xb, .index = 2, .eax = 9, .ebx = 9,
-					 .ecx = 0x155, .edx = 0x77};
+	    .function = 4, .index = 0, .eax = 0xfc004121, .ebx = 0x1c0003f, .ecx = 0x3f};
+	e[3] = (struct kvm_cpuid_entry2){
+	    .function = 0xb, .index = 0, .eax = 9, .ebx = 9, .ecx = 0x155, .edx = 0x77};
+	e[4] = (struct kvm_cpuid_entry2){
+	    .function = 0xb, .index = 1, .eax = 9, .ebx = 9, .ecx = 0x155, .edx = 0x77};
+	e[5] = (struct kvm_cpuid_entry2){
+	    .function = 0xb, .index = 2, .eax = 9, .ebx = 9, .ecx = 0x155, .edx = 0x77};
 	e[6] = (struct kvm_cpuid_entry2){.function = 0x1f, .index = 1, .eax = 9, .ebx = 9};
-	e[7] = (struct kvm_cpuid_entry2){.function = 0x80000008, .eax = 0x3027, .ecx = 0x3f0ff};
+	e[7] = (struct kvm_cpuid_entry2){.function = 0x80000008, .eax = 0x3027, .ecx = 0x3ffff};
 	e[8] = (struct kvm_cpuid_entry2){
-		.function = 0x8000001e, .eax = 0x77, .ebx = 0x1ff, .ecx = 0x3ff, .edx = 0x5};
+	    .function = 0x8000001e, .eax = 0x77, .ebx = 0x1ff, .ecx = 0x3ff, .edx = 0x5};
 	e[9] = (struct kvm_cpuid_entry2){.function = 7, .ebx = 0xdeadbeef, .ecx = 0x12345678};
 }
 
@@ -471,6 +471,17 @@ static void test_cpuid_apic_id_matches_index_for_every_cpu(void **state)
 	}
 }
 
+static void test_cpuid_leaf1_count_uses_all_eight_bits(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_CPUID];
+	(void)state;
+
+	cpuid_init(e);
+	cpuid_patch(e, NR_CPUID, 199, 200);
+	assert_int_equal(e[1].ebx >> 24, 199);
+	assert_int_equal((e[1].ebx >> 16) & 0xff, 200);
+}
+
 static void test_cpuid_leaf4_reports_cores_per_package(void **state)
 {
 	struct kvm_cpuid_entry2 e[NR_CPUID];
@@ -514,7 +525,8 @@ static void test_cpuid_leaf_b_shift_is_ceil_log2_of_count(void **state)
 {
 	static const struct {
 		unsigned int count, bits;
-	} cases[] = {{1, 0}, {2, 1}, {3, 2}, {4, 2}, {5, 3}, {8, 3}, {9, 4}, {16, 4}, {17, 5}, {32, 5}};
+	} cases[] = {{1, 0}, {2, 1}, {3, 2},  {4, 2},  {5, 3},
+		     {8, 3}, {9, 4}, {16, 4}, {17, 5}, {32, 5}};
 	struct kvm_cpuid_entry2 e[NR_CPUID];
 	(void)state;
 
@@ -537,7 +549,7 @@ static void test_cpuid_amd_leaves_report_core_count_and_ids(void **state)
 	/* 0x80000008: NC = count - 1, ApicIdSize = 2; the other bits are kept */
 	assert_int_equal(e[7].ecx & 0xff, 3);
 	assert_int_equal((e[7].ecx >> 12) & 0xf, 2);
-	assert_int_equal(e[7].ecx & ~0xf0ffu, 0x3f0ff & ~0xf0ffu);
+	assert_int_equal(e[7].ecx & ~0xf0ffu, 0x3ffff & ~0xf0ffu);
 	assert_int_equal(e[7].eax, 0x3027);
 	/* 0x8000001e: extended APIC id, core id, one thread per core, node 0 */
 	assert_int_equal(e[8].eax, 2);
@@ -654,41 +666,42 @@ static void test_lapic_lint_keeps_other_bits_and_registers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_gdt_64_bit_has_the_usual_descriptor_encodings),
-		cmocka_unit_test(test_gdt_32_bit_differs_only_in_code_segment),
-		cmocka_unit_test(test_selectors_index_the_gdt_entries),
-		cmocka_unit_test(test_64_bit_code_segment_is_long_mode),
-		cmocka_unit_test(test_32_bit_code_segment_is_flat_protected_mode),
-		cmocka_unit_test(test_data_segment_is_flat_4gib_read_write),
-		cmocka_unit_test(test_tss_is_a_busy_system_segment),
-		cmocka_unit_test(test_segment_decodes_base_limit_and_every_flag),
-		cmocka_unit_test(test_not_present_descriptor_is_unusable),
-		cmocka_unit_test_setup_teardown(test_boot_tables_write_gdt_at_0x500, guest_setup,
-						guest_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_boot_tables_identity_map_first_gib_for_64_bit_entry, guest_setup,
-			guest_teardown),
-		cmocka_unit_test_setup_teardown(test_boot_tables_for_pvh_write_no_page_tables,
-						guest_setup, guest_teardown),
-		cmocka_unit_test(test_boot_tables_fail_when_guest_memory_is_missing),
-		cmocka_unit_test(test_sregs_for_pvh_are_protected_mode_without_paging),
-		cmocka_unit_test(test_sregs_for_64_bit_enable_long_mode_paging),
-		cmocka_unit_test(test_sregs_keep_fields_kvm_owns),
-		cmocka_unit_test(test_regs_for_pvh_pass_start_info_in_rbx),
-		cmocka_unit_test(test_regs_for_64_bit_pass_boot_params_in_rsi_with_a_stack),
-		cmocka_unit_test(test_boot_stack_does_not_overlap_boot_structures),
-		cmocka_unit_test(test_cpuid_leaf1_has_apic_id_count_hypervisor_and_htt),
-		cmocka_unit_test(test_cpuid_leaf1_single_cpu_clears_htt),
-		cmocka_unit_test(test_cpuid_apic_id_matches_index_for_every_cpu),
-		cmocka_unit_test(test_cpuid_leaf4_reports_cores_per_package),
-		cmocka_unit_test(test_cpuid_leaf_b_describes_smt_and_core_levels),
-		cmocka_unit_test(test_cpuid_leaf_b_shift_is_ceil_log2_of_count),
-		cmocka_unit_test(test_cpuid_amd_leaves_report_core_count_and_ids),
-		cmocka_unit_test(test_cpuid_leaves_it_does_not_know_are_untouched),
-		cmocka_unit_test(test_cpuid_only_patches_the_first_nr_entries),
-		cmocka_unit_test(test_boot_msrs_lists_each_msr_once_with_its_value),
-		cmocka_unit_test(test_lapic_lint0_is_extint_and_lint1_is_nmi),
-		cmocka_unit_test(test_lapic_lint_keeps_other_bits_and_registers),
+	    cmocka_unit_test(test_gdt_64_bit_has_the_usual_descriptor_encodings),
+	    cmocka_unit_test(test_gdt_32_bit_differs_only_in_code_segment),
+	    cmocka_unit_test(test_selectors_index_the_gdt_entries),
+	    cmocka_unit_test(test_64_bit_code_segment_is_long_mode),
+	    cmocka_unit_test(test_32_bit_code_segment_is_flat_protected_mode),
+	    cmocka_unit_test(test_data_segment_is_flat_4gib_read_write),
+	    cmocka_unit_test(test_tss_is_a_busy_system_segment),
+	    cmocka_unit_test(test_segment_decodes_base_limit_and_every_flag),
+	    cmocka_unit_test(test_not_present_descriptor_is_unusable),
+	    cmocka_unit_test_setup_teardown(test_boot_tables_write_gdt_at_0x500, guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_boot_tables_identity_map_first_gib_for_64_bit_entry, guest_setup,
+		guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_boot_tables_for_pvh_write_no_page_tables,
+					    guest_setup, guest_teardown),
+	    cmocka_unit_test(test_boot_tables_fail_when_guest_memory_is_missing),
+	    cmocka_unit_test(test_sregs_for_pvh_are_protected_mode_without_paging),
+	    cmocka_unit_test(test_sregs_for_64_bit_enable_long_mode_paging),
+	    cmocka_unit_test(test_sregs_keep_fields_kvm_owns),
+	    cmocka_unit_test(test_regs_for_pvh_pass_start_info_in_rbx),
+	    cmocka_unit_test(test_regs_for_64_bit_pass_boot_params_in_rsi_with_a_stack),
+	    cmocka_unit_test(test_boot_stack_does_not_overlap_boot_structures),
+	    cmocka_unit_test(test_cpuid_leaf1_has_apic_id_count_hypervisor_and_htt),
+	    cmocka_unit_test(test_cpuid_leaf1_single_cpu_clears_htt),
+	    cmocka_unit_test(test_cpuid_apic_id_matches_index_for_every_cpu),
+	    cmocka_unit_test(test_cpuid_leaf1_count_uses_all_eight_bits),
+	    cmocka_unit_test(test_cpuid_leaf4_reports_cores_per_package),
+	    cmocka_unit_test(test_cpuid_leaf_b_describes_smt_and_core_levels),
+	    cmocka_unit_test(test_cpuid_leaf_b_shift_is_ceil_log2_of_count),
+	    cmocka_unit_test(test_cpuid_amd_leaves_report_core_count_and_ids),
+	    cmocka_unit_test(test_cpuid_leaves_it_does_not_know_are_untouched),
+	    cmocka_unit_test(test_cpuid_only_patches_the_first_nr_entries),
+	    cmocka_unit_test(test_boot_msrs_lists_each_msr_once_with_its_value),
+	    cmocka_unit_test(test_lapic_lint0_is_extint_and_lint1_is_nmi),
+	    cmocka_unit_test(test_lapic_lint_keeps_other_bits_and_registers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

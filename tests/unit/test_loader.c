@@ -39,9 +39,8 @@ struct test_elf {
 static size_t note_put(uint8_t *out, const char *name, uint32_t type, const void *desc,
 		       uint32_t descsz)
 {
-	Elf64_Nhdr nhdr = {.n_namesz = (Elf64_Word)strlen(name) + 1,
-			   .n_descsz = descsz,
-			   .n_type = type};
+	Elf64_Nhdr nhdr = {
+	    .n_namesz = (Elf64_Word)strlen(name) + 1, .n_descsz = descsz, .n_type = type};
 	size_t name_len = (nhdr.n_namesz + 3) & ~3u;
 	size_t desc_len = (descsz + 3) & ~3u;
 
@@ -110,16 +109,27 @@ static const uint8_t *bytes_of(const struct test_elf *e)
 	return (const uint8_t *)e;
 }
 
+/* A heap copy of exactly `size` bytes, so that ASan catches a parser reading past the end. */
+static uint8_t *exact_copy(const uint8_t *image, size_t size)
+{
+	uint8_t *copy = malloc(size ? size : 1);
+	assert_non_null(copy);
+	memcpy(copy, image, size);
+	return copy;
+}
+
 static void assert_parse_fails(int (*parse)(const uint8_t *, size_t, struct kernel_info *,
 					    const char **),
 			       const uint8_t *image, size_t size)
 {
 	struct kernel_info info;
 	const char *why = NULL;
+	uint8_t *copy = exact_copy(image, size);
 
-	assert_int_equal(parse(image, size, &info, &why), -ENOEXEC);
+	assert_int_equal(parse(copy, size, &info, &why), -ENOEXEC);
 	assert_non_null(why);
 	assert_true(why[0] != '\0');
+	free(copy);
 }
 
 /* Both the ELF parser and the format dispatcher must turn the image down. */
@@ -193,6 +203,35 @@ static void test_elf_pvh_note_needs_the_xen_name(void **state)
 	assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
 	assert_false(info.has_pvh_entry);
 	e.phdr[1].p_filesz = note_put(e.notes, "XenX", XEN_ELFNOTE_PHYS32_ENTRY, &entry, 8);
+	assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
+	assert_false(info.has_pvh_entry);
+}
+
+static void test_elf_pvh_note_name_must_be_exactly_xen(void **state)
+{
+	struct test_elf e;
+	struct kernel_info info;
+	const char *why = NULL;
+	uint64_t entry = PVH_ENTRY;
+	Elf64_Nhdr nhdr = {.n_namesz = 8, .n_descsz = 8, .n_type = XEN_ELFNOTE_PHYS32_ENTRY};
+	(void)state;
+
+	/* "Xen" followed by NULs, but with a name size of 8: a different name. */
+	elf_init(&e);
+	memset(e.notes, 0, sizeof(e.notes));
+	memcpy(e.notes, &nhdr, sizeof(nhdr));
+	memcpy(e.notes + sizeof(nhdr), "Xen", 4);
+	memcpy(e.notes + sizeof(nhdr) + 8, &entry, 8);
+	e.phdr[1].p_filesz = sizeof(nhdr) + 16;
+	assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
+	assert_false(info.has_pvh_entry);
+
+	/* Name size 2 whose padding happens to spell the rest of "Xen\0". */
+	nhdr.n_namesz = 2;
+	memcpy(e.notes, &nhdr, sizeof(nhdr));
+	memcpy(e.notes + sizeof(nhdr), "Xen", 4);
+	memcpy(e.notes + sizeof(nhdr) + 4, &entry, 8);
+	e.phdr[1].p_filesz = sizeof(nhdr) + 12;
 	assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
 	assert_false(info.has_pvh_entry);
 }
@@ -484,8 +523,7 @@ static void test_elf_rejects_note_name_running_past_segment(void **state)
 static void test_elf_rejects_note_desc_running_past_segment(void **state)
 {
 	/* UINT32_MAX - 2 and UINT32_MAX round up to 2^32: wrong if rounded in 32 bits. */
-	static const uint32_t descsz[] = {200, 0x10000, UINT32_MAX - 2, UINT32_MAX - 1,
-					  UINT32_MAX};
+	static const uint32_t descsz[] = {200, 0x10000, UINT32_MAX - 2, UINT32_MAX - 1, UINT32_MAX};
 	struct test_elf e;
 	(void)state;
 
@@ -495,6 +533,30 @@ static void test_elf_rejects_note_desc_running_past_segment(void **state)
 		memcpy(&nhdr, e.notes, sizeof(nhdr));
 		nhdr.n_descsz = descsz[i];
 		memcpy(e.notes, &nhdr, sizeof(nhdr));
+		assert_elf_rejected(&e, sizeof(e));
+	}
+}
+
+/* A lone note whose padded size rounds up to 2^32: only 64-bit rounding sees it is too long. */
+static void test_elf_rejects_last_note_with_size_rounding_up_to_4gib(void **state)
+{
+	static const uint32_t sizes[] = {UINT32_MAX - 2, UINT32_MAX - 1, UINT32_MAX};
+	struct test_elf e;
+	Elf64_Nhdr nhdr;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		elf_init(&e);
+		nhdr = (Elf64_Nhdr){.n_namesz = 4, .n_descsz = sizes[i], .n_type = 1};
+		memcpy(e.notes, &nhdr, sizeof(nhdr));
+		memcpy(e.notes + sizeof(nhdr), "GNU", 4);
+		e.phdr[1].p_filesz = sizeof(nhdr) + 4;
+		assert_elf_rejected(&e, sizeof(e));
+
+		elf_init(&e);
+		nhdr = (Elf64_Nhdr){.n_namesz = sizes[i], .n_descsz = 0, .n_type = 1};
+		memcpy(e.notes, &nhdr, sizeof(nhdr));
+		e.phdr[1].p_filesz = sizeof(nhdr);
 		assert_elf_rejected(&e, sizeof(e));
 	}
 }
@@ -520,7 +582,7 @@ static void test_elf_rejects_pvh_note_with_bad_desc_size(void **state)
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		elf_init(&e);
 		e.phdr[1].p_filesz =
-			note_put(e.notes, "Xen", XEN_ELFNOTE_PHYS32_ENTRY, desc, sizes[i]);
+		    note_put(e.notes, "Xen", XEN_ELFNOTE_PHYS32_ENTRY, desc, sizes[i]);
 		assert_elf_rejected(&e, sizeof(e));
 	}
 }
@@ -557,7 +619,7 @@ static void test_elf_rejects_image_without_loadable_segment(void **state)
 
 /* ---- bzImages ---- */
 
-#define BZ_SIZE        0x3000
+#define BZ_SIZE	       0x3000
 #define BZ_SETUP_SECTS 3
 #define BZ_SETUP_SIZE  ((BZ_SETUP_SECTS + 1) * 512)
 
@@ -861,9 +923,11 @@ static void test_random_garbage_is_neither_elf_nor_bzimage(void **state)
 		garbage[0x202] = 0;
 		for (size_t size = 0; size <= sizeof(garbage); size += 0x1ff) {
 			const char *why = NULL;
-			assert_int_equal(kernel_parse(garbage, size, &info, &why), -ENOEXEC);
+			uint8_t *copy = exact_copy(garbage, size);
+			assert_int_equal(kernel_parse(copy, size, &info, &why), -ENOEXEC);
 			assert_non_null(why);
 			assert_non_null(strstr(why, "neither"));
+			free(copy);
 		}
 	}
 }
@@ -963,14 +1027,18 @@ static void test_every_truncation_is_rejected_or_stays_in_bounds(void **state)
 	elf_init(&e);
 	for (size_t size = 0; size <= sizeof(e); size++) {
 		const char *why = NULL;
-		int err = kernel_parse(bytes_of(&e), size, &info, &why);
+		uint8_t *copy = exact_copy(bytes_of(&e), size);
+		int err = kernel_parse(copy, size, &info, &why);
 		assert_parse_result_sane(err, &info, why, size);
+		free(copy);
 	}
 	bz_init();
 	for (size_t size = 0; size <= BZ_SIZE; size++) {
 		const char *why = NULL;
-		int err = kernel_parse(bz, size, &info, &why);
+		uint8_t *copy = exact_copy(bz, size);
+		int err = kernel_parse(copy, size, &info, &why);
 		assert_parse_result_sane(err, &info, why, size);
+		free(copy);
 	}
 }
 
@@ -1131,14 +1199,14 @@ static void test_load_refuses_segments_not_inside_the_image(void **state)
 	memset(&info, 0, sizeof(info));
 	info.nr_segments = 1;
 	info.segments[0] = (struct kernel_segment){
-		.file_offset = 0x80, .file_size = 0x81, .gpa = 0x200000, .mem_size = 0x1000};
+	    .file_offset = 0x80, .file_size = 0x81, .gpa = 0x200000, .mem_size = 0x1000};
 	info.end = 0x201000;
 	assert_int_equal(kernel_load(image, sizeof(image), &info, &g->mem, &why), -EINVAL);
 	assert_non_null(why);
 	assert_int_equal(g->ram[0x200000], 0xaa);
 
 	info.segments[0] = (struct kernel_segment){
-		.file_offset = 0, .file_size = 0x20, .gpa = 0x200000, .mem_size = 0x10};
+	    .file_offset = 0, .file_size = 0x20, .gpa = 0x200000, .mem_size = 0x10};
 	why = NULL;
 	assert_int_equal(kernel_load(image, sizeof(image), &info, &g->mem, &why), -EINVAL);
 	assert_non_null(why);
@@ -1197,10 +1265,8 @@ static void test_initrd_larger_than_memory_is_enospc(void **state)
 	uint64_t gpa = 0x5a5a;
 	(void)state;
 
-	assert_int_equal(initrd_place(64 * MiB, 16 * MiB, UINT64_MAX, 64 * MiB + 1, &gpa),
-			 -ENOSPC);
-	assert_int_equal(initrd_place(64 * MiB, 16 * MiB, UINT64_MAX, UINT64_MAX, &gpa),
-			 -ENOSPC);
+	assert_int_equal(initrd_place(64 * MiB, 16 * MiB, UINT64_MAX, 64 * MiB + 1, &gpa), -ENOSPC);
+	assert_int_equal(initrd_place(64 * MiB, 16 * MiB, UINT64_MAX, UINT64_MAX, &gpa), -ENOSPC);
 	assert_int_equal(initrd_place(64 * MiB, 0, 0xfffff, 0x100001, &gpa), -ENOSPC);
 	assert_int_equal(gpa, 0x5a5a);
 }
@@ -1224,8 +1290,7 @@ static void test_initrd_just_fitting_above_unaligned_kernel_end(void **state)
 	uint64_t gpa = 0;
 	(void)state;
 
-	assert_int_equal(initrd_place(64 * MiB, kernel_end, UINT64_MAX, 4 * MiB - 0x1000, &gpa),
-			 0);
+	assert_int_equal(initrd_place(64 * MiB, kernel_end, UINT64_MAX, 4 * MiB - 0x1000, &gpa), 0);
 	assert_int_equal(gpa, 60 * MiB + 0x1000);
 	/* One byte more and rounding down to a page would land on the kernel's last page. */
 	assert_int_equal(initrd_place(64 * MiB, kernel_end, UINT64_MAX, 4 * MiB - 0xfff, &gpa),
@@ -1235,73 +1300,75 @@ static void test_initrd_just_fitting_above_unaligned_kernel_end(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_elf_valid_image_parses_segment_and_8_byte_pvh_entry),
-		cmocka_unit_test(test_elf_4_byte_pvh_entry_note_is_accepted),
-		cmocka_unit_test(test_elf_without_pvh_note_has_no_pvh_entry),
-		cmocka_unit_test(test_elf_pvh_note_needs_the_xen_name),
-		cmocka_unit_test(test_elf_is_dispatched_by_kernel_parse),
-		cmocka_unit_test(test_elf_end_is_the_highest_segment_end),
-		cmocka_unit_test(test_elf_ignores_non_load_and_empty_load_segments),
-		cmocka_unit_test(test_elf_accepts_exactly_16_loadable_segments),
-		cmocka_unit_test(test_elf_rejects_17_loadable_segments),
-		cmocka_unit_test(test_elf_rejects_truncated_header),
-		cmocka_unit_test(test_elf_rejects_wrong_magic_class_data_machine_and_type),
-		cmocka_unit_test(test_elf_rejects_bad_program_header_entry_size_or_count),
-		cmocka_unit_test(test_elf_rejects_program_headers_outside_the_file),
-		cmocka_unit_test(test_elf_rejects_phnum_times_phentsize_beyond_the_file),
-		cmocka_unit_test(test_elf_rejects_segment_data_beyond_the_file),
-		cmocka_unit_test(test_elf_rejects_note_segment_beyond_the_file),
-		cmocka_unit_test(test_elf_rejects_file_size_above_memory_size),
-		cmocka_unit_test(test_elf_rejects_segment_wrapping_the_address_space),
-		cmocka_unit_test(test_elf_rejects_note_name_running_past_segment),
-		cmocka_unit_test(test_elf_rejects_note_desc_running_past_segment),
-		cmocka_unit_test(test_elf_rejects_note_cut_by_segment_end),
-		cmocka_unit_test(test_elf_rejects_pvh_note_with_bad_desc_size),
-		cmocka_unit_test(test_elf_rejects_pvh_entry_above_4gib),
-		cmocka_unit_test(test_elf_rejects_image_without_loadable_segment),
-		cmocka_unit_test(test_bzimage_valid_image_parses_payload_segment),
-		cmocka_unit_test(test_bzimage_is_dispatched_by_kernel_parse),
-		cmocka_unit_test(test_bzimage_zero_setup_sects_means_four),
-		cmocka_unit_test(test_bzimage_end_covers_payload_when_init_size_is_small),
-		cmocka_unit_test(test_bzimage_defaults_and_clamps_initrd_and_cmdline_limits),
-		cmocka_unit_test(test_bzimage_syssize_reaching_exactly_the_end_is_accepted),
-		cmocka_unit_test(test_bzimage_rejects_truncated_file),
-		cmocka_unit_test(test_bzimage_rejects_missing_boot_flag_or_magic),
-		cmocka_unit_test(test_bzimage_rejects_boot_protocol_older_than_2_12),
-		cmocka_unit_test(test_bzimage_rejects_missing_64_bit_entry_flag),
-		cmocka_unit_test(test_bzimage_rejects_zimage_that_loads_low),
-		cmocka_unit_test(test_bzimage_rejects_setup_sects_covering_the_whole_file),
-		cmocka_unit_test(test_bzimage_rejects_syssize_beyond_end_of_file),
-		cmocka_unit_test(test_bzimage_rejects_pref_address_plus_init_size_overflow),
-		cmocka_unit_test(test_random_garbage_is_neither_elf_nor_bzimage),
-		cmocka_unit_test(test_partial_elf_magic_is_neither),
-		cmocka_unit_test(test_hdrs_magic_in_a_short_file_is_rejected),
-		cmocka_unit_test(test_elf_single_byte_corruptions_never_yield_bad_segments),
-		cmocka_unit_test(test_bzimage_single_byte_corruptions_never_yield_bad_segments),
-		cmocka_unit_test(test_every_truncation_is_rejected_or_stays_in_bounds),
-		cmocka_unit_test_setup_teardown(test_load_copies_elf_segment_and_zeroes_its_bss,
-						guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(test_load_copies_every_elf_segment, guest_setup,
-						guest_teardown),
-		cmocka_unit_test_setup_teardown(test_load_copies_bzimage_payload_to_1mib,
-						guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(test_load_rejects_segment_outside_guest_memory,
-						guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_load_rejects_bzimage_whose_decompressor_needs_more_memory, guest_setup,
-			guest_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_load_accepts_kernel_ending_exactly_at_end_of_memory, guest_setup,
-			guest_teardown),
-		cmocka_unit_test_setup_teardown(test_load_refuses_segments_not_inside_the_image,
-						guest_setup, guest_teardown),
-		cmocka_unit_test(test_initrd_is_placed_page_aligned_as_high_as_possible),
-		cmocka_unit_test(test_initrd_ends_at_or_below_max_end_inclusive),
-		cmocka_unit_test(test_initrd_with_unlimited_max_end_uses_low_end),
-		cmocka_unit_test(test_initrd_max_end_above_low_end_is_ignored),
-		cmocka_unit_test(test_initrd_larger_than_memory_is_enospc),
-		cmocka_unit_test(test_initrd_overlapping_kernel_is_enospc),
-		cmocka_unit_test(test_initrd_just_fitting_above_unaligned_kernel_end),
+	    cmocka_unit_test(test_elf_valid_image_parses_segment_and_8_byte_pvh_entry),
+	    cmocka_unit_test(test_elf_4_byte_pvh_entry_note_is_accepted),
+	    cmocka_unit_test(test_elf_without_pvh_note_has_no_pvh_entry),
+	    cmocka_unit_test(test_elf_pvh_note_needs_the_xen_name),
+	    cmocka_unit_test(test_elf_pvh_note_name_must_be_exactly_xen),
+	    cmocka_unit_test(test_elf_is_dispatched_by_kernel_parse),
+	    cmocka_unit_test(test_elf_end_is_the_highest_segment_end),
+	    cmocka_unit_test(test_elf_ignores_non_load_and_empty_load_segments),
+	    cmocka_unit_test(test_elf_accepts_exactly_16_loadable_segments),
+	    cmocka_unit_test(test_elf_rejects_17_loadable_segments),
+	    cmocka_unit_test(test_elf_rejects_truncated_header),
+	    cmocka_unit_test(test_elf_rejects_wrong_magic_class_data_machine_and_type),
+	    cmocka_unit_test(test_elf_rejects_bad_program_header_entry_size_or_count),
+	    cmocka_unit_test(test_elf_rejects_program_headers_outside_the_file),
+	    cmocka_unit_test(test_elf_rejects_phnum_times_phentsize_beyond_the_file),
+	    cmocka_unit_test(test_elf_rejects_segment_data_beyond_the_file),
+	    cmocka_unit_test(test_elf_rejects_note_segment_beyond_the_file),
+	    cmocka_unit_test(test_elf_rejects_file_size_above_memory_size),
+	    cmocka_unit_test(test_elf_rejects_segment_wrapping_the_address_space),
+	    cmocka_unit_test(test_elf_rejects_note_name_running_past_segment),
+	    cmocka_unit_test(test_elf_rejects_note_desc_running_past_segment),
+	    cmocka_unit_test(test_elf_rejects_last_note_with_size_rounding_up_to_4gib),
+	    cmocka_unit_test(test_elf_rejects_note_cut_by_segment_end),
+	    cmocka_unit_test(test_elf_rejects_pvh_note_with_bad_desc_size),
+	    cmocka_unit_test(test_elf_rejects_pvh_entry_above_4gib),
+	    cmocka_unit_test(test_elf_rejects_image_without_loadable_segment),
+	    cmocka_unit_test(test_bzimage_valid_image_parses_payload_segment),
+	    cmocka_unit_test(test_bzimage_is_dispatched_by_kernel_parse),
+	    cmocka_unit_test(test_bzimage_zero_setup_sects_means_four),
+	    cmocka_unit_test(test_bzimage_end_covers_payload_when_init_size_is_small),
+	    cmocka_unit_test(test_bzimage_defaults_and_clamps_initrd_and_cmdline_limits),
+	    cmocka_unit_test(test_bzimage_syssize_reaching_exactly_the_end_is_accepted),
+	    cmocka_unit_test(test_bzimage_rejects_truncated_file),
+	    cmocka_unit_test(test_bzimage_rejects_missing_boot_flag_or_magic),
+	    cmocka_unit_test(test_bzimage_rejects_boot_protocol_older_than_2_12),
+	    cmocka_unit_test(test_bzimage_rejects_missing_64_bit_entry_flag),
+	    cmocka_unit_test(test_bzimage_rejects_zimage_that_loads_low),
+	    cmocka_unit_test(test_bzimage_rejects_setup_sects_covering_the_whole_file),
+	    cmocka_unit_test(test_bzimage_rejects_syssize_beyond_end_of_file),
+	    cmocka_unit_test(test_bzimage_rejects_pref_address_plus_init_size_overflow),
+	    cmocka_unit_test(test_random_garbage_is_neither_elf_nor_bzimage),
+	    cmocka_unit_test(test_partial_elf_magic_is_neither),
+	    cmocka_unit_test(test_hdrs_magic_in_a_short_file_is_rejected),
+	    cmocka_unit_test(test_elf_single_byte_corruptions_never_yield_bad_segments),
+	    cmocka_unit_test(test_bzimage_single_byte_corruptions_never_yield_bad_segments),
+	    cmocka_unit_test(test_every_truncation_is_rejected_or_stays_in_bounds),
+	    cmocka_unit_test_setup_teardown(test_load_copies_elf_segment_and_zeroes_its_bss,
+					    guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_load_copies_every_elf_segment, guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_load_copies_bzimage_payload_to_1mib, guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_load_rejects_segment_outside_guest_memory,
+					    guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_load_rejects_bzimage_whose_decompressor_needs_more_memory, guest_setup,
+		guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_load_accepts_kernel_ending_exactly_at_end_of_memory, guest_setup,
+		guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_load_refuses_segments_not_inside_the_image,
+					    guest_setup, guest_teardown),
+	    cmocka_unit_test(test_initrd_is_placed_page_aligned_as_high_as_possible),
+	    cmocka_unit_test(test_initrd_ends_at_or_below_max_end_inclusive),
+	    cmocka_unit_test(test_initrd_with_unlimited_max_end_uses_low_end),
+	    cmocka_unit_test(test_initrd_max_end_above_low_end_is_ignored),
+	    cmocka_unit_test(test_initrd_larger_than_memory_is_enospc),
+	    cmocka_unit_test(test_initrd_overlapping_kernel_is_enospc),
+	    cmocka_unit_test(test_initrd_just_fitting_above_unaligned_kernel_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

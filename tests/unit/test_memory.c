@@ -42,7 +42,7 @@ static int two_regions_setup(void **state)
 	}
 	t->mem.regions[0] = (struct gmem_region){.gpa = 0, .size = LOW_SIZE, .host = t->low};
 	t->mem.regions[1] =
-		(struct gmem_region){.gpa = HIGH_GPA, .size = HIGH_SIZE, .host = t->high};
+	    (struct gmem_region){.gpa = HIGH_GPA, .size = HIGH_SIZE, .host = t->high};
 	t->mem.nr_regions = 2;
 	t->mem.total_size = LOW_SIZE + HIGH_SIZE;
 	*state = t;
@@ -157,8 +157,7 @@ static void test_ptr_accepts_range_ending_exactly_at_region_end(void **state)
 
 	assert_ptr_equal(gmem_ptr(&t->mem, 0, LOW_SIZE), t->low);
 	assert_ptr_equal(gmem_ptr(&t->mem, LOW_SIZE - 8, 8), t->low + LOW_SIZE - 8);
-	assert_ptr_equal(gmem_ptr(&t->mem, HIGH_GPA + HIGH_SIZE - 1, 1),
-			 t->high + HIGH_SIZE - 1);
+	assert_ptr_equal(gmem_ptr(&t->mem, HIGH_GPA + HIGH_SIZE - 1, 1), t->high + HIGH_SIZE - 1);
 }
 
 static void test_ptr_rejects_range_one_byte_past_region_end(void **state)
@@ -302,17 +301,17 @@ static void test_log_parse_level_accepts_every_name_in_any_case(void **state)
 		const char *name;
 		enum log_level level;
 	} cases[] = {
-		{"error", LOG_LEVEL_ERROR}, {"ERROR", LOG_LEVEL_ERROR},   {"Warn", LOG_LEVEL_WARN},
-		{"warn", LOG_LEVEL_WARN},   {"warning", LOG_LEVEL_WARN}, {"WARNING", LOG_LEVEL_WARN},
-		{"info", LOG_LEVEL_INFO},   {"InFo", LOG_LEVEL_INFO},    {"debug", LOG_LEVEL_DEBUG},
-		{"DEBUG", LOG_LEVEL_DEBUG},
+	    {"error", LOG_LEVEL_ERROR}, {"ERROR", LOG_LEVEL_ERROR},  {"Warn", LOG_LEVEL_WARN},
+	    {"warn", LOG_LEVEL_WARN},	{"warning", LOG_LEVEL_WARN}, {"WARNING", LOG_LEVEL_WARN},
+	    {"info", LOG_LEVEL_INFO},	{"InFo", LOG_LEVEL_INFO},    {"debug", LOG_LEVEL_DEBUG},
+	    {"DEBUG", LOG_LEVEL_DEBUG},
 	};
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		/* Start from a level different from the expected one so a no-op is caught. */
 		enum log_level level =
-			cases[i].level == LOG_LEVEL_DEBUG ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
+		    cases[i].level == LOG_LEVEL_DEBUG ? LOG_LEVEL_ERROR : LOG_LEVEL_DEBUG;
 		assert_int_equal(log_parse_level(cases[i].name, &level), 0);
 		assert_int_equal(level, cases[i].level);
 	}
@@ -320,8 +319,8 @@ static void test_log_parse_level_accepts_every_name_in_any_case(void **state)
 
 static void test_log_parse_level_rejects_unknown_names_and_keeps_level(void **state)
 {
-	static const char *const bad[] = {"", "err", "errors", "warnings", "information",
-					  "trace", "verbose", " info", "info ", "3"};
+	static const char *const bad[] = {"",	   "err",     "errors", "warnings", "information",
+					  "trace", "verbose", " info",	"info ",    "3"};
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -346,37 +345,37 @@ static void test_log_set_level_is_returned_by_get_level(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout_rejects_zero_and_unaligned_sizes),
-		cmocka_unit_test(test_layout_below_gap_is_one_region_at_zero),
-		cmocka_unit_test(test_layout_exactly_gap_start_is_still_one_region),
-		cmocka_unit_test(test_layout_above_gap_splits_around_the_hole),
-		cmocka_unit_test(test_layout_one_page_above_gap_gives_one_page_high_region),
-		cmocka_unit_test(test_low_end_is_end_of_region_at_zero),
-		cmocka_unit_test_setup_teardown(test_ptr_translates_addresses_in_both_regions,
-						two_regions_setup, two_regions_teardown),
-		cmocka_unit_test_setup_teardown(test_ptr_accepts_range_ending_exactly_at_region_end,
-						two_regions_setup, two_regions_teardown),
-		cmocka_unit_test_setup_teardown(test_ptr_rejects_range_one_byte_past_region_end,
-						two_regions_setup, two_regions_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_ptr_rejects_addresses_in_the_hole_and_ranges_straddling_it,
-			two_regions_setup, two_regions_teardown),
-		cmocka_unit_test(test_ptr_rejects_range_across_two_adjacent_regions),
-		cmocka_unit_test_setup_teardown(test_ptr_rejects_lengths_that_would_wrap_around,
-						two_regions_setup, two_regions_teardown),
-		cmocka_unit_test(test_ptr_returns_null_for_region_without_host_memory),
-		cmocka_unit_test(test_ptr_on_empty_gmem_returns_null),
-		cmocka_unit_test_setup_teardown(test_write_then_read_round_trips, two_regions_setup,
-						two_regions_teardown),
-		cmocka_unit_test_setup_teardown(test_write_out_of_range_fails_and_writes_nothing,
-						two_regions_setup, two_regions_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_read_out_of_range_fails_and_leaves_destination_alone, two_regions_setup,
-			two_regions_teardown),
-		cmocka_unit_test(test_map_anonymous_backs_every_region_and_unmap_clears_it),
-		cmocka_unit_test(test_log_parse_level_accepts_every_name_in_any_case),
-		cmocka_unit_test(test_log_parse_level_rejects_unknown_names_and_keeps_level),
-		cmocka_unit_test(test_log_set_level_is_returned_by_get_level),
+	    cmocka_unit_test(test_layout_rejects_zero_and_unaligned_sizes),
+	    cmocka_unit_test(test_layout_below_gap_is_one_region_at_zero),
+	    cmocka_unit_test(test_layout_exactly_gap_start_is_still_one_region),
+	    cmocka_unit_test(test_layout_above_gap_splits_around_the_hole),
+	    cmocka_unit_test(test_layout_one_page_above_gap_gives_one_page_high_region),
+	    cmocka_unit_test(test_low_end_is_end_of_region_at_zero),
+	    cmocka_unit_test_setup_teardown(test_ptr_translates_addresses_in_both_regions,
+					    two_regions_setup, two_regions_teardown),
+	    cmocka_unit_test_setup_teardown(test_ptr_accepts_range_ending_exactly_at_region_end,
+					    two_regions_setup, two_regions_teardown),
+	    cmocka_unit_test_setup_teardown(test_ptr_rejects_range_one_byte_past_region_end,
+					    two_regions_setup, two_regions_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_ptr_rejects_addresses_in_the_hole_and_ranges_straddling_it, two_regions_setup,
+		two_regions_teardown),
+	    cmocka_unit_test(test_ptr_rejects_range_across_two_adjacent_regions),
+	    cmocka_unit_test_setup_teardown(test_ptr_rejects_lengths_that_would_wrap_around,
+					    two_regions_setup, two_regions_teardown),
+	    cmocka_unit_test(test_ptr_returns_null_for_region_without_host_memory),
+	    cmocka_unit_test(test_ptr_on_empty_gmem_returns_null),
+	    cmocka_unit_test_setup_teardown(test_write_then_read_round_trips, two_regions_setup,
+					    two_regions_teardown),
+	    cmocka_unit_test_setup_teardown(test_write_out_of_range_fails_and_writes_nothing,
+					    two_regions_setup, two_regions_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_read_out_of_range_fails_and_leaves_destination_alone, two_regions_setup,
+		two_regions_teardown),
+	    cmocka_unit_test(test_map_anonymous_backs_every_region_and_unmap_clears_it),
+	    cmocka_unit_test(test_log_parse_level_accepts_every_name_in_any_case),
+	    cmocka_unit_test(test_log_parse_level_rejects_unknown_names_and_keeps_level),
+	    cmocka_unit_test(test_log_set_level_is_returned_by_get_level),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,7 @@
 #include "arch/x86_64/mptable.h"
 
 #define BUF_SIZE 1024
-#define FILL     0xcc
+#define FILL	 0xcc
 
 static uint8_t buf[BUF_SIZE + 64];
 
@@ -169,7 +169,7 @@ static void test_bus_is_isa_and_ioapic_id_follows_cpus(void **state)
 	for (unsigned int cpus = 1; cpus <= MPTABLE_MAX_CPUS; cpus++) {
 		build_ok(cpus, LAYOUT_IRQ_COUNT);
 		const struct mpc_bus *bus =
-			(const struct mpc_bus *)(entries() + cpus * sizeof(struct mpc_cpu));
+		    (const struct mpc_bus *)(entries() + cpus * sizeof(struct mpc_cpu));
 		const struct mpc_ioapic *ioapic = (const struct mpc_ioapic *)(bus + 1);
 		assert_int_equal(bus->type, MP_BUS);
 		assert_int_equal(bus->busid, 0);
@@ -189,8 +189,8 @@ static void test_interrupt_sources_route_irq_n_to_ioapic_pin_n(void **state)
 
 	build_ok(cpus, LAYOUT_IRQ_COUNT);
 	const struct mpc_intsrc *src =
-		(const struct mpc_intsrc *)(entries() + cpus * sizeof(struct mpc_cpu) +
-					    sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic));
+	    (const struct mpc_intsrc *)(entries() + cpus * sizeof(struct mpc_cpu) +
+					sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic));
 	for (unsigned int irq = 0; irq < LAYOUT_IRQ_COUNT; irq++) {
 		assert_int_equal(src[irq].type, MP_INTSRC);
 		assert_int_equal(src[irq].irqtype, MP_IRQTYPE_INT);
@@ -208,9 +208,9 @@ static void test_lint0_is_extint_and_lint1_is_nmi_on_all_cpus(void **state)
 
 	build_ok(cpus, irqs);
 	const struct mpc_intsrc *lint =
-		(const struct mpc_intsrc *)(entries() + cpus * sizeof(struct mpc_cpu) +
-					    sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic) +
-					    irqs * sizeof(struct mpc_intsrc));
+	    (const struct mpc_intsrc *)(entries() + cpus * sizeof(struct mpc_cpu) +
+					sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic) +
+					irqs * sizeof(struct mpc_intsrc));
 	assert_int_equal(lint[0].type, MP_LINTSRC);
 	assert_int_equal(lint[0].irqtype, MP_IRQTYPE_EXTINT);
 	assert_int_equal(lint[0].dstapic, 0xff);
@@ -254,8 +254,7 @@ static void test_bad_cpu_counts_are_einval_and_write_nothing(void **state)
 	memset(untouched, FILL, sizeof(untouched));
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(buf, FILL, sizeof(buf));
-		assert_int_equal(mptable_build(buf, BUF_SIZE, LAYOUT_MPTABLE, bad[i], 16),
-				 -EINVAL);
+		assert_int_equal(mptable_build(buf, BUF_SIZE, LAYOUT_MPTABLE, bad[i], 16), -EINVAL);
 		assert_memory_equal(buf, untouched, sizeof(buf));
 	}
 }
@@ -281,8 +280,7 @@ static void test_too_small_buffer_is_enospc_and_exact_size_fits(void **state)
 		size_t size = mptable_size(cpus);
 		memset(buf, FILL, sizeof(buf));
 		assert_int_equal(
-			mptable_build(buf, size - 1, LAYOUT_MPTABLE, cpus, LAYOUT_IRQ_COUNT),
-			-ENOSPC);
+		    mptable_build(buf, size - 1, LAYOUT_MPTABLE, cpus, LAYOUT_IRQ_COUNT), -ENOSPC);
 		assert_memory_equal(buf, untouched, sizeof(buf));
 		assert_int_equal(mptable_build(buf, 0, LAYOUT_MPTABLE, cpus, LAYOUT_IRQ_COUNT),
 				 -ENOSPC);
@@ -308,23 +306,23 @@ static void test_rebuilding_over_old_contents_gives_identical_table(void **state
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_checksum_is_byte_sum_modulo_256),
-		cmocka_unit_test(test_floating_pointer_checksums_to_zero_and_points_at_table),
-		cmocka_unit_test(test_physptr_follows_base_address),
-		cmocka_unit_test(test_table_checksums_to_zero_over_its_length),
-		cmocka_unit_test(test_table_header_fields),
-		cmocka_unit_test(test_entry_count_and_length_agree_with_entries_walked),
-		cmocka_unit_test(test_cpu_entries_have_apic_ids_and_only_cpu0_is_bsp),
-		cmocka_unit_test(test_single_cpu_is_enabled_bsp),
-		cmocka_unit_test(test_bus_is_isa_and_ioapic_id_follows_cpus),
-		cmocka_unit_test(test_interrupt_sources_route_irq_n_to_ioapic_pin_n),
-		cmocka_unit_test(test_lint0_is_extint_and_lint1_is_nmi_on_all_cpus),
-		cmocka_unit_test(test_size_matches_bytes_written_and_nothing_past_it),
-		cmocka_unit_test(test_32_cpus_fit_in_the_last_kib_of_base_memory),
-		cmocka_unit_test(test_bad_cpu_counts_are_einval_and_write_nothing),
-		cmocka_unit_test(test_bad_irq_counts_are_einval),
-		cmocka_unit_test(test_too_small_buffer_is_enospc_and_exact_size_fits),
-		cmocka_unit_test(test_rebuilding_over_old_contents_gives_identical_table),
+	    cmocka_unit_test(test_checksum_is_byte_sum_modulo_256),
+	    cmocka_unit_test(test_floating_pointer_checksums_to_zero_and_points_at_table),
+	    cmocka_unit_test(test_physptr_follows_base_address),
+	    cmocka_unit_test(test_table_checksums_to_zero_over_its_length),
+	    cmocka_unit_test(test_table_header_fields),
+	    cmocka_unit_test(test_entry_count_and_length_agree_with_entries_walked),
+	    cmocka_unit_test(test_cpu_entries_have_apic_ids_and_only_cpu0_is_bsp),
+	    cmocka_unit_test(test_single_cpu_is_enabled_bsp),
+	    cmocka_unit_test(test_bus_is_isa_and_ioapic_id_follows_cpus),
+	    cmocka_unit_test(test_interrupt_sources_route_irq_n_to_ioapic_pin_n),
+	    cmocka_unit_test(test_lint0_is_extint_and_lint1_is_nmi_on_all_cpus),
+	    cmocka_unit_test(test_size_matches_bytes_written_and_nothing_past_it),
+	    cmocka_unit_test(test_32_cpus_fit_in_the_last_kib_of_base_memory),
+	    cmocka_unit_test(test_bad_cpu_counts_are_einval_and_write_nothing),
+	    cmocka_unit_test(test_bad_irq_counts_are_einval),
+	    cmocka_unit_test(test_too_small_buffer_is_enospc_and_exact_size_fits),
+	    cmocka_unit_test(test_rebuilding_over_old_contents_gives_identical_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

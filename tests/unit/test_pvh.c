@@ -18,7 +18,7 @@
 #define GiB (1ULL << 30)
 
 #define GUEST_SIZE (2 * MiB)
-#define FILL       0xaa
+#define FILL	   0xaa
 
 struct guest {
 	struct gmem mem;
@@ -129,8 +129,7 @@ static void test_initrd_is_the_one_module(void **state)
 	struct guest *g = *state;
 	struct hvm_modlist_entry module;
 
-	assert_int_equal(pvh_build(&g->mem, LAYOUT_PVH_INFO, LAYOUT_CMDLINE, 0x180000, 0x4321),
-			 0);
+	assert_int_equal(pvh_build(&g->mem, LAYOUT_PVH_INFO, LAYOUT_CMDLINE, 0x180000, 0x4321), 0);
 	struct hvm_start_info info = read_info(g, LAYOUT_PVH_INFO);
 	assert_int_equal(info.nr_modules, 1);
 	assert_int_equal(info.modlist_paddr, LAYOUT_PVH_INFO + PVH_MODLIST_OFFSET);
@@ -176,8 +175,7 @@ static void test_memmap_equals_e820_above_gap(void **state)
 	struct guest *g = *state;
 	struct hvm_memmap_table_entry last;
 
-	assert_int_equal(pvh_build(&g->mem, LAYOUT_PVH_INFO, LAYOUT_CMDLINE, 0x200000, 0x1000),
-			 0);
+	assert_int_equal(pvh_build(&g->mem, LAYOUT_PVH_INFO, LAYOUT_CMDLINE, 0x200000, 0x1000), 0);
 	assert_int_equal(read_info(g, LAYOUT_PVH_INFO).memmap_entries, 4);
 	assert_memmap_matches_e820(g, LAYOUT_PVH_INFO);
 	memcpy(&last, g->ram + LAYOUT_PVH_INFO + PVH_MEMMAP_OFFSET + 3 * sizeof(last),
@@ -243,25 +241,25 @@ static void test_memory_too_small_for_e820_fails(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_structures_have_the_abi_sizes),
-		cmocka_unit_test_setup_teardown(test_start_info_has_magic_version_and_cmdline,
-						small_guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(test_no_initrd_means_no_module_list,
-						small_guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(test_initrd_is_the_one_module, small_guest_setup,
-						guest_teardown),
-		cmocka_unit_test_setup_teardown(test_memmap_equals_e820_below_gap,
-						small_guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(test_memmap_equals_e820_above_gap, big_guest_setup,
-						guest_teardown),
-		cmocka_unit_test_setup_teardown(test_structures_follow_a_different_base,
-						small_guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(test_base_outside_guest_memory_fails,
-						small_guest_setup, guest_teardown),
-		cmocka_unit_test_setup_teardown(
-			test_structures_running_past_end_of_memory_fail_and_write_nothing,
-			small_guest_setup, guest_teardown),
-		cmocka_unit_test(test_memory_too_small_for_e820_fails),
+	    cmocka_unit_test(test_structures_have_the_abi_sizes),
+	    cmocka_unit_test_setup_teardown(test_start_info_has_magic_version_and_cmdline,
+					    small_guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_no_initrd_means_no_module_list, small_guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_initrd_is_the_one_module, small_guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_memmap_equals_e820_below_gap, small_guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_memmap_equals_e820_above_gap, big_guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_structures_follow_a_different_base,
+					    small_guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_base_outside_guest_memory_fails, small_guest_setup,
+					    guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_structures_running_past_end_of_memory_fail_and_write_nothing,
+		small_guest_setup, guest_teardown),
+	    cmocka_unit_test(test_memory_too_small_for_e820_fails),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,6 +182,13 @@ void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsi
 	}
 }
 
+void cpuid_enable_tsc_deadline(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries)
+{
+	for (unsigned int i = 0; i < nr_entries; i++)
+		if (entries[i].function == 1)
+			entries[i].ecx |= 1u << 24;
+}
+
 unsigned int boot_msrs(struct kvm_msr_entry *entries)
 {
 	static const struct {

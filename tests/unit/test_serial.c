@@ -1,0 +1,771 @@
+/* Unit tests for the 8250/16550A UART (devices/serial.c), driven through serial_ops the
+ * way the port I/O bus drives it. A fake interrupt line records every level change and a
+ * fake output callback records every transmitted byte. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "devices/serial.h"
+
+#define MAX_IRQ_CALLS 256
+
+struct irq_record {
+	unsigned int calls;
+	unsigned int irq[MAX_IRQ_CALLS];
+	int level[MAX_IRQ_CALLS];
+};
+
+struct output_record {
+	size_t len;
+	size_t calls;
+	uint8_t bytes[1024];
+};
+
+struct fixture {
+	struct serial serial;
+	struct irq_record irq;
+	struct output_record out;
+};
+
+static void fake_irq_set(void *opaque, unsigned int irq, int level)
+{
+	struct irq_record *rec = opaque;
+	assert_true(rec->calls < MAX_IRQ_CALLS);
+	rec->irq[rec->calls] = irq;
+	rec->level[rec->calls] = level;
+	rec->calls++;
+}
+
+static void fake_output(void *opaque, const uint8_t *bytes, size_t len)
+{
+	struct output_record *rec = opaque;
+	assert_true(rec->len + len <= sizeof(rec->bytes));
+	memcpy(rec->bytes + rec->len, bytes, len);
+	rec->len += len;
+	rec->calls++;
+}
+
+static void fixture_init(struct fixture *f)
+{
+	struct irq_line line = {.set = fake_irq_set, .opaque = &f->irq, .irq = SERIAL_COM1_IRQ};
+	memset(&f->irq, 0, sizeof(f->irq));
+	memset(&f->out, 0, sizeof(f->out));
+	serial_init(&f->serial, line, fake_output, &f->out);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	fixture_init(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	pthread_mutex_destroy(&f->serial.lock);
+	free(f);
+	return 0;
+}
+
+static uint8_t rd(struct serial *s, uint64_t offset)
+{
+	uint8_t value = 0x5a;
+	serial_ops.read(s, offset, &value, 1);
+	return value;
+}
+
+static void wr(struct serial *s, uint64_t offset, uint8_t value)
+{
+	serial_ops.write(s, offset, &value, 1);
+}
+
+static void receive_all(struct serial *s, const char *text)
+{
+	size_t len = strlen(text);
+	assert_int_equal(serial_receive(s, (const uint8_t *)text, len), len);
+}
+
+static int last_level(const struct irq_record *rec)
+{
+	assert_true(rec->calls > 0);
+	return rec->level[rec->calls - 1];
+}
+
+/* ---- reset state ---- */
+
+static void test_reset_state_is_8n1_out2_no_interrupt(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(rd(&f->serial, UART_IER), 0);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+	assert_int_equal(rd(&f->serial, UART_LCR), 0x03);
+	assert_int_equal(rd(&f->serial, UART_MCR), 0x08);
+	assert_int_equal(rd(&f->serial, UART_LSR), UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(rd(&f->serial, UART_MSR), UART_MSR_DEFAULT);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0);
+	assert_int_equal(serial_rx_space(&f->serial), SERIAL_FIFO_SIZE);
+	/* The line starts low, so init has nothing to change. */
+	assert_int_equal(f->irq.calls, 0);
+}
+
+static void test_read_fills_only_first_byte_and_zeroes_rest(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t data[4] = {0xaa, 0xaa, 0xaa, 0xaa};
+
+	serial_ops.read(&f->serial, UART_LSR, data, sizeof(data));
+	assert_int_equal(data[0], UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(data[1], 0);
+	assert_int_equal(data[2], 0);
+	assert_int_equal(data[3], 0);
+}
+
+/* ---- transmit ---- */
+
+static void test_thr_writes_reach_output_callback_in_order(void **state)
+{
+	struct fixture *f = *state;
+	const char *text = "wisp\r\n";
+
+	for (const char *p = text; *p; p++)
+		wr(&f->serial, UART_RBR, (uint8_t)*p);
+	assert_int_equal(f->out.len, strlen(text));
+	assert_int_equal(f->out.calls, strlen(text));
+	assert_memory_equal(f->out.bytes, text, strlen(text));
+	/* Transmitted bytes never show up on the receive side. */
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+}
+
+static void test_thr_write_without_output_callback_is_dropped(void **state)
+{
+	struct serial serial;
+	struct irq_line line = {0};
+	(void)state;
+
+	serial_init(&serial, line, NULL, NULL);
+	wr(&serial, UART_RBR, 'x');
+	assert_int_equal(rd(&serial, UART_LSR), UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(serial_rx_space(&serial), SERIAL_FIFO_SIZE);
+	pthread_mutex_destroy(&serial.lock);
+}
+
+/* ---- divisor latch ---- */
+
+static void test_dlab_switches_offsets_0_and_1_to_divisor_latch(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_LCR, UART_LCR_DLAB | 0x03);
+	wr(&f->serial, UART_RBR, 0x0c); /* DLL: 9600 baud */
+	wr(&f->serial, UART_IER, 0x01); /* DLM */
+	assert_int_equal(rd(&f->serial, UART_RBR), 0x0c);
+	assert_int_equal(rd(&f->serial, UART_IER), 0x01);
+	/* With DLAB set nothing was transmitted and IER was not touched. */
+	assert_int_equal(f->out.len, 0);
+	assert_int_equal(f->irq.calls, 0);
+
+	wr(&f->serial, UART_LCR, 0x03);
+	assert_int_equal(rd(&f->serial, UART_LCR), 0x03);
+	assert_int_equal(rd(&f->serial, UART_IER), 0);
+	wr(&f->serial, UART_RBR, 'A');
+	assert_int_equal(f->out.len, 1);
+	assert_int_equal(f->out.bytes[0], 'A');
+
+	/* The latch kept its value while DLAB was clear. */
+	wr(&f->serial, UART_LCR, UART_LCR_DLAB);
+	assert_int_equal(rd(&f->serial, UART_RBR), 0x0c);
+	assert_int_equal(rd(&f->serial, UART_IER), 0x01);
+}
+
+static void test_dlab_hides_received_data_from_offset_0(void **state)
+{
+	struct fixture *f = *state;
+
+	receive_all(&f->serial, "Q");
+	wr(&f->serial, UART_LCR, UART_LCR_DLAB);
+	assert_int_equal(rd(&f->serial, UART_RBR), 0); /* DLL, not the byte */
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, UART_LSR_DR);
+	wr(&f->serial, UART_LCR, 0x03);
+	assert_int_equal(rd(&f->serial, UART_RBR), 'Q');
+}
+
+/* ---- line status ---- */
+
+static void test_lsr_thre_temt_always_set_and_dr_follows_rx_fifo(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t empty = UART_LSR_THRE | UART_LSR_TEMT;
+
+	assert_int_equal(rd(&f->serial, UART_LSR), empty);
+	wr(&f->serial, UART_RBR, 'x');
+	assert_int_equal(rd(&f->serial, UART_LSR), empty);
+	receive_all(&f->serial, "ab");
+	assert_int_equal(rd(&f->serial, UART_LSR), empty | UART_LSR_DR);
+	assert_int_equal(rd(&f->serial, UART_RBR), 'a');
+	assert_int_equal(rd(&f->serial, UART_LSR), empty | UART_LSR_DR);
+	assert_int_equal(rd(&f->serial, UART_RBR), 'b');
+	assert_int_equal(rd(&f->serial, UART_LSR), empty);
+	/* Reading an empty FIFO gives 0 and changes nothing. */
+	assert_int_equal(rd(&f->serial, UART_RBR), 0);
+	assert_int_equal(rd(&f->serial, UART_LSR), empty);
+}
+
+static void test_lsr_and_msr_are_read_only(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_LSR, 0x00);
+	wr(&f->serial, UART_MSR, 0x00);
+	assert_int_equal(rd(&f->serial, UART_LSR), UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(rd(&f->serial, UART_MSR), UART_MSR_DEFAULT);
+	assert_int_equal(f->out.len, 0);
+}
+
+/* ---- interrupt identification ---- */
+
+static void test_iir_rx_data_has_priority_over_thr_empty(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_RDI | UART_IER_THRI);
+	receive_all(&f->serial, "z");
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_RDI);
+	/* Reporting RX data did not acknowledge the THR-empty interrupt behind it. */
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_RDI);
+	assert_int_equal(rd(&f->serial, UART_RBR), 'z');
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_THRI);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+}
+
+static void test_iir_rx_interrupt_needs_ier_rdi(void **state)
+{
+	struct fixture *f = *state;
+
+	receive_all(&f->serial, "abc");
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+	assert_int_equal(f->irq.calls, 0);
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_RDI);
+	assert_int_equal(f->irq.calls, 1);
+	assert_int_equal(f->irq.level[0], 1);
+}
+
+static void test_iir_reports_fifo_bits_after_fcr_enable(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+	wr(&f->serial, UART_IIR, UART_FCR_ENABLE);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_FIFO | UART_IIR_NO_INT);
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	receive_all(&f->serial, "k");
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_FIFO | UART_IIR_RDI);
+	wr(&f->serial, UART_IER, UART_IER_RDI | UART_IER_THRI);
+	(void)rd(&f->serial, UART_RBR);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_FIFO | UART_IIR_THRI);
+	wr(&f->serial, UART_IIR, 0);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+}
+
+static void test_thr_empty_interrupt_raised_on_enable_and_acked_by_iir_read(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_THRI);
+	assert_int_equal(f->irq.calls, 1);
+	assert_int_equal(f->irq.level[0], 1);
+	assert_int_equal(f->irq.irq[0], SERIAL_COM1_IRQ);
+
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_THRI);
+	assert_int_equal(f->irq.calls, 2);
+	assert_int_equal(f->irq.level[1], 0);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+
+	/* Each transmitted byte empties THR again and raises a new interrupt. */
+	wr(&f->serial, UART_RBR, 'x');
+	assert_int_equal(f->irq.calls, 3);
+	assert_int_equal(f->irq.level[2], 1);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_THRI);
+	assert_int_equal(f->irq.calls, 4);
+	assert_int_equal(f->irq.level[3], 0);
+}
+
+static void test_rewriting_ier_with_thri_already_set_does_not_reraise(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_THRI);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_THRI);
+	wr(&f->serial, UART_IER, UART_IER_THRI | UART_IER_RDI);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+	/* Turning THRI off and on again is how a driver asks for a fresh interrupt. */
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	wr(&f->serial, UART_IER, UART_IER_THRI | UART_IER_RDI);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_THRI);
+}
+
+static void test_disabling_thri_lowers_the_line(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_THRI);
+	assert_int_equal(last_level(&f->irq), 1);
+	wr(&f->serial, UART_IER, 0);
+	assert_int_equal(f->irq.calls, 2);
+	assert_int_equal(last_level(&f->irq), 0);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_NO_INT);
+}
+
+static void test_irq_line_called_only_when_interrupt_state_changes(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	assert_int_equal(f->irq.calls, 0);
+	receive_all(&f->serial, "a");
+	assert_int_equal(f->irq.calls, 1);
+	assert_int_equal(f->irq.level[0], 1);
+	assert_int_equal(f->irq.irq[0], SERIAL_COM1_IRQ);
+
+	/* More data, status reads and a partial drain keep the line up without calls. */
+	receive_all(&f->serial, "bc");
+	(void)rd(&f->serial, UART_LSR);
+	(void)rd(&f->serial, UART_IIR);
+	assert_int_equal(rd(&f->serial, UART_RBR), 'a');
+	assert_int_equal(rd(&f->serial, UART_RBR), 'b');
+	assert_int_equal(f->irq.calls, 1);
+
+	assert_int_equal(rd(&f->serial, UART_RBR), 'c');
+	assert_int_equal(f->irq.calls, 2);
+	assert_int_equal(f->irq.level[1], 0);
+	assert_int_equal(f->irq.irq[1], SERIAL_COM1_IRQ);
+
+	/* Reads of an idle UART do not touch the line. */
+	(void)rd(&f->serial, UART_RBR);
+	(void)rd(&f->serial, UART_IIR);
+	assert_int_equal(f->irq.calls, 2);
+}
+
+static void test_no_interrupt_when_ier_is_zero(void **state)
+{
+	struct fixture *f = *state;
+
+	receive_all(&f->serial, "hello");
+	for (int i = 0; i < 5; i++)
+		wr(&f->serial, UART_RBR, 'o');
+	for (int i = 0; i < 5; i++)
+		(void)rd(&f->serial, UART_RBR);
+	assert_int_equal(f->irq.calls, 0);
+}
+
+/* ---- loopback ---- */
+
+static void test_loopback_msr_mirrors_mcr_as_linux_probe_expects(void **state)
+{
+	struct fixture *f = *state;
+
+	/* serial8250's autoconfig: MCR = LOOP | OUT2 | RTS, then (MSR & 0xf0) == 0x90. */
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x0a);
+	assert_int_equal(rd(&f->serial, UART_MCR), 0x1a);
+	assert_int_equal(rd(&f->serial, UART_MSR), 0x90);
+
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP);
+	assert_int_equal(rd(&f->serial, UART_MSR), 0x00);
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x01); /* DTR -> DSR */
+	assert_int_equal(rd(&f->serial, UART_MSR), 0x20);
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x02); /* RTS -> CTS */
+	assert_int_equal(rd(&f->serial, UART_MSR), 0x10);
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x04); /* OUT1 -> RI */
+	assert_int_equal(rd(&f->serial, UART_MSR), 0x40);
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x08); /* OUT2 -> DCD */
+	assert_int_equal(rd(&f->serial, UART_MSR), 0x80);
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x0f);
+	assert_int_equal(rd(&f->serial, UART_MSR), 0xf0);
+
+	/* Leaving loopback restores the real modem status. */
+	wr(&f->serial, UART_MCR, 0x0b);
+	assert_int_equal(rd(&f->serial, UART_MSR), UART_MSR_DEFAULT);
+}
+
+static void test_mcr_keeps_only_its_five_bits(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_MCR, 0xeb);
+	assert_int_equal(rd(&f->serial, UART_MCR), 0x0b);
+	wr(&f->serial, UART_IER, 0xf1);
+	assert_int_equal(rd(&f->serial, UART_IER), 0x01);
+}
+
+static void test_loopback_sends_thr_writes_to_rx_fifo_not_output(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP | 0x0a);
+	wr(&f->serial, UART_RBR, 0xa5);
+	wr(&f->serial, UART_RBR, 0x5a);
+	assert_int_equal(f->out.len, 0);
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, UART_LSR_DR);
+	assert_int_equal(serial_rx_space(&f->serial), SERIAL_FIFO_SIZE - 2);
+	assert_int_equal(rd(&f->serial, UART_RBR), 0xa5);
+	assert_int_equal(rd(&f->serial, UART_RBR), 0x5a);
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+
+	wr(&f->serial, UART_MCR, 0x0b);
+	wr(&f->serial, UART_RBR, 'o');
+	assert_int_equal(f->out.len, 1);
+	assert_int_equal(f->out.bytes[0], 'o');
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+}
+
+static void test_loopback_raises_rx_interrupt(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP);
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	assert_int_equal(f->irq.calls, 0);
+	wr(&f->serial, UART_RBR, 0x42);
+	assert_int_equal(f->irq.calls, 1);
+	assert_int_equal(f->irq.level[0], 1);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_RDI);
+	assert_int_equal(rd(&f->serial, UART_RBR), 0x42);
+	assert_int_equal(f->irq.calls, 2);
+	assert_int_equal(f->irq.level[1], 0);
+}
+
+static void test_loopback_overrun_drops_bytes_beyond_fifo(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_MCR, UART_MCR_LOOP);
+	for (int i = 0; i < SERIAL_FIFO_SIZE + 10; i++)
+		wr(&f->serial, UART_RBR, (uint8_t)i);
+	assert_int_equal(serial_rx_space(&f->serial), 0);
+	for (int i = 0; i < SERIAL_FIFO_SIZE; i++)
+		assert_int_equal(rd(&f->serial, UART_RBR), (uint8_t)i);
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+	assert_int_equal(f->out.len, 0);
+}
+
+/* ---- receive FIFO ---- */
+
+static void test_rx_fifo_holds_64_bytes_and_receive_returns_how_many_fitted(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t bytes[100];
+
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(i + 1);
+	assert_int_equal(serial_receive(&f->serial, bytes, 60), 60);
+	assert_int_equal(serial_rx_space(&f->serial), 4);
+	assert_int_equal(serial_receive(&f->serial, bytes + 60, 40), 4);
+	assert_int_equal(serial_rx_space(&f->serial), 0);
+	assert_int_equal(serial_receive(&f->serial, bytes, 1), 0);
+	assert_int_equal(serial_receive(&f->serial, bytes, 0), 0);
+
+	for (int i = 0; i < SERIAL_FIFO_SIZE; i++)
+		assert_int_equal(rd(&f->serial, UART_RBR), bytes[i]);
+	assert_int_equal(serial_rx_space(&f->serial), SERIAL_FIFO_SIZE);
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+}
+
+static void test_rx_fifo_wraps_around_keeping_order(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t bytes[SERIAL_FIFO_SIZE];
+	uint8_t expected = 0;
+	uint8_t next = 0;
+
+	/* Fill and drain unevenly many times so head and tail cross the end repeatedly. */
+	for (int round = 0; round < 20; round++) {
+		size_t space = serial_rx_space(&f->serial);
+		size_t want = (size_t)(round * 7 % 50) + 1;
+		size_t fits = want < space ? want : space;
+		for (size_t i = 0; i < want; i++)
+			bytes[i] = (uint8_t)(next + i);
+		assert_int_equal(serial_receive(&f->serial, bytes, want), fits);
+		next = (uint8_t)(next + fits);
+		for (int i = 0; i < 23 && serial_rx_space(&f->serial) < SERIAL_FIFO_SIZE; i++)
+			assert_int_equal(rd(&f->serial, UART_RBR), expected++);
+	}
+	while (serial_rx_space(&f->serial) < SERIAL_FIFO_SIZE)
+		assert_int_equal(rd(&f->serial, UART_RBR), expected++);
+	assert_int_equal(expected, next);
+}
+
+static void test_fcr_clear_rx_empties_fifo_and_lowers_interrupt(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	receive_all(&f->serial, "12345");
+	assert_int_equal(last_level(&f->irq), 1);
+	wr(&f->serial, UART_IIR, UART_FCR_ENABLE | UART_FCR_CLEAR_RX);
+	assert_int_equal(serial_rx_space(&f->serial), SERIAL_FIFO_SIZE);
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_FIFO | UART_IIR_NO_INT);
+	assert_int_equal(last_level(&f->irq), 0);
+	assert_int_equal(f->irq.calls, 2);
+
+	/* The FIFO works normally afterwards. */
+	receive_all(&f->serial, "xy");
+	assert_int_equal(rd(&f->serial, UART_RBR), 'x');
+	assert_int_equal(rd(&f->serial, UART_RBR), 'y');
+}
+
+static void test_fcr_without_clear_bit_keeps_rx_data(void **state)
+{
+	struct fixture *f = *state;
+
+	receive_all(&f->serial, "keep");
+	wr(&f->serial, UART_IIR, UART_FCR_ENABLE);
+	assert_int_equal(serial_rx_space(&f->serial), SERIAL_FIFO_SIZE - 4);
+	assert_int_equal(rd(&f->serial, UART_RBR), 'k');
+}
+
+/* ---- scratch ---- */
+
+static void test_scratch_register_holds_any_value(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_SCR, 0x5a);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0x5a);
+	wr(&f->serial, UART_SCR, 0xa5);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0xa5);
+	wr(&f->serial, UART_SCR, 0xff);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0xff);
+	assert_int_equal(f->out.len, 0);
+}
+
+/* ---- reset ---- */
+
+static void test_reset_op_restores_defaults_and_lowers_line(void **state)
+{
+	struct fixture *f = *state;
+
+	wr(&f->serial, UART_IER, UART_IER_RDI);
+	receive_all(&f->serial, "data");
+	wr(&f->serial, UART_SCR, 0x77);
+	wr(&f->serial, UART_MCR, 0x1f);
+	wr(&f->serial, UART_LCR, 0x83);
+	assert_int_equal(last_level(&f->irq), 1);
+
+	serial_ops.reset(&f->serial);
+	assert_int_equal(last_level(&f->irq), 0);
+	assert_int_equal(rd(&f->serial, UART_LCR), 0x03);
+	assert_int_equal(rd(&f->serial, UART_MCR), 0x08);
+	assert_int_equal(rd(&f->serial, UART_MSR), UART_MSR_DEFAULT);
+	assert_int_equal(rd(&f->serial, UART_IER), 0);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0);
+	assert_int_equal(rd(&f->serial, UART_LSR), UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(serial_rx_space(&f->serial), SERIAL_FIFO_SIZE);
+}
+
+/* ---- snapshots ---- */
+
+/* Puts a UART into a state where every saved field is non-default and the FIFO wraps. */
+static void make_busy(struct serial *s)
+{
+	uint8_t bytes[SERIAL_FIFO_SIZE];
+
+	wr(s, UART_LCR, UART_LCR_DLAB | 0x03);
+	wr(s, UART_RBR, 0x01);
+	wr(s, UART_IER, 0x02);
+	wr(s, UART_LCR, 0x1b);
+	wr(s, UART_IIR, UART_FCR_ENABLE);
+	wr(s, UART_SCR, 0x3c);
+	wr(s, UART_MCR, 0x0b);
+	for (size_t i = 0; i < sizeof(bytes); i++)
+		bytes[i] = (uint8_t)(0x80 + i);
+	assert_int_equal(serial_receive(s, bytes, 60), 60);
+	for (int i = 0; i < 50; i++)
+		(void)rd(s, UART_RBR);
+	assert_int_equal(serial_receive(s, bytes, 30), 30); /* wraps past the end */
+	wr(s, UART_IER, UART_IER_RDI | UART_IER_THRI);	    /* THR-empty pending too */
+}
+
+/* Reads every register of both UARTs in the same order and expects the same answers,
+ * draining the FIFOs and acknowledging interrupts on the way. */
+static void assert_same_behaviour(struct serial *a, struct serial *b)
+{
+	static const uint8_t order[] = {UART_IER, UART_IIR, UART_LCR, UART_MCR,
+					UART_LSR, UART_MSR, UART_SCR};
+
+	for (size_t i = 0; i < sizeof(order); i++)
+		assert_int_equal(rd(a, order[i]), rd(b, order[i]));
+	for (int i = 0; i < SERIAL_FIFO_SIZE + 2; i++) {
+		assert_int_equal(rd(a, UART_IIR), rd(b, UART_IIR));
+		assert_int_equal(rd(a, UART_LSR), rd(b, UART_LSR));
+		assert_int_equal(rd(a, UART_RBR), rd(b, UART_RBR));
+	}
+	assert_int_equal(serial_rx_space(a), serial_rx_space(b));
+	wr(a, UART_LCR, UART_LCR_DLAB);
+	wr(b, UART_LCR, UART_LCR_DLAB);
+	assert_int_equal(rd(a, UART_RBR), rd(b, UART_RBR));
+	assert_int_equal(rd(a, UART_IER), rd(b, UART_IER));
+}
+
+static void test_save_restore_round_trip_behaves_identically(void **state)
+{
+	struct fixture *f = *state;
+	struct fixture *g = calloc(1, sizeof(*g));
+	uint8_t buf[sizeof(struct serial_state) + 16];
+	int size;
+
+	assert_non_null(g);
+	make_busy(&f->serial);
+	size = serial_ops.save(&f->serial, buf, sizeof(buf));
+	assert_int_equal(size, sizeof(struct serial_state));
+
+	fixture_init(g);
+	assert_int_equal(g->irq.calls, 0);
+	assert_int_equal(serial_ops.restore(&g->serial, buf, (size_t)size), 0);
+	/* The restored UART has an interrupt pending and drives its line. */
+	assert_int_equal(g->irq.calls, 1);
+	assert_int_equal(g->irq.level[0], 1);
+	assert_int_equal(rd(&g->serial, UART_LCR), 0x1b);
+	assert_int_equal(serial_rx_space(&g->serial), SERIAL_FIFO_SIZE - 40);
+	assert_int_equal(rd(&g->serial, UART_IIR), UART_IIR_FIFO | UART_IIR_RDI);
+	assert_int_equal(rd(&f->serial, UART_IIR), UART_IIR_FIFO | UART_IIR_RDI);
+
+	assert_same_behaviour(&f->serial, &g->serial);
+	/* Both drained to the same idle state, line low. */
+	assert_int_equal(last_level(&g->irq), 0);
+	assert_int_equal(last_level(&f->irq), 0);
+
+	pthread_mutex_destroy(&g->serial.lock);
+	free(g);
+}
+
+static void test_restore_rejects_wrong_size(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[sizeof(struct serial_state) + 1];
+
+	wr(&f->serial, UART_SCR, 0x11);
+	assert_int_equal(serial_ops.save(&f->serial, buf, sizeof(buf)),
+			 sizeof(struct serial_state));
+	assert_int_equal(serial_ops.restore(&f->serial, buf, sizeof(struct serial_state) - 1),
+			 -EINVAL);
+	assert_int_equal(serial_ops.restore(&f->serial, buf, sizeof(struct serial_state) + 1),
+			 -EINVAL);
+	assert_int_equal(serial_ops.restore(&f->serial, buf, 0), -EINVAL);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0x11);
+}
+
+static void assert_restore_rejected(struct serial *s, const struct serial_state *state)
+{
+	uint8_t scr_before = rd(s, UART_SCR);
+	size_t space_before = serial_rx_space(s);
+
+	assert_int_equal(serial_ops.restore(s, state, sizeof(*state)), -EINVAL);
+	/* Nothing of the bad state was taken. */
+	assert_int_equal(rd(s, UART_SCR), scr_before);
+	assert_int_equal(serial_rx_space(s), space_before);
+}
+
+static void test_restore_rejects_corrupt_fifo_indices(void **state)
+{
+	struct fixture *f = *state;
+	struct serial_state good, bad;
+
+	wr(&f->serial, UART_SCR, 0x22);
+	receive_all(&f->serial, "abc");
+	assert_int_equal(serial_ops.save(&f->serial, &good, sizeof(good)), sizeof(good));
+	good.scr = 0x99;
+
+	bad = good;
+	bad.rx_count = SERIAL_FIFO_SIZE + 1;
+	assert_restore_rejected(&f->serial, &bad);
+	bad = good;
+	bad.rx_count = 0xff;
+	assert_restore_rejected(&f->serial, &bad);
+	bad = good;
+	bad.rx_head = SERIAL_FIFO_SIZE;
+	assert_restore_rejected(&f->serial, &bad);
+	bad = good;
+	bad.rx_head = 0xff;
+	assert_restore_rejected(&f->serial, &bad);
+	bad = good;
+	bad.thr_empty_pending = 2;
+	assert_restore_rejected(&f->serial, &bad);
+
+	/* The largest valid values are accepted: a full FIFO starting at its last slot. */
+	bad = good;
+	bad.rx_count = SERIAL_FIFO_SIZE;
+	bad.rx_head = SERIAL_FIFO_SIZE - 1;
+	for (int i = 0; i < SERIAL_FIFO_SIZE; i++)
+		bad.rx_fifo[i] = (uint8_t)i;
+	assert_int_equal(serial_ops.restore(&f->serial, &bad, sizeof(bad)), 0);
+	assert_int_equal(rd(&f->serial, UART_SCR), 0x99);
+	assert_int_equal(serial_rx_space(&f->serial), 0);
+	assert_int_equal(rd(&f->serial, UART_RBR), SERIAL_FIFO_SIZE - 1);
+	for (int i = 0; i < SERIAL_FIFO_SIZE - 1; i++)
+		assert_int_equal(rd(&f->serial, UART_RBR), i);
+	assert_int_equal(rd(&f->serial, UART_LSR) & UART_LSR_DR, 0);
+}
+
+static void test_save_into_too_small_buffer_is_enospc(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[sizeof(struct serial_state)];
+
+	memset(buf, 0xee, sizeof(buf));
+	assert_int_equal(serial_ops.save(&f->serial, buf, sizeof(buf) - 1), -ENOSPC);
+	assert_int_equal(serial_ops.save(&f->serial, buf, 0), -ENOSPC);
+	assert_int_equal(buf[0], 0xee); /* untouched */
+	assert_int_equal(serial_ops.save(&f->serial, buf, sizeof(buf)), sizeof(buf));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	    T(test_reset_state_is_8n1_out2_no_interrupt),
+	    T(test_read_fills_only_first_byte_and_zeroes_rest),
+	    T(test_thr_writes_reach_output_callback_in_order),
+	    cmocka_unit_test(test_thr_write_without_output_callback_is_dropped),
+	    T(test_dlab_switches_offsets_0_and_1_to_divisor_latch),
+	    T(test_dlab_hides_received_data_from_offset_0),
+	    T(test_lsr_thre_temt_always_set_and_dr_follows_rx_fifo),
+	    T(test_lsr_and_msr_are_read_only),
+	    T(test_iir_rx_data_has_priority_over_thr_empty),
+	    T(test_iir_rx_interrupt_needs_ier_rdi),
+	    T(test_iir_reports_fifo_bits_after_fcr_enable),
+	    T(test_thr_empty_interrupt_raised_on_enable_and_acked_by_iir_read),
+	    T(test_rewriting_ier_with_thri_already_set_does_not_reraise),
+	    T(test_disabling_thri_lowers_the_line),
+	    T(test_irq_line_called_only_when_interrupt_state_changes),
+	    T(test_no_interrupt_when_ier_is_zero),
+	    T(test_loopback_msr_mirrors_mcr_as_linux_probe_expects),
+	    T(test_mcr_keeps_only_its_five_bits),
+	    T(test_loopback_sends_thr_writes_to_rx_fifo_not_output),
+	    T(test_loopback_raises_rx_interrupt),
+	    T(test_loopback_overrun_drops_bytes_beyond_fifo),
+	    T(test_rx_fifo_holds_64_bytes_and_receive_returns_how_many_fitted),
+	    T(test_rx_fifo_wraps_around_keeping_order),
+	    T(test_fcr_clear_rx_empties_fifo_and_lowers_interrupt),
+	    T(test_fcr_without_clear_bit_keeps_rx_data),
+	    T(test_scratch_register_holds_any_value),
+	    T(test_reset_op_restores_defaults_and_lowers_line),
+	    T(test_save_restore_round_trip_behaves_identically),
+	    T(test_restore_rejects_wrong_size),
+	    T(test_restore_rejects_corrupt_fifo_indices),
+	    T(test_save_into_too_small_buffer_is_enospc),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
