@@ -13,7 +13,7 @@ import time
 
 JOB = ("echo; echo == inside the wisp guest; uname -sr; echo cpus: $(nproc); "
        "grep MemTotal /proc/meminfo; echo sum 1..1000: $(seq 1000 | awk '{s+=$1} END {print s}')")
-CMDLINE = ("console=ttyS0 reboot=k panic=-1 pci=off nomodule i8042.noaux i8042.nomux "
+CMDLINE = ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "
            "i8042.nopnp i8042.dumbkbd quiet -- /bin/sh -c \"" + JOB + "\"")
 
 

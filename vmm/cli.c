@@ -120,6 +120,10 @@ int cli_parse(int argc, char *const argv[], struct vmm_config *config, char *err
 			if (optopt >= OPT_KERNEL)
 				snprintf(err, err_size, "option %s needs a value",
 					 argv[optind - 1]);
+			else if (optopt)
+				/* inside a bundle like -xh, optind still points at it */
+				snprintf(err, err_size, "unknown option '-%c' (see --help)",
+					 optopt);
 			else
 				snprintf(err, err_size, "unknown option '%s' (see --help)",
 					 argv[optind - 1]);

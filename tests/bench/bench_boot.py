@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 
 # The kernel parses `reboot=` itself; the rest is wisp's default command line plus `quiet`
 # (serial output is slow, and more so emulated) and the init's idle time for the RSS sample.
-CMDLINE = ("console=ttyS0 reboot={reboot} panic=-1 pci=off nomodule i8042.noaux i8042.nomux "
+CMDLINE = ("console=ttyS0 reboot={reboot} panic=-1 i8042.noaux i8042.nomux "
            "i8042.nopnp i8042.dumbkbd quiet wisp.sleep=2")
 # wisp ends on the i8042 reset of reboot=k; microvm has no i8042, so QEMU (-no-reboot)
 # gets the triple fault of reboot=t instead.

@@ -11,7 +11,7 @@ READY = re.compile(r"wisp-init: ready uptime=([0-9.]+) cpus=([0-9]+)")
 COMMAND_STATUS = re.compile(r"wisp-init: command exit status ([0-9]+)")
 # The guest's default command line, as wisp's own default plus `quiet` (serial output is
 # slow under emulation) and what the test asks for.
-BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 pci=off nomodule i8042.noaux i8042.nomux "
+BASE_CMDLINE = ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "
                 "i8042.nopnp i8042.dumbkbd quiet")
 
 

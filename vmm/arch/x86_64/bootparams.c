@@ -46,6 +46,14 @@ int e820_build(const struct gmem *mem, struct e820_entry *table, unsigned int ma
 	return err ? err : (int)count;
 }
 
+uint32_t setup_header_cmdline_max(const struct setup_header *hdr)
+{
+	/* Protocols before 2.06 leave cmdline_size 0 and mean 255; the buffer wisp reserves
+	 * bounds it from above. */
+	uint32_t max = hdr->cmdline_size ? hdr->cmdline_size : 255;
+	return max < LAYOUT_CMDLINE_MAX - 1 ? max : LAYOUT_CMDLINE_MAX - 1;
+}
+
 int zero_page_build(struct boot_params *params, const struct gmem *mem,
 		    const struct zero_page_config *config)
 {
@@ -67,17 +75,16 @@ int zero_page_build(struct boot_params *params, const struct gmem *mem,
 	if (config->cmdline_gpa > UINT32_MAX || config->initrd_gpa > UINT32_MAX ||
 	    config->initrd_size > UINT32_MAX)
 		return -ERANGE;
-	if (config->cmdline_size > (uint64_t)hdr->cmdline_size + 1)
+	if (config->cmdline_size > (uint64_t)setup_header_cmdline_max(hdr) + 1)
 		return -E2BIG;
 	hdr->type_of_loader = LOADER_TYPE_UNDEFINED;
 	hdr->loadflags |= LOADFLAG_CAN_USE_HEAP | LOADFLAG_LOADED_HIGH;
 	hdr->heap_end_ptr = 0xfe00;
 	hdr->cmd_line_ptr = (uint32_t)config->cmdline_gpa;
 	hdr->vid_mode = 0xffff; /* "normal": there is no video, the console is serial */
-	if (config->initrd_size) {
-		hdr->ramdisk_image = (uint32_t)config->initrd_gpa;
-		hdr->ramdisk_size = (uint32_t)config->initrd_size;
-	}
+	/* Set both ways: a bzImage's own header could carry stale values. */
+	hdr->ramdisk_image = config->initrd_size ? (uint32_t)config->initrd_gpa : 0;
+	hdr->ramdisk_size = (uint32_t)config->initrd_size;
 	count = e820_build(mem, params->e820_table, E820_MAX_ENTRIES_ZEROPAGE);
 	if (count < 0)
 		return count;

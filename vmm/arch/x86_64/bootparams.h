@@ -118,6 +118,9 @@ struct zero_page_config {
 	uint64_t initrd_size;
 };
 
+/* The longest command line (without its NUL) a kernel with this header accepts here. */
+uint32_t setup_header_cmdline_max(const struct setup_header *hdr);
+
 int zero_page_build(struct boot_params *params, const struct gmem *mem,
 		    const struct zero_page_config *config);
 

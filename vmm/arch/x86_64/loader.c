@@ -157,9 +157,7 @@ int bzimage_parse(const uint8_t *image, size_t size, struct kernel_info *info, c
 	if (decompressed_end > info->end)
 		info->end = decompressed_end;
 	info->initrd_max = hdr->initrd_addr_max ? hdr->initrd_addr_max : 0x37ffffff;
-	info->cmdline_max = hdr->cmdline_size ? hdr->cmdline_size : 255;
-	if (info->cmdline_max > LAYOUT_CMDLINE_MAX - 1)
-		info->cmdline_max = LAYOUT_CMDLINE_MAX - 1;
+	info->cmdline_max = setup_header_cmdline_max(hdr);
 	return 0;
 }
 
@@ -182,6 +180,10 @@ int kernel_load(const uint8_t *image, size_t size, const struct kernel_info *inf
 			*why = "kernel segment lies outside the file";
 			return -EINVAL;
 		}
+		if (seg->gpa < LAYOUT_HIGH_MEMORY) {
+			*why = "kernel segment lies below 1 MiB, where the boot structures are";
+			return -EINVAL;
+		}
 		uint8_t *dst = gmem_ptr(mem, seg->gpa, seg->mem_size);
 		if (!dst) {
 			*why = "kernel does not fit in guest memory (give the VM more memory)";
@@ -201,8 +203,11 @@ int initrd_place(uint64_t low_end, uint64_t kernel_end, uint64_t max_end, uint64
 		 uint64_t *gpa)
 {
 	uint64_t top = low_end;
-	uint64_t kernel_top = (kernel_end + PAGE_MASK) & ~PAGE_MASK;
+	uint64_t kernel_top;
 
+	if (kernel_end > UINT64_MAX - PAGE_MASK)
+		return -ENOSPC;
+	kernel_top = (kernel_end + PAGE_MASK) & ~PAGE_MASK;
 	if (max_end != UINT64_MAX && max_end + 1 < top)
 		top = max_end + 1;
 	if (size > top || ((top - size) & ~PAGE_MASK) < kernel_top)

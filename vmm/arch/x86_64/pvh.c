@@ -6,7 +6,8 @@
 #include <errno.h>
 
 static_assert(sizeof(struct hvm_start_info) == 56, "hvm_start_info v1 is 56 bytes");
-static_assert(PVH_MEMMAP_OFFSET + PVH_MEMMAP_MAX * sizeof(struct hvm_memmap_table_entry) <= 0x1000,
+static_assert(PVH_MEMMAP_OFFSET + PVH_MEMMAP_MAX * sizeof(struct hvm_memmap_table_entry) <=
+		  PVH_INFO_SIZE,
 	      "PVH structures fit in one page");
 
 int pvh_build(const struct gmem *mem, uint64_t base_gpa, uint64_t cmdline_gpa, uint64_t initrd_gpa,
@@ -24,6 +25,9 @@ int pvh_build(const struct gmem *mem, uint64_t base_gpa, uint64_t cmdline_gpa, u
 
 	if (count < 0)
 		return count;
+	/* Everything below lives in one page at base_gpa: check it whole before writing. */
+	if (!gmem_ptr(mem, base_gpa, PVH_INFO_SIZE))
+		return -EFAULT;
 	for (int i = 0; i < count; i++) {
 		struct hvm_memmap_table_entry entry = {
 		    .addr = e820[i].addr, .size = e820[i].size, .type = e820[i].type};

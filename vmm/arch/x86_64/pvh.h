@@ -38,6 +38,7 @@ struct hvm_memmap_table_entry {
 #define PVH_MODLIST_OFFSET 0x40
 #define PVH_MEMMAP_OFFSET  0x80
 #define PVH_MEMMAP_MAX	   64
+#define PVH_INFO_SIZE	   0x1000
 
 /* Writes start info, module list (the initrd, if any) and memory map at base_gpa. */
 int pvh_build(const struct gmem *mem, uint64_t base_gpa, uint64_t cmdline_gpa, uint64_t initrd_gpa,
