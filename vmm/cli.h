@@ -12,7 +12,7 @@
 #define CLI_DEFAULT_MEM_MIB 128
 #define CLI_MAX_MEM_MIB	    (1024ULL * 1024) /* 1 TiB; the host's RAM is checked later */
 #define CLI_DEFAULT_CMDLINE                                                                        \
-	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "                \
+	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "                                 \
 	"i8042.nopnp i8042.dumbkbd"
 
 struct vmm_config {

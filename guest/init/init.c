@@ -231,8 +231,7 @@ int main(int argc, char **argv)
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (cpus < 0)
 		say("sysconf(_SC_NPROCESSORS_ONLN): %s", strerror(errno));
-	say("ready uptime=%ld.%03ld cpus=%ld", (long)uptime.tv_sec, uptime.tv_nsec / 1000000,
-	    cpus);
+	say("ready uptime=%ld.%03ld cpus=%ld", (long)uptime.tv_sec, uptime.tv_nsec / 1000000, cpus);
 
 	settings(&sleep_secs, &halt);
 	if (sleep_secs > 0)

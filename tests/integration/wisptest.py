@@ -62,25 +62,34 @@ class Env:
     def bzimage(self):
         return os.path.join(self.kernel_dir, "bzImage")
 
-    def run(self, args, stdin_data=None, timeout=180):
-        """Runs wisp with `args`; returns its Result. Kills it (and fails) on timeout."""
+    def run(self, args, stdin_data=None, timeout=180, reply=None):
+        """Runs wisp with `args`; returns its Result. Kills it (and fails) on timeout.
+        `reply` = (expected, answer): once `expected` appears on the console, `answer` is
+        written to wisp's stdin."""
         start = time.monotonic()
         proc = subprocess.Popen([self.wisp] + args, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        early = b""
+        if reply:
+            early = wait_for_output(proc, reply[0], start + timeout)
+            stdin_data = reply[1]
         try:
-            out, err = proc.communicate(input=stdin_data, timeout=timeout)
+            out, err = proc.communicate(input=stdin_data,
+                                        timeout=max(1, start + timeout - time.monotonic()))
+            out = early + out
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             out, err = proc.communicate()
             raise AssertionError(
                 f"wisp did not end within {timeout} s\n"
-                + Result(-1, out.decode(errors="replace"), err.decode(errors="replace"),
+                + Result(-1, (early + out).decode(errors="replace"),
+                         err.decode(errors="replace"),
                          timeout).describe())
         return Result(proc.returncode, out.decode(errors="replace"),
                       err.decode(errors="replace"), time.monotonic() - start)
 
     def boot(self, command=None, kernel=None, initrd=None, vcpus=1, mem_mib=128, extra=None,
-             cmdline_extra="", timeout=180, stdin_data=None):
+             cmdline_extra="", timeout=180, stdin_data=None, reply=None):
         """Boots the guest; `command` (a shell string) runs under busybox sh."""
         cmdline = BASE_CMDLINE + (" " + cmdline_extra if cmdline_extra else "")
         if command is not None:
@@ -90,7 +99,23 @@ class Env:
             initrd = initrd or self.initrd_busybox
         args = ["--kernel", kernel or self.vmlinux, "--initrd", initrd or self.initrd,
                 "--vcpus", str(vcpus), "--mem-mib", str(mem_mib), "--cmdline", cmdline]
-        return self.run(args + (extra or []), stdin_data=stdin_data, timeout=timeout)
+        return self.run(args + (extra or []), stdin_data=stdin_data, timeout=timeout,
+                        reply=reply)
+
+
+def wait_for_output(proc, expected, deadline):
+    """Reads proc's stdout until `expected` shows up; returns what was read."""
+    seen = b""
+    fd = proc.stdout.fileno()
+    while expected not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        seen += chunk
+    return seen
 
 
 def check(condition, message, result=None):

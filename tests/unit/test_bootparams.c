@@ -227,6 +227,26 @@ static struct setup_header bzimage_header(void)
 	return h;
 }
 
+static void test_setup_header_cmdline_max_defaults_to_255_and_caps_at_2047(void **state)
+{
+	static const struct {
+		uint32_t cmdline_size;
+		uint32_t max;
+	} cases[] = {
+	    {0, 255},	    {1, 1},	    {255, 255},	       {256, 256},	    {0x7fe, 0x7fe},
+	    {0x7ff, 0x7ff}, {0x800, 0x7ff}, {0x100000, 0x7ff}, {UINT32_MAX, 0x7ff},
+	};
+	struct setup_header h;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&h, 0, sizeof(h));
+		h.cmdline_size = cases[i].cmdline_size;
+		assert_int_equal(setup_header_cmdline_max(&h), cases[i].max);
+	}
+	assert_int_equal(LAYOUT_CMDLINE_MAX - 1, 0x7ff);
+}
+
 static void test_zero_page_for_vmlinux_synthesizes_a_setup_header(void **state)
 {
 	struct boot_params *p = malloc(sizeof(*p));
@@ -401,6 +421,43 @@ static void test_zero_page_without_initrd_leaves_ramdisk_fields_zero(void **stat
 	free(p);
 }
 
+/* A bzImage's own header may carry ramdisk values (stale, or planted): without an initrd
+ * the kernel must not be told there is one. */
+static void test_zero_page_without_initrd_clears_ramdisk_fields_from_image_header(void **state)
+{
+	struct boot_params *p = malloc(sizeof(*p));
+	struct gmem mem = layout_of(256 * MiB);
+	struct setup_header image = bzimage_header();
+	struct zero_page_config cfg = {.image_header = &image,
+				       .cmdline_gpa = LAYOUT_CMDLINE,
+				       .cmdline_size = 1,
+				       .initrd_gpa = 0,
+				       .initrd_size = 0};
+	(void)state;
+
+	assert_non_null(p);
+	image.ramdisk_image = 0x1234000;
+	image.ramdisk_size = 0x56789;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	assert_int_equal(p->hdr.ramdisk_image, 0);
+	assert_int_equal(p->hdr.ramdisk_size, 0);
+
+	/* An address without a size is no initrd either. */
+	cfg.initrd_gpa = 0xf000000;
+	memset(p, 0xff, sizeof(*p));
+	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	assert_int_equal(p->hdr.ramdisk_image, 0);
+	assert_int_equal(p->hdr.ramdisk_size, 0);
+
+	/* With an initrd, the loader's values replace the image's. */
+	cfg.initrd_size = 0x4000;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	assert_int_equal(p->hdr.ramdisk_image, 0xf000000);
+	assert_int_equal(p->hdr.ramdisk_size, 0x4000);
+	assert_int_equal(image.ramdisk_image, 0x1234000); /* the image's header is not changed */
+	free(p);
+}
+
 static void test_zero_page_vmlinux_cmdline_limit_is_2048_with_nul(void **state)
 {
 	struct boot_params *p = malloc(sizeof(*p));
@@ -436,6 +493,53 @@ static void test_zero_page_bzimage_cmdline_limit_comes_from_header(void **state)
 	image.cmdline_size = UINT32_MAX;
 	cfg.cmdline_size = 2;
 	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	free(p);
+}
+
+/* Boot protocols before 2.06 have no cmdline_size field: 0 there means 255 bytes. */
+static void test_zero_page_header_without_cmdline_size_accepts_up_to_255_bytes(void **state)
+{
+	struct boot_params *p = malloc(sizeof(*p));
+	struct gmem mem = layout_of(256 * MiB);
+	struct setup_header image = bzimage_header();
+	struct zero_page_config cfg = {.image_header = &image, .cmdline_gpa = LAYOUT_CMDLINE};
+	(void)state;
+
+	assert_non_null(p);
+	image.cmdline_size = 0;
+	cfg.cmdline_size = 11; /* 10 characters and the NUL */
+	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	assert_int_equal(p->hdr.cmd_line_ptr, LAYOUT_CMDLINE);
+	cfg.cmdline_size = 256;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	cfg.cmdline_size = 257;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), -E2BIG);
+	free(p);
+}
+
+/* A header may claim any cmdline_size, but wisp reserves LAYOUT_CMDLINE_MAX bytes for the
+ * command line: a longer one would run over whatever follows the buffer. */
+static void test_zero_page_huge_header_cmdline_size_is_capped_at_2048_with_nul(void **state)
+{
+	struct boot_params *p = malloc(sizeof(*p));
+	struct gmem mem = layout_of(256 * MiB);
+	struct setup_header image = bzimage_header();
+	struct zero_page_config cfg = {.image_header = &image, .cmdline_gpa = LAYOUT_CMDLINE};
+	(void)state;
+
+	assert_non_null(p);
+	image.cmdline_size = 0x100000;
+	cfg.cmdline_size = 4096;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), -E2BIG);
+	cfg.cmdline_size = 4097;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), -E2BIG);
+	cfg.cmdline_size = LAYOUT_CMDLINE_MAX + 1;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), -E2BIG);
+	cfg.cmdline_size = LAYOUT_CMDLINE_MAX; /* 2047 characters and the NUL */
+	assert_int_equal(zero_page_build(p, &mem, &cfg), 0);
+	image.cmdline_size = UINT32_MAX;
+	cfg.cmdline_size = LAYOUT_CMDLINE_MAX + 1;
+	assert_int_equal(zero_page_build(p, &mem, &cfg), -E2BIG);
 	free(p);
 }
 
@@ -492,6 +596,7 @@ int main(void)
 	    cmocka_unit_test(test_e820_rejects_memory_not_above_1mib),
 	    cmocka_unit_test(test_e820_rejects_first_region_not_at_zero),
 	    cmocka_unit_test(test_e820_too_small_table_is_e2big_and_not_overrun),
+	    cmocka_unit_test(test_setup_header_cmdline_max_defaults_to_255_and_caps_at_2047),
 	    cmocka_unit_test(test_zero_page_for_vmlinux_synthesizes_a_setup_header),
 	    cmocka_unit_test(test_zero_page_for_bzimage_copies_the_image_header),
 	    cmocka_unit_test(test_zero_page_clears_everything_outside_header_and_e820),
@@ -499,8 +604,11 @@ int main(void)
 	    cmocka_unit_test(test_zero_page_above_gap_lists_ram_above_4gib),
 	    cmocka_unit_test(test_zero_page_sets_initrd_fields),
 	    cmocka_unit_test(test_zero_page_without_initrd_leaves_ramdisk_fields_zero),
+	    cmocka_unit_test(test_zero_page_without_initrd_clears_ramdisk_fields_from_image_header),
 	    cmocka_unit_test(test_zero_page_vmlinux_cmdline_limit_is_2048_with_nul),
 	    cmocka_unit_test(test_zero_page_bzimage_cmdline_limit_comes_from_header),
+	    cmocka_unit_test(test_zero_page_header_without_cmdline_size_accepts_up_to_255_bytes),
+	    cmocka_unit_test(test_zero_page_huge_header_cmdline_size_is_capped_at_2048_with_nul),
 	    cmocka_unit_test(test_zero_page_rejects_addresses_and_sizes_above_4gib),
 	    cmocka_unit_test(test_zero_page_fails_when_memory_has_no_room_for_e820),
 	};

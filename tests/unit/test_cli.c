@@ -282,6 +282,27 @@ static void test_unknown_short_option_is_rejected_naming_it(void **state)
 	assert_rejected(&r, "unknown option", "'-v'");
 }
 
+/* Inside a bundle getopt has not moved past the argument yet, so argv[optind - 1] is the
+ * argument before it: the program name, or another option's value. */
+static void test_unknown_short_option_in_a_bundle_is_rejected_naming_it(void **state)
+{
+	struct parse_result r = PARSE("-xh");
+	(void)state;
+
+	assert_rejected(&r, "unknown option", "'-x'");
+	assert_null(strstr(r.err, "'wisp'"));
+	assert_null(strstr(r.err, "-xh"));
+
+	r = PARSE("--kernel", "k", "-kx");
+	assert_rejected(&r, "unknown option", "'-k'");
+	assert_null(strstr(r.err, "'k'"));
+	assert_null(strstr(r.err, "-kx"));
+
+	/* -h comes first and wins; the unknown option after it is never reached. */
+	r = PARSE("-hx");
+	assert_int_equal(r.ret, CLI_HELP);
+}
+
 static void test_ambiguous_prefix_is_rejected(void **state)
 {
 	/* --v could be --vcpus or --version. */
@@ -411,6 +432,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_log_level_is_rejected_naming_the_option),
 	    cmocka_unit_test(test_unknown_long_option_is_rejected_naming_it),
 	    cmocka_unit_test(test_unknown_short_option_is_rejected_naming_it),
+	    cmocka_unit_test(test_unknown_short_option_in_a_bundle_is_rejected_naming_it),
 	    cmocka_unit_test(test_ambiguous_prefix_is_rejected),
 	    cmocka_unit_test(test_missing_value_is_rejected_naming_the_option),
 	    cmocka_unit_test(test_stray_positional_argument_is_rejected_naming_it),

@@ -761,6 +761,28 @@ static void test_bzimage_defaults_and_clamps_initrd_and_cmdline_limits(void **st
 	assert_int_equal(info.cmdline_max, LAYOUT_CMDLINE_MAX - 1);
 }
 
+/* The parser and the zero page builder must agree on the limit, or a command line the
+ * parser allowed could be turned away later (or one too long let through). */
+static void test_bzimage_cmdline_max_equals_setup_header_cmdline_max(void **state)
+{
+	/* 0 means 255 (protocols before 2.06); above 2047 wisp's buffer is the limit. */
+	static const uint32_t sizes[] = {0, 1, 255, 256, 0x7fe, 0x7ff, 0x800, 0x100000, UINT32_MAX};
+	struct kernel_info info;
+	struct setup_header h;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		const char *why = NULL;
+		bz_init();
+		h = bz_header();
+		h.cmdline_size = sizes[i];
+		bz_put(&h);
+		assert_int_equal(bzimage_parse(bz, BZ_SIZE, &info, &why), 0);
+		assert_int_equal(info.cmdline_max, setup_header_cmdline_max(&h));
+		assert_true(info.cmdline_max <= LAYOUT_CMDLINE_MAX - 1);
+	}
+}
+
 static void test_bzimage_syssize_reaching_exactly_the_end_is_accepted(void **state)
 {
 	struct kernel_info info;
@@ -1213,6 +1235,69 @@ static void test_load_refuses_segments_not_inside_the_image(void **state)
 	assert_int_equal(g->ram[0x200000], 0xaa);
 }
 
+/* Below 1 MiB live the GDT, the PVH start info, the zero page, the page tables and the
+ * command line: a kernel segment there would overwrite (or be overwritten by) them. */
+static void test_load_refuses_segment_below_1mib_and_leaves_it_unwritten(void **state)
+{
+	static const uint64_t gpas[] = {0,
+					LAYOUT_PVH_INFO,
+					LAYOUT_ZERO_PAGE,
+					LAYOUT_CMDLINE,
+					LAYOUT_HIGH_MEMORY - ELF_LOAD_MEM,
+					LAYOUT_HIGH_MEMORY - 0x1000,
+					LAYOUT_HIGH_MEMORY - 1};
+	struct guest *g = *state;
+	struct test_elf e;
+	struct kernel_info info;
+
+	for (size_t i = 0; i < sizeof(gpas) / sizeof(gpas[0]); i++) {
+		const char *why = NULL;
+		elf_init(&e);
+		e.phdr[0].p_paddr = gpas[i];
+		assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
+		why = NULL;
+		assert_int_equal(kernel_load(bytes_of(&e), sizeof(e), &info, &g->mem, &why),
+				 -EINVAL);
+		assert_non_null(why);
+		assert_true(why[0] != '\0');
+		assert_all_bytes(g->ram, LAYOUT_HIGH_MEMORY + ELF_LOAD_MEM, 0xaa);
+	}
+}
+
+static void test_load_refuses_low_segment_after_a_good_one(void **state)
+{
+	struct guest *g = *state;
+	struct test_elf e;
+	struct kernel_info info;
+	const char *why = NULL;
+
+	elf_init(&e);
+	e.phdr[2] = e.phdr[0];
+	e.phdr[2].p_paddr = LAYOUT_ZERO_PAGE;
+	e.ehdr.e_phnum = 3;
+	assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
+	assert_int_equal(info.nr_segments, 2);
+	why = NULL;
+	assert_int_equal(kernel_load(bytes_of(&e), sizeof(e), &info, &g->mem, &why), -EINVAL);
+	assert_non_null(why);
+	assert_all_bytes(g->ram, LAYOUT_HIGH_MEMORY, 0xaa);
+}
+
+static void test_load_accepts_elf_segment_starting_exactly_at_1mib(void **state)
+{
+	struct guest *g = *state;
+	struct test_elf e;
+	struct kernel_info info;
+	const char *why = NULL;
+
+	elf_init(&e);
+	e.phdr[0].p_paddr = LAYOUT_HIGH_MEMORY;
+	assert_int_equal(elf_parse(bytes_of(&e), sizeof(e), &info, &why), 0);
+	assert_int_equal(kernel_load(bytes_of(&e), sizeof(e), &info, &g->mem, &why), 0);
+	assert_memory_equal(g->ram + LAYOUT_HIGH_MEMORY, e.text, ELF_TEXT_SIZE);
+	assert_int_equal(g->ram[LAYOUT_HIGH_MEMORY - 1], 0xaa);
+}
+
 /* ---- initrd_place ---- */
 
 static void test_initrd_is_placed_page_aligned_as_high_as_possible(void **state)
@@ -1297,6 +1382,27 @@ static void test_initrd_just_fitting_above_unaligned_kernel_end(void **state)
 			 -ENOSPC);
 }
 
+/* Rounding such a kernel_end up to a page used to wrap to 0, so the initrd was "placed"
+ * on top of everything, kernel included. */
+static void test_initrd_kernel_end_in_the_last_page_of_the_address_space_is_enospc(void **state)
+{
+	static const uint64_t kernel_ends[] = {UINT64_MAX - 10, 0xfffffffffffff001ULL,
+					       UINT64_MAX - 0xffe, UINT64_MAX,
+					       0xfffffffffffff000ULL};
+	uint64_t gpa = 0x5a5a;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(kernel_ends) / sizeof(kernel_ends[0]); i++) {
+		assert_int_equal(initrd_place(64 * MiB, kernel_ends[i], UINT64_MAX, 0x1000, &gpa),
+				 -ENOSPC);
+		assert_int_equal(initrd_place(64 * MiB, kernel_ends[i], 0x7fffffff, 1, &gpa),
+				 -ENOSPC);
+		assert_int_equal(initrd_place(UINT64_MAX, kernel_ends[i], UINT64_MAX, 0x1000, &gpa),
+				 -ENOSPC);
+	}
+	assert_int_equal(gpa, 0x5a5a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1331,6 +1437,7 @@ int main(void)
 	    cmocka_unit_test(test_bzimage_zero_setup_sects_means_four),
 	    cmocka_unit_test(test_bzimage_end_covers_payload_when_init_size_is_small),
 	    cmocka_unit_test(test_bzimage_defaults_and_clamps_initrd_and_cmdline_limits),
+	    cmocka_unit_test(test_bzimage_cmdline_max_equals_setup_header_cmdline_max),
 	    cmocka_unit_test(test_bzimage_syssize_reaching_exactly_the_end_is_accepted),
 	    cmocka_unit_test(test_bzimage_rejects_truncated_file),
 	    cmocka_unit_test(test_bzimage_rejects_missing_boot_flag_or_magic),
@@ -1362,6 +1469,13 @@ int main(void)
 		guest_teardown),
 	    cmocka_unit_test_setup_teardown(test_load_refuses_segments_not_inside_the_image,
 					    guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_load_refuses_segment_below_1mib_and_leaves_it_unwritten, guest_setup,
+		guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_load_refuses_low_segment_after_a_good_one,
+					    guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_load_accepts_elf_segment_starting_exactly_at_1mib,
+					    guest_setup, guest_teardown),
 	    cmocka_unit_test(test_initrd_is_placed_page_aligned_as_high_as_possible),
 	    cmocka_unit_test(test_initrd_ends_at_or_below_max_end_inclusive),
 	    cmocka_unit_test(test_initrd_with_unlimited_max_end_uses_low_end),
@@ -1369,6 +1483,8 @@ int main(void)
 	    cmocka_unit_test(test_initrd_larger_than_memory_is_enospc),
 	    cmocka_unit_test(test_initrd_overlapping_kernel_is_enospc),
 	    cmocka_unit_test(test_initrd_just_fitting_above_unaligned_kernel_end),
+	    cmocka_unit_test(
+		test_initrd_kernel_end_in_the_last_page_of_the_address_space_is_enospc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

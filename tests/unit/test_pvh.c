@@ -227,6 +227,59 @@ static void test_structures_running_past_end_of_memory_fail_and_write_nothing(vo
 	}
 }
 
+/* base + PVH_MODLIST_OFFSET and base + PVH_MEMMAP_OFFSET wrap past 2^64 to the bottom of
+ * guest memory: the module list and memory map must not land there while the start info
+ * itself fails. */
+static void test_base_wrapping_past_2_64_fails_and_leaves_low_memory_untouched(void **state)
+{
+	static const uint64_t bases[] = {UINT64_MAX - 0x3f, UINT64_MAX - 0x7f, UINT64_MAX - 0xfff,
+					 UINT64_MAX};
+	struct guest *g = *state;
+	uint8_t untouched[0x1000];
+
+	memset(untouched, 0xab, sizeof(untouched));
+	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		memset(g->ram, 0xab, sizeof(untouched));
+		assert_int_equal(pvh_build(&g->mem, bases[i], LAYOUT_CMDLINE, 0x100000, 0x1000),
+				 -EFAULT);
+		assert_memory_equal(g->ram, untouched, sizeof(untouched));
+		assert_int_equal(pvh_build(&g->mem, bases[i], LAYOUT_CMDLINE, 0, 0), -EFAULT);
+		assert_memory_equal(g->ram, untouched, sizeof(untouched));
+	}
+}
+
+/* Start info, module list and memory map would all fit at these bases, but the page that
+ * pvh_build owns at its base does not. */
+static void test_base_whose_page_straddles_end_of_memory_fails_and_writes_nothing(void **state)
+{
+	static const uint64_t bases[] = {GUEST_SIZE - 0x100, GUEST_SIZE - 0x800,
+					 GUEST_SIZE - PVH_INFO_SIZE + 1};
+	struct guest *g = *state;
+	uint8_t untouched[PVH_INFO_SIZE];
+
+	memset(untouched, FILL, sizeof(untouched));
+	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		assert_int_equal(pvh_build(&g->mem, bases[i], LAYOUT_CMDLINE, 0x100000, 0x1000),
+				 -EFAULT);
+		assert_memory_equal(g->ram + GUEST_SIZE - sizeof(untouched), untouched,
+				    sizeof(untouched));
+	}
+}
+
+static void test_base_on_the_last_page_of_memory_succeeds(void **state)
+{
+	struct guest *g = *state;
+	const uint64_t base = GUEST_SIZE - PVH_INFO_SIZE;
+
+	assert_int_equal(pvh_build(&g->mem, base, LAYOUT_CMDLINE, 0x100000, 0x1000), 0);
+	struct hvm_start_info info = read_info(g, base);
+	assert_int_equal(info.magic, PVH_START_MAGIC);
+	assert_int_equal(info.nr_modules, 1);
+	assert_int_equal(info.modlist_paddr, base + PVH_MODLIST_OFFSET);
+	assert_memmap_matches_e820(g, base);
+	assert_int_equal(g->ram[base - 1], FILL);
+}
+
 static void test_memory_too_small_for_e820_fails(void **state)
 {
 	struct guest g;
@@ -259,6 +312,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_structures_running_past_end_of_memory_fail_and_write_nothing,
 		small_guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_base_wrapping_past_2_64_fails_and_leaves_low_memory_untouched,
+		small_guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_base_whose_page_straddles_end_of_memory_fails_and_writes_nothing,
+		small_guest_setup, guest_teardown),
+	    cmocka_unit_test_setup_teardown(test_base_on_the_last_page_of_memory_succeeds,
+					    small_guest_setup, guest_teardown),
 	    cmocka_unit_test(test_memory_too_small_for_e820_fails),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
