@@ -8,10 +8,12 @@ BUILD   := build
 FIRECRACKER_SWAGGER ?= ../shared/reference/firecracker-api.yaml
 
 ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
-DEVICE_SRCS := $(wildcard vmm/devices/*.c)
+DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 # Everything but the KVM-facing files: the code unit tests link against.
-PURE_SRCS := vmm/log.c vmm/memory.c vmm/bus.c vmm/cli.c $(ARCH_SRCS) $(DEVICE_SRCS)
-VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/vm.c vmm/main.c
+PURE_SRCS := vmm/log.c vmm/memory.c vmm/bus.c vmm/cli.c vmm/event_loop.c $(ARCH_SRCS) \
+	$(DEVICE_SRCS)
+VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/main.c
+LIBS      := -luring
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -30,7 +32,7 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 	$(CC) $(CFLAGS) -Ivmm -c $< -o $@
 
 $(BUILD)/wisp: $(VMM_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # --- guest: kernel (cached outside the clone), init and initramfs images -------------
 $(BUILD)/guest/kernel-dir: FORCE
@@ -47,18 +49,23 @@ $(BUILD)/guest/initrd.gz: $(BUILD)/guest/init guest/mkinitramfs.sh guest/mkcpio.
 $(BUILD)/guest/initrd-busybox.gz: $(BUILD)/guest/init guest/mkinitramfs.sh guest/mkcpio.py
 	guest/mkinitramfs.sh $@ $(BUILD)/guest/init --busybox
 
-guest: deps $(BUILD)/guest/kernel-dir $(BUILD)/guest/initrd.gz $(BUILD)/guest/initrd-busybox.gz
+$(BUILD)/tests/hostile.elf: $(wildcard tests/guest/*)
+	@mkdir -p $(dir $@)
+	tests/guest/build.sh $@
+
+guest: deps $(BUILD)/guest/kernel-dir $(BUILD)/guest/initrd.gz $(BUILD)/guest/initrd-busybox.gz \
+	$(BUILD)/tests/hostile.elf
 
 # --- tests ---------------------------------------------------------------------------
 $(BUILD)/tests/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ivmm -o $@ $< $(PURE_SRCS) -lcmocka
+	$(CC) $(CFLAGS) -Ivmm -o $@ $< $(PURE_SRCS) -lcmocka $(LIBS)
 
 $(BUILD)/asan/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -fno-omit-frame-pointer \
 		-fsanitize=address,undefined -fno-sanitize-recover=all -Ivmm -o $@ $< \
-		$(PURE_SRCS) -lcmocka
+		$(PURE_SRCS) -lcmocka $(LIBS)
 
 unit: deps $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
@@ -71,7 +78,9 @@ check-asan: deps $(ASAN_BINS)
 INTEGRATION_ENV = WISP_BIN=$(abspath $(BUILD)/wisp) \
 	WISP_KERNEL_DIR=$$(cat $(BUILD)/guest/kernel-dir) \
 	WISP_INITRD=$(abspath $(BUILD)/guest/initrd.gz) \
-	WISP_INITRD_BUSYBOX=$(abspath $(BUILD)/guest/initrd-busybox.gz)
+	WISP_INITRD_BUSYBOX=$(abspath $(BUILD)/guest/initrd-busybox.gz) \
+	WISP_INIT=$(abspath $(BUILD)/guest/init) \
+	WISP_HOSTILE_GUEST=$(abspath $(BUILD)/tests/hostile.elf)
 
 integration: all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py

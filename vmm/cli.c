@@ -1,11 +1,13 @@
 #include "cli.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char cli_usage[] =
     "Usage: wisp --kernel PATH [--initrd PATH] [--cmdline STR] [--vcpus N] [--mem-mib N]\n"
@@ -46,9 +48,178 @@ int cli_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *value)
 	return 0;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_VCPUS, OPT_MEM, OPT_LOG, OPT_VERSION };
+enum {
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_VCPUS,
+	OPT_MEM,
+	OPT_LOG,
+	OPT_VERSION,
+	OPT_DRIVE,
+	OPT_NET,
+};
 
-int cli_parse(int argc, char *const argv[], struct vmm_config *config, char *err, size_t err_size)
+static bool parse_on_off(const char *value, bool *out)
+{
+	if (!strcmp(value, "on") || !strcmp(value, "true") || !strcmp(value, "1"))
+		*out = true;
+	else if (!strcmp(value, "off") || !strcmp(value, "false") || !strcmp(value, "0"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+/* Splits "k=v,k=v" in place; calls `field` for each pair. */
+static int parse_kv(char *spec, const char *what, char *err, size_t err_size,
+		    int (*field)(void *target, const char *key, const char *value, char *err,
+				 size_t err_size),
+		    void *target)
+{
+	char *saveptr = NULL;
+	for (char *item = strtok_r(spec, ",", &saveptr); item;
+	     item = strtok_r(NULL, ",", &saveptr)) {
+		char *eq = strchr(item, '=');
+		if (!eq || eq == item) {
+			snprintf(err, err_size, "%s: '%s' is not key=value", what, item);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		int rc = field(target, item, eq + 1, err, err_size);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int drive_field(void *target, const char *key, const char *value, char *err, size_t err_size)
+{
+	struct drive_config *drive = target;
+	if (!strcmp(key, "id"))
+		drive->id = value;
+	else if (!strcmp(key, "path"))
+		drive->path = value;
+	else if (!strcmp(key, "ro") || !strcmp(key, "root")) {
+		if (!parse_on_off(value, !strcmp(key, "ro") ? &drive->read_only : &drive->root)) {
+			snprintf(err, err_size, "--drive %s='%s': must be on or off", key, value);
+			return -EINVAL;
+		}
+	} else if (!strcmp(key, "io_engine")) {
+		if (!strcasecmp(value, "async"))
+			drive->engine = IO_ENGINE_ASYNC;
+		else if (!strcasecmp(value, "sync"))
+			drive->engine = IO_ENGINE_SYNC;
+		else {
+			snprintf(err, err_size, "--drive io_engine='%s': must be Async or Sync",
+				 value);
+			return -EINVAL;
+		}
+	} else {
+		snprintf(err, err_size, "--drive: unknown key '%s' (id, path, ro, root, io_engine)",
+			 key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_parse_drive(char *spec, struct drive_config *drive, char *err, size_t err_size)
+{
+	*drive = (struct drive_config){.engine = IO_ENGINE_ASYNC};
+	int rc = parse_kv(spec, "--drive", err, err_size, drive_field, drive);
+	if (rc)
+		return rc;
+	if (!drive->id || !*drive->id || !drive->path || !*drive->path) {
+		snprintf(err, err_size, "--drive needs both id= and path=");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_parse_mac(const char *text, uint8_t mac[6])
+{
+	unsigned int bytes[6];
+	char tail;
+	if (strlen(text) != 17 || sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &bytes[0], &bytes[1],
+					 &bytes[2], &bytes[3], &bytes[4], &bytes[5], &tail) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		if (!isxdigit((unsigned char)text[i * 3]) ||
+		    !isxdigit((unsigned char)text[i * 3 + 1]))
+			return -EINVAL;
+		mac[i] = (uint8_t)bytes[i];
+	}
+	return 0;
+}
+
+static int net_field(void *target, const char *key, const char *value, char *err, size_t err_size)
+{
+	struct net_config *net = target;
+	if (!strcmp(key, "id"))
+		net->id = value;
+	else if (!strcmp(key, "tap"))
+		net->tap = value;
+	else if (!strcmp(key, "mac")) {
+		if (cli_parse_mac(value, net->mac)) {
+			snprintf(err, err_size, "--net mac='%s': must look like 02:00:00:00:00:01",
+				 value);
+			return -EINVAL;
+		}
+		net->has_mac = true;
+	} else {
+		snprintf(err, err_size, "--net: unknown key '%s' (id, tap, mac)", key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_parse_net(char *spec, struct net_config *net, char *err, size_t err_size)
+{
+	*net = (struct net_config){0};
+	int rc = parse_kv(spec, "--net", err, err_size, net_field, net);
+	if (rc)
+		return rc;
+	if (!net->id || !*net->id || !net->tap || !*net->tap) {
+		snprintf(err, err_size, "--net needs both id= and tap=");
+		return -EINVAL;
+	}
+	if (strlen(net->tap) >= 16) {
+		snprintf(err, err_size, "--net tap='%s': interface names are at most 15 characters",
+			 net->tap);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Ids are unique per kind, and only one drive can be the root. */
+static int cli_check_devices(const struct vmm_config *config, char *err, size_t err_size)
+{
+	unsigned int roots = 0;
+	for (unsigned int i = 0; i < config->nr_drives; i++) {
+		roots += config->drives[i].root;
+		for (unsigned int j = 0; j < i; j++)
+			if (!strcmp(config->drives[i].id, config->drives[j].id)) {
+				snprintf(err, err_size, "--drive id '%s' is used twice",
+					 config->drives[i].id);
+				return -EINVAL;
+			}
+	}
+	if (roots > 1) {
+		snprintf(err, err_size, "only one --drive can have root=on");
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < config->nr_nets; i++)
+		for (unsigned int j = 0; j < i; j++)
+			if (!strcmp(config->nets[i].id, config->nets[j].id) ||
+			    !strcmp(config->nets[i].tap, config->nets[j].tap)) {
+				snprintf(err, err_size, "--net id or tap '%s' is used twice",
+					 config->nets[i].id);
+				return -EINVAL;
+			}
+	return 0;
+}
+
+int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size_t err_size)
 {
 	static const struct option options[] = {
 	    {"kernel", required_argument, NULL, OPT_KERNEL},
@@ -59,6 +230,8 @@ int cli_parse(int argc, char *const argv[], struct vmm_config *config, char *err
 	    {"log-level", required_argument, NULL, OPT_LOG},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, OPT_VERSION},
+	    {"drive", required_argument, NULL, OPT_DRIVE},
+	    {"net", required_argument, NULL, OPT_NET},
 	    {NULL, 0, NULL, 0},
 	};
 	uint64_t number;
@@ -109,6 +282,27 @@ int cli_parse(int argc, char *const argv[], struct vmm_config *config, char *err
 				return -EINVAL;
 			}
 			break;
+		case OPT_DRIVE:
+			if (config->nr_drives == CONFIG_MAX_DRIVES) {
+				snprintf(err, err_size, "at most %d --drive options",
+					 CONFIG_MAX_DRIVES);
+				return -EINVAL;
+			}
+			if (cli_parse_drive(optarg, &config->drives[config->nr_drives], err,
+					    err_size))
+				return -EINVAL;
+			config->nr_drives++;
+			break;
+		case OPT_NET:
+			if (config->nr_nets == CONFIG_MAX_NETS) {
+				snprintf(err, err_size, "at most %d --net options",
+					 CONFIG_MAX_NETS);
+				return -EINVAL;
+			}
+			if (cli_parse_net(optarg, &config->nets[config->nr_nets], err, err_size))
+				return -EINVAL;
+			config->nr_nets++;
+			break;
 		case 'h':
 			return CLI_HELP;
 		case OPT_VERSION:
@@ -134,6 +328,8 @@ int cli_parse(int argc, char *const argv[], struct vmm_config *config, char *err
 		snprintf(err, err_size, "unexpected argument '%s' (see --help)", argv[optind]);
 		return -EINVAL;
 	}
+	if (cli_check_devices(config, err, err_size))
+		return -EINVAL;
 	if (!config->kernel_path) {
 		snprintf(err, err_size, "--kernel PATH is required (see --help)");
 		return -EINVAL;

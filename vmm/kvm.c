@@ -161,6 +161,35 @@ struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm)
 	return NULL;
 }
 
+int kvm_irqfd(struct kvm *kvm, int fd, unsigned int gsi)
+{
+	struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
+	if (ioctl(kvm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+		int err = -errno;
+		log_error("KVM_IRQFD for interrupt %u failed: %s", gsi, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t value)
+{
+	struct kvm_ioeventfd ioeventfd = {
+	    .datamatch = value,
+	    .addr = addr,
+	    .len = 4,
+	    .fd = fd,
+	    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+	if (ioctl(kvm->vm_fd, KVM_IOEVENTFD, &ioeventfd) < 0) {
+		int err = -errno;
+		log_error("KVM_IOEVENTFD at 0x%llx (value %u) failed: %s", (unsigned long long)addr,
+			  value, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
 void kvm_close(struct kvm *kvm)
 {
 	if (kvm->vm_fd >= 0)

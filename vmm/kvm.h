@@ -19,6 +19,10 @@ int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, 
 int kvm_irq_line(struct kvm *kvm, unsigned int irq, int level);
 /* KVM's supported CPUID (caller frees); NULL on failure. */
 struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm);
+/* Routes writes to eventfd `fd` into interrupt line `gsi` (KVM_IRQFD). */
+int kvm_irqfd(struct kvm *kvm, int fd, unsigned int gsi);
+/* Makes a 4-byte guest write of `value` to MMIO `addr` signal `fd` without leaving KVM. */
+int kvm_ioeventfd(struct kvm *kvm, int fd, uint64_t addr, uint32_t value);
 void kvm_close(struct kvm *kvm);
 
 #endif

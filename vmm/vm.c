@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -148,6 +149,84 @@ static int vm_add_memory(struct vm *vm, uint64_t mem_mib)
 	return err;
 }
 
+/* Root drive first, so that it is /dev/vda; the others keep their order. */
+static int vm_add_drives(struct vm *vm, const struct vmm_config *config)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned int i = 0; i < config->nr_drives; i++) {
+			const struct drive_config *drive = &config->drives[i];
+			struct blk_device *blk;
+			int err;
+			if (drive->root != (pass == 0))
+				continue;
+			err = blk_create(&blk, drive, &vm->mem);
+			if (err)
+				return err;
+			vm->drives[vm->nr_drives++] = blk;
+			err = virtio_attach(vm, blk_virtio(blk));
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
+static int vm_add_nets(struct vm *vm, const struct vmm_config *config)
+{
+	for (unsigned int i = 0; i < config->nr_nets; i++) {
+		struct net_device *net;
+		int err = net_create(&net, &config->nets[i], &vm->mem);
+		if (err)
+			return err;
+		vm->nets[vm->nr_nets++] = net;
+		err = virtio_attach(vm, net_virtio(net));
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* The user's command line with wisp's parameters inserted before " -- " (what follows
+ * it belongs to the guest's init). */
+static int vm_build_cmdline(struct vm *vm, const struct vmm_config *config)
+{
+	const char *user = config->cmdline;
+	const char *init_args = strstr(user, " -- ");
+	size_t head = init_args ? (size_t)(init_args - user) : strlen(user);
+	size_t size = sizeof(vm->cmdline), used;
+	int n;
+
+	if (!init_args && !strncmp(user, "-- ", 3)) {
+		init_args = user;
+		head = 0;
+	}
+	n = snprintf(vm->cmdline, size, "%.*s", (int)head, user);
+	if (n < 0 || (size_t)n >= size)
+		goto too_long;
+	for (unsigned int i = 0; i < config->nr_drives; i++) {
+		if (!config->drives[i].root)
+			continue;
+		used = strlen(vm->cmdline);
+		n = snprintf(vm->cmdline + used, size - used, " root=/dev/vda %s",
+			     config->drives[i].read_only ? "ro" : "rw");
+		if (n < 0 || (size_t)n >= size - used)
+			goto too_long;
+	}
+	if (virtio_append_cmdline(vm, vm->cmdline, size))
+		goto too_long;
+	if (init_args) {
+		used = strlen(vm->cmdline);
+		n = snprintf(vm->cmdline + used, size - used, "%s%s", head ? "" : " ", init_args);
+		if (n < 0 || (size_t)n >= size - used)
+			goto too_long;
+	}
+	return 0;
+too_long:
+	log_error("the kernel command line with wisp's device parameters is longer than %d bytes",
+		  LAYOUT_CMDLINE_MAX - 1);
+	return -E2BIG;
+}
+
 int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
 	      bool *bad_input)
 {
@@ -156,6 +235,7 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 
 	memset(vm, 0, sizeof(*vm));
 	atomic_init(&vm->exit_code, -1);
+	vm->signal_fd = -1;
 	*bad_input = false;
 	vm->nr_vcpus = config->vcpus;
 	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -167,9 +247,24 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	if (!err)
 		err = vm_add_memory(vm, config->mem_mib);
 	if (!err)
+		err = event_loop_init(&vm->loop);
+	if (!err)
 		err = vm_add_devices(vm);
 	if (err)
 		return err;
+	err = vm_add_drives(vm, config);
+	if (!err)
+		err = vm_add_nets(vm, config);
+	if (err) {
+		*bad_input = err == -ENOENT || err == -EACCES || err == -EINVAL || err == -ENODEV ||
+			     err == -EBUSY || err == -EPERM;
+		return err;
+	}
+	err = vm_build_cmdline(vm, config);
+	if (err) {
+		*bad_input = true;
+		return err;
+	}
 
 	struct boot_payload payload = {
 	    .kernel = files->kernel,
@@ -177,7 +272,7 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	    .info = &files->kernel_info,
 	    .initrd = files->initrd,
 	    .initrd_size = files->initrd_size,
-	    .cmdline = config->cmdline,
+	    .cmdline = vm->cmdline,
 	    .nr_cpus = config->vcpus,
 	};
 	err = x86_boot_setup(&vm->mem, &payload, &vm->boot, &why);
@@ -249,72 +344,65 @@ static bool forward_stdin(struct vm *vm)
 	return true;
 }
 
+static void on_stdin(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	if (!forward_stdin(vm)) {
+		event_loop_remove(&vm->loop, STDIN_FILENO);
+		vm->stdin_open = false;
+	} else if (!serial_rx_space(&vm->serial)) {
+		/* The guest has not drained the FIFO: look again every 10 ms instead of
+		 * spinning on a readable stdin. */
+		event_loop_remove(&vm->loop, STDIN_FILENO);
+		vm->stdin_paused = true;
+	}
+}
+
+static void on_exit_request(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	vm->loop.stopping = true;
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo info;
+	(void)events;
+	if (read(vm->signal_fd, &info, sizeof(info)) == sizeof(info)) {
+		log_warn("received signal %u: ending the VM", info.ssi_signo);
+		vm_request_exit(vm, 128 + (int)info.ssi_signo);
+	}
+}
+
 int vm_run(struct vm *vm)
 {
-	struct epoll_event ev, events[4];
-	int epfd, sigfd = -1, code = 1;
-	bool stdin_open = false, stdin_paused = false;
 	sigset_t signals;
 
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0) {
-		log_error("epoll_create1 failed: %s", strerror(errno));
-		return 1;
-	}
-	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = vm->exit_eventfd};
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, vm->exit_eventfd, &ev) < 0)
-		goto out;
 	sigemptyset(&signals);
 	sigaddset(&signals, SIGINT);
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGHUP);
-	sigfd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = sigfd};
-	if (sigfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, sigfd, &ev) < 0)
-		goto out;
+	vm->signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->signal_fd < 0 || event_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm) ||
+	    event_loop_add(&vm->loop, vm->exit_eventfd, EPOLLIN, on_exit_request, vm)) {
+		log_error("cannot set up the VMM thread's event loop: %s", strerror(errno));
+		return 1;
+	}
 	/* stdin may be a file or /dev/null, which epoll refuses: then there is no input. */
-	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = STDIN_FILENO};
-	stdin_open = epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev) == 0;
+	vm->stdin_open = event_loop_add(&vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm) == 0;
 
-	for (;;) {
-		/* While the UART's FIFO is full, look again every 10 ms instead of spinning. */
-		int n = epoll_wait(epfd, events, 4, stdin_paused ? 10 : -1);
-		if (n < 0 && errno != EINTR) {
-			log_error("epoll_wait failed: %s", strerror(errno));
-			goto out;
+	while (!vm->loop.stopping) {
+		if (event_loop_run_once(&vm->loop, vm->stdin_paused ? 10 : -1) < 0) {
+			vm_request_exit(vm, 1);
+			break;
 		}
-		if (stdin_paused && serial_rx_space(&vm->serial)) {
-			stdin_paused = false;
-			ev = (struct epoll_event){.events = EPOLLIN, .data.fd = STDIN_FILENO};
-			epoll_ctl(epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev);
-		}
-		for (int i = 0; i < n; i++) {
-			int fd = events[i].data.fd;
-			if (fd == vm->exit_eventfd) {
-				code = atomic_load(&vm->exit_code);
-				goto out;
-			} else if (fd == sigfd) {
-				struct signalfd_siginfo info;
-				if (read(sigfd, &info, sizeof(info)) == sizeof(info)) {
-					log_warn("received signal %u: ending the VM",
-						 info.ssi_signo);
-					code = 128 + (int)info.ssi_signo;
-					goto out;
-				}
-			} else if (fd == STDIN_FILENO && stdin_open) {
-				if (!forward_stdin(vm)) {
-					epoll_ctl(epfd, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
-					stdin_open = false;
-				} else if (!serial_rx_space(&vm->serial)) {
-					epoll_ctl(epfd, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
-					stdin_paused = true;
-				}
-			}
+		if (vm->stdin_paused && serial_rx_space(&vm->serial)) {
+			vm->stdin_paused = false;
+			event_loop_add(&vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm);
 		}
 	}
-out:
-	if (sigfd >= 0)
-		close(sigfd);
-	close(epfd);
-	return code;
+	return atomic_load(&vm->exit_code);
 }

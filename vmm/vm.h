@@ -8,11 +8,16 @@
 #include "arch/x86_64/boot.h"
 #include "bus.h"
 #include "cli.h"
+#include "arch/x86_64/layout.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "devices/virtio/blk.h"
+#include "devices/virtio/net.h"
+#include "event_loop.h"
 #include "kvm.h"
 #include "memory.h"
 #include "vcpu.h"
+#include "virtio_attach.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,6 +35,18 @@ struct vm {
 	struct boot_entry boot;
 	int exit_eventfd;
 	atomic_int exit_code; /* -1 while the VM runs */
+	struct event_loop loop;
+	unsigned int nr_virtio;
+	struct virtio_attachment virtio[VIRTIO_MAX_DEVICES];
+	unsigned int nr_drives;
+	struct blk_device *drives[CONFIG_MAX_DRIVES];
+	unsigned int nr_nets;
+	struct net_device *nets[CONFIG_MAX_NETS];
+	char cmdline[LAYOUT_CMDLINE_MAX];
+	/* console input: paused while the UART's FIFO is full */
+	bool stdin_open;
+	bool stdin_paused;
+	int signal_fd;
 };
 
 /* A kernel (and optional initrd) mapped from files and checked, before any KVM work, so

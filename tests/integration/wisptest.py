@@ -4,6 +4,7 @@ import re
 import select
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -43,6 +44,8 @@ class Env:
     kernel_dir: str
     initrd: str
     initrd_busybox: str
+    init_binary: str
+    hostile_guest: str
 
     @classmethod
     def from_environment(cls):
@@ -52,7 +55,7 @@ class Env:
                 raise SystemExit(f"run.py: {name} is not set (run the tests with make test)")
             return value
         return cls(need("WISP_BIN"), need("WISP_KERNEL_DIR"), need("WISP_INITRD"),
-                   need("WISP_INITRD_BUSYBOX"))
+                   need("WISP_INITRD_BUSYBOX"), need("WISP_INIT"), need("WISP_HOSTILE_GUEST"))
 
     @property
     def vmlinux(self):
@@ -96,11 +99,34 @@ class Env:
             # The kernel only knows double quotes: the command must not contain any.
             assert '"' not in command, "guest commands cannot contain double quotes"
             cmdline += f' -- /bin/sh -c "{command}"'
-            initrd = initrd or self.initrd_busybox
-        args = ["--kernel", kernel or self.vmlinux, "--initrd", initrd or self.initrd,
-                "--vcpus", str(vcpus), "--mem-mib", str(mem_mib), "--cmdline", cmdline]
+            initrd = self.initrd_busybox if initrd is None else initrd
+        args = ["--kernel", kernel or self.vmlinux]
+        if initrd != "":
+            args += ["--initrd", initrd or self.initrd]
+        args += ["--vcpus", str(vcpus), "--mem-mib", str(mem_mib), "--cmdline", cmdline]
         return self.run(args + (extra or []), stdin_data=stdin_data, timeout=timeout,
                         reply=reply)
+
+
+def _in_netns(env, netns):
+    """An Env whose wisp runs inside network namespace `netns`."""
+    wrapper = tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False)
+    wrapper.write(f'#!/bin/sh\nexec ip netns exec {netns} {env.wisp} "$@"\n')
+    wrapper.close()
+    os.chmod(wrapper.name, 0o755)
+    return Env(wrapper.name, env.kernel_dir, env.initrd, env.initrd_busybox, env.init_binary,
+               env.hostile_guest), wrapper.name
+
+
+def run_in_netns(env, netns, command, extra, **kwargs):
+    inner, path = _in_netns(env, netns)
+    try:
+        return inner.boot(command=command, extra=extra, **kwargs)
+    finally:
+        os.unlink(path)
+
+
+Env.run_in_netns = run_in_netns
 
 
 def wait_for_output(proc, expected, deadline):

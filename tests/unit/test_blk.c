@@ -1,0 +1,789 @@
+/* Unit tests for virtio-blk (devices/virtio/blk.c): a fake guest RAM holds a split
+ * virtqueue that the tests fill by hand the way a driver would, over a temporary image
+ * file, with both the Sync and the Async (io_uring) engines. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "devices/virtio/blk.h"
+#include "event_loop.h"
+#include "log.h"
+
+#define MEM_SIZE   (16u << 20)
+#define IMAGE_SIZE (1u << 20)
+#define SECTORS	   (IMAGE_SIZE / 512)
+#define QSIZE	   16
+#define DESC_GPA   0x1000
+#define AVAIL_GPA  0x2000
+#define USED_GPA   0x3000
+#define HDR_GPA	   0x10000 /* 32 bytes per request slot */
+#define STATUS_GPA 0x11000 /* one byte per request slot */
+#define DATA_GPA   0x100000
+#define DATA2_GPA  0x200000
+
+struct params {
+	enum io_engine engine;
+	bool read_only;
+	uint64_t features; /* beyond VERSION_1 */
+};
+
+static const struct params sync_rw = {IO_ENGINE_SYNC, false, 0};
+static const struct params async_rw = {IO_ENGINE_ASYNC, false, 0};
+static const struct params sync_ro = {IO_ENGINE_SYNC, true, 0};
+static const struct params async_ro = {IO_ENGINE_ASYNC, true, 0};
+static const struct params sync_event_idx = {IO_ENGINE_SYNC, false, 1ULL << VIRTIO_F_EVENT_IDX};
+
+struct fixture {
+	struct params params;
+	struct gmem mem;
+	uint8_t *ram;
+	char path[64];
+	struct blk_device *blk;
+	struct virtio_device *dev;
+	uint16_t next_desc;
+	uint16_t avail_idx;
+	unsigned int slot;
+};
+
+static unsigned int signals;
+
+static void count_signal(struct virtio_device *dev)
+{
+	(void)dev;
+	signals++;
+}
+
+struct seg {
+	uint64_t gpa;
+	uint32_t len;
+	bool writable;
+};
+
+static void *gpa(struct fixture *f, uint64_t addr)
+{
+	return f->ram + addr;
+}
+
+static int make_image(char *path, size_t size, off_t length)
+{
+	int fd;
+
+	snprintf(path, size, "/tmp/wisp-test-blk-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, length) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static struct drive_config drive(struct fixture *f)
+{
+	return (struct drive_config){.id = "rootfs",
+				     .path = f->path,
+				     .read_only = f->params.read_only,
+				     .engine = f->params.engine};
+}
+
+/* What a driver does up to DRIVER_OK, with the queue registers written directly. */
+static void start_device(struct fixture *f)
+{
+	struct virtqueue *vq = &f->dev->queues[0];
+
+	f->dev->driver_features = (1ULL << VIRTIO_F_VERSION_1) | f->params.features;
+	f->dev->status = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+			 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	f->dev->signal = count_signal;
+	vq->state.size = QSIZE;
+	vq->state.desc_gpa = DESC_GPA;
+	vq->state.avail_gpa = AVAIL_GPA;
+	vq->state.used_gpa = USED_GPA;
+	vq->state.event_idx = !!(f->params.features & (1ULL << VIRTIO_F_EVENT_IDX));
+	assert_int_equal(vq_check_config(vq), 0);
+	vq->state.ready = 1;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct drive_config config;
+	int fd;
+
+	assert_non_null(f);
+	f->params = *(const struct params *)*state;
+	f->ram = aligned_alloc(4096, MEM_SIZE);
+	assert_non_null(f->ram);
+	memset(f->ram, 0, MEM_SIZE);
+	assert_int_equal(gmem_layout(&f->mem, MEM_SIZE), 0);
+	f->mem.regions[0].host = f->ram;
+	fd = make_image(f->path, sizeof(f->path), IMAGE_SIZE);
+	assert_true(fd >= 0);
+	close(fd);
+	config = drive(f);
+	assert_int_equal(blk_create(&f->blk, &config, &f->mem), 0);
+	assert_int_equal(blk_engine(f->blk), f->params.engine);
+	f->dev = blk_virtio(f->blk);
+	start_device(f);
+	signals = 0;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	blk_destroy(f->blk);
+	unlink(f->path);
+	free(f->ram);
+	free(f);
+	return 0;
+}
+
+/* Adds a chain to the descriptor table and makes it available; returns its head. */
+static uint16_t add_chain(struct fixture *f, const struct seg *segs, unsigned int n)
+{
+	struct vring_desc *table = gpa(f, DESC_GPA);
+	uint16_t *avail = gpa(f, AVAIL_GPA);
+	uint16_t head = f->next_desc;
+
+	for (unsigned int i = 0; i < n; i++) {
+		uint16_t index = f->next_desc;
+		f->next_desc = (uint16_t)((f->next_desc + 1) % QSIZE);
+		table[index] = (struct vring_desc){
+		    .addr = segs[i].gpa,
+		    .len = segs[i].len,
+		    .flags = (uint16_t)((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
+					(i + 1 < n ? VRING_DESC_F_NEXT : 0)),
+		    .next = f->next_desc,
+		};
+	}
+	avail[2 + f->avail_idx % QSIZE] = head;
+	f->avail_idx++;
+	__atomic_store_n(&avail[1], f->avail_idx, __ATOMIC_RELEASE);
+	return head;
+}
+
+/* A request in three descriptors: header, data (if len), status. Returns the gpa of
+ * its status byte, preset to 0xff so that a status the device never wrote shows. */
+static uint64_t add_request(struct fixture *f, uint32_t type, uint64_t sector, uint64_t data,
+			    uint32_t len)
+{
+	uint64_t hdr_gpa = HDR_GPA + 32 * f->slot, status_gpa = STATUS_GPA + f->slot;
+	struct virtio_blk_outhdr hdr = {.type = type, .sector = sector};
+	struct seg segs[3];
+	unsigned int n = 0;
+
+	f->slot = (f->slot + 1) % 64;
+	memcpy(gpa(f, hdr_gpa), &hdr, sizeof(hdr));
+	*(uint8_t *)gpa(f, status_gpa) = 0xff;
+	segs[n++] = (struct seg){hdr_gpa, sizeof(hdr), false};
+	if (len)
+		segs[n++] = (struct seg){data, len, type != VIRTIO_BLK_T_OUT};
+	segs[n++] = (struct seg){status_gpa, 1, true};
+	add_chain(f, segs, n);
+	return status_gpa;
+}
+
+static uint8_t status_at(struct fixture *f, uint64_t status_gpa)
+{
+	return *(uint8_t *)gpa(f, status_gpa);
+}
+
+static uint16_t used_idx(struct fixture *f)
+{
+	return __atomic_load_n((uint16_t *)gpa(f, USED_GPA + 2), __ATOMIC_ACQUIRE);
+}
+
+static struct vring_used_elem used_elem(struct fixture *f, uint16_t i)
+{
+	struct vring_used_elem elem;
+	memcpy(&elem, gpa(f, USED_GPA + 4 + 8 * (i % QSIZE)), sizeof(elem));
+	return elem;
+}
+
+/* Waits for every io_uring completion and runs the completion path the event loop
+ * would run. */
+static void complete_all(struct fixture *f)
+{
+	while (blk_inflight(f->blk)) {
+		struct pollfd p = {.fd = blk_event_fd(f->blk), .events = POLLIN};
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		blk_complete_async(f->blk);
+	}
+}
+
+/* The guest's notification, then whatever the engine needs to finish. */
+static void kick(struct fixture *f)
+{
+	virtio_queue_notified(f->dev, 0);
+	complete_all(f);
+}
+
+static uint64_t metric(_Atomic uint64_t *counter)
+{
+	return atomic_load(counter);
+}
+
+static void fill(struct fixture *f, uint64_t addr, size_t len, unsigned int seed)
+{
+	uint8_t *p = gpa(f, addr);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 7 + seed);
+}
+
+static void read_image(struct fixture *f, void *buf, size_t len, off_t offset)
+{
+	int fd = open(f->path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, buf, len, offset), (ssize_t)len);
+	close(fd);
+}
+
+static void config_read(struct fixture *f, uint64_t offset, void *buf, uint32_t len)
+{
+	virtio_mmio_ops.read(f->dev, VIRTIO_MMIO_CONFIG + offset, buf, len);
+}
+
+static void test_config_space(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t capacity = 0, value;
+	uint32_t word;
+
+	config_read(f, 0, &capacity, 8);
+	assert_int_equal(capacity, SECTORS);
+	config_read(f, offsetof(struct virtio_blk_config, seg_max), &word, 4);
+	assert_int_equal(word, VQ_MAX_CHAIN - 2);
+	config_read(f, offsetof(struct virtio_blk_config, blk_size), &word, 4);
+	assert_int_equal(word, 512);
+	/* Straddling the end: the part inside reads, the rest is zero. */
+	value = ~0ULL;
+	config_read(f, offsetof(struct virtio_blk_config, blk_size), &value, 8);
+	assert_int_equal(value, 512);
+	word = 0xffffffff;
+	config_read(f, sizeof(struct virtio_blk_config), &word, 4);
+	assert_int_equal(word, 0);
+	value = ~0ULL;
+	f->dev->ops->config_read(f->dev, UINT64_MAX - 3, (uint8_t *)&value, 8);
+	assert_int_equal(value, 0);
+	/* Writes are ignored. */
+	value = 7;
+	virtio_mmio_ops.write(f->dev, VIRTIO_MMIO_CONFIG, (uint8_t *)&value, 8);
+	config_read(f, 0, &capacity, 8);
+	assert_int_equal(capacity, SECTORS);
+}
+
+static void test_features(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t features = f->dev->ops->features(f->dev);
+
+	assert_true(features & (1ULL << VIRTIO_BLK_F_SEG_MAX));
+	assert_true(features & (1ULL << VIRTIO_BLK_F_FLUSH));
+	assert_true(features & (1ULL << VIRTIO_BLK_F_BLK_SIZE));
+	assert_true(features & (1ULL << VIRTIO_F_INDIRECT_DESC));
+	assert_true(features & (1ULL << VIRTIO_F_EVENT_IDX));
+	assert_int_equal(!!(features & (1ULL << VIRTIO_BLK_F_RO)), f->params.read_only);
+	assert_int_equal(f->dev->ops->device_id, VIRTIO_ID_BLOCK);
+	assert_int_equal(f->dev->queues[0].state.max_size, 256);
+	assert_string_equal(blk_drive_config(f->blk)->id, "rootfs");
+	assert_string_equal(blk_drive_config(f->blk)->path, f->path);
+	assert_ptr_equal((struct blk_device *)f->dev, f->blk);
+}
+
+static void test_write_then_read_back(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t on_disk[4096];
+	uint64_t st;
+
+	fill(f, DATA_GPA, 4096, 1);
+	st = add_request(f, VIRTIO_BLK_T_OUT, 8, DATA_GPA, 4096);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(used_elem(f, 0).id, 0);
+	assert_int_equal(used_elem(f, 0).len, 1);
+	read_image(f, on_disk, sizeof(on_disk), 8 * 512);
+	assert_memory_equal(on_disk, gpa(f, DATA_GPA), 4096);
+
+	memset(gpa(f, DATA2_GPA), 0, 4096);
+	st = add_request(f, VIRTIO_BLK_T_IN, 8, DATA2_GPA, 4096);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(used_elem(f, 1).id, 3);
+	assert_int_equal(used_elem(f, 1).len, 4097);
+	assert_memory_equal(gpa(f, DATA2_GPA), gpa(f, DATA_GPA), 4096);
+
+	assert_int_equal(metric(&blk_metrics(f->blk)->write_bytes), 4096);
+	assert_int_equal(metric(&blk_metrics(f->blk)->write_count), 1);
+	assert_int_equal(metric(&blk_metrics(f->blk)->read_bytes), 4096);
+	assert_int_equal(metric(&blk_metrics(f->blk)->read_count), 1);
+	assert_int_equal(metric(&blk_metrics(f->blk)->io_errors), 0);
+	assert_true(signals >= 2);
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/* Header split over two descriptors, data over three, the last of which also holds the
+ * status byte on the way back. */
+static void test_split_buffers(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_blk_outhdr hdr = {.type = VIRTIO_BLK_T_OUT, .sector = 3};
+	uint8_t on_disk[2048];
+
+	memcpy(gpa(f, HDR_GPA), &hdr, sizeof(hdr));
+	fill(f, DATA_GPA, 2048, 5);
+	const struct seg out[] = {
+	    {HDR_GPA, 8, false},	   {HDR_GPA + 8, 8, false},	  {DATA_GPA, 512, false},
+	    {DATA_GPA + 512, 1024, false}, {DATA_GPA + 1536, 512, false}, {STATUS_GPA, 1, true},
+	};
+	*(uint8_t *)gpa(f, STATUS_GPA) = 0xff;
+	add_chain(f, out, 6);
+	kick(f);
+	assert_int_equal(status_at(f, STATUS_GPA), VIRTIO_BLK_S_OK);
+	read_image(f, on_disk, sizeof(on_disk), 3 * 512);
+	assert_memory_equal(on_disk, gpa(f, DATA_GPA), 2048);
+
+	hdr.type = VIRTIO_BLK_T_IN;
+	memcpy(gpa(f, HDR_GPA + 32), &hdr, sizeof(hdr));
+	memset(gpa(f, DATA2_GPA), 0xee, 4096);
+	const struct seg in[] = {
+	    {HDR_GPA + 32, 16, false},
+	    {DATA2_GPA, 1000, true},
+	    {DATA2_GPA + 1000, 1049, true}, /* 1048 data bytes and the status */
+	};
+	add_chain(f, in, 3);
+	kick(f);
+	assert_int_equal(*(uint8_t *)gpa(f, DATA2_GPA + 2048), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gpa(f, DATA2_GPA), gpa(f, DATA_GPA), 2048);
+	assert_int_equal(used_elem(f, 1).len, 2049);
+}
+
+static void test_get_id(void **state)
+{
+	struct fixture *f = *state;
+	char expected[VIRTIO_BLK_ID_BYTES] = "rootfs";
+	uint64_t st;
+
+	memset(gpa(f, DATA_GPA), 0xff, 64);
+	st = add_request(f, VIRTIO_BLK_T_GET_ID, 0, DATA_GPA, VIRTIO_BLK_ID_BYTES);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gpa(f, DATA_GPA), expected, sizeof(expected));
+	assert_int_equal(*(uint8_t *)gpa(f, DATA_GPA + VIRTIO_BLK_ID_BYTES), 0xff);
+	assert_int_equal(used_elem(f, 0).len, VIRTIO_BLK_ID_BYTES + 1);
+}
+
+static void test_flush(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t st = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(used_elem(f, 0).len, 1);
+	assert_int_equal(metric(&blk_metrics(f->blk)->flush_count), 1);
+}
+
+static void test_read_only_refuses_write(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t on_disk[1024], zero[1024] = {0};
+	uint64_t st;
+
+	fill(f, DATA_GPA, 1024, 9);
+	st = add_request(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 1024);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used_idx(f), 1);
+	read_image(f, on_disk, sizeof(on_disk), 0);
+	assert_memory_equal(on_disk, zero, sizeof(zero));
+	assert_int_equal(metric(&blk_metrics(f->blk)->write_count), 0);
+
+	/* Reads and flushes still work. */
+	st = add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 1024);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gpa(f, DATA_GPA), zero, sizeof(zero));
+	st = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_out_of_range_is_ioerr(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t st[5];
+
+	st[0] = add_request(f, VIRTIO_BLK_T_IN, SECTORS, DATA_GPA, 512);
+	st[1] = add_request(f, VIRTIO_BLK_T_IN, SECTORS - 1, DATA_GPA, 1024);
+	st[2] = add_request(f, VIRTIO_BLK_T_OUT, UINT64_MAX, DATA_GPA, 512);
+	st[3] = add_request(f, VIRTIO_BLK_T_IN, UINT64_MAX / 512 + 1, DATA_GPA, 512);
+	st[4] = add_request(f, VIRTIO_BLK_T_IN, SECTORS - 1, DATA_GPA, 512);
+	kick(f);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(status_at(f, st[i]), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(status_at(f, st[4]), VIRTIO_BLK_S_OK);
+	assert_int_equal(used_idx(f), 5);
+	assert_int_equal(used_elem(f, 0).len, 1);
+	assert_int_equal(metric(&blk_metrics(f->blk)->invalid_requests), 4);
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_length_not_sector_multiple_is_ioerr(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t a = add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 100);
+	uint64_t b = add_request(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 513);
+
+	kick(f);
+	assert_int_equal(status_at(f, a), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(status_at(f, b), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used_idx(f), 2);
+}
+
+static void test_unknown_type_is_unsupp(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t a = add_request(f, 11 /* DISCARD, not offered */, 0, DATA_GPA, 512);
+	uint64_t b = add_request(f, 0xdeadbeef, 0, DATA_GPA, 512);
+
+	kick(f);
+	assert_int_equal(status_at(f, a), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(status_at(f, b), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(used_idx(f), 2);
+}
+
+static void test_missing_status_byte_needs_reset(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_blk_outhdr hdr = {.type = VIRTIO_BLK_T_OUT, .sector = 0};
+	const struct seg segs[] = {{HDR_GPA, 16, false}, {DATA_GPA, 512, false}};
+	uint64_t before = atomic_load(&f->dev->needs_reset_events);
+
+	memcpy(gpa(f, HDR_GPA), &hdr, sizeof(hdr));
+	add_chain(f, segs, 2);
+	kick(f);
+	assert_true(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(atomic_load(&f->dev->needs_reset_events), before + 1);
+	assert_int_equal(used_idx(f), 0);
+	assert_true(atomic_load(&f->dev->interrupt_status) & VIRTIO_INT_CONFIG);
+	/* Nothing more is processed until a reset. */
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(used_idx(f), 0);
+}
+
+static void test_short_header_is_ioerr(void **state)
+{
+	struct fixture *f = *state;
+	const struct seg segs[] = {{HDR_GPA, 8, false}, {STATUS_GPA, 1, true}};
+
+	memset(gpa(f, HDR_GPA), 0, 16);
+	*(uint8_t *)gpa(f, STATUS_GPA) = 0xff;
+	add_chain(f, segs, 2);
+	kick(f);
+	assert_int_equal(status_at(f, STATUS_GPA), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used_idx(f), 1);
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_broken_ring_needs_reset(void **state)
+{
+	struct fixture *f = *state;
+	uint16_t *avail = gpa(f, AVAIL_GPA);
+
+	avail[1] = QSIZE + 1; /* more buffers than the queue holds */
+	kick(f);
+	assert_true(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(used_idx(f), 0);
+}
+
+/* The image shrinks under the device: reads past its new end come back short. */
+static void test_host_io_error_is_ioerr(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t st;
+
+	assert_int_equal(truncate(f->path, 4096), 0);
+	st = add_request(f, VIRTIO_BLK_T_IN, 16, DATA_GPA, 4096);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(used_elem(f, 0).len, 1);
+	assert_int_equal(metric(&blk_metrics(f->blk)->io_errors), 1);
+	/* A read that straddles the new end is short too. */
+	st = add_request(f, VIRTIO_BLK_T_IN, 6, DATA_GPA, 4096);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(metric(&blk_metrics(f->blk)->io_errors), 2);
+	/* The device carries on. */
+	st = add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 4096);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_batch_interrupts_once(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int i = 0; i < 4; i++)
+		add_request(f, VIRTIO_BLK_T_IN, (uint64_t)i, DATA_GPA + 512 * i, 512);
+	kick(f);
+	assert_int_equal(used_idx(f), 4);
+	assert_int_equal(signals, 1);
+}
+
+static void test_event_idx(void **state)
+{
+	struct fixture *f = *state;
+	uint16_t *used_event = gpa(f, AVAIL_GPA + 4 + 2 * QSIZE);
+	uint16_t *avail_event = gpa(f, USED_GPA + 4 + 8 * QSIZE);
+
+	*used_event = 0;
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(signals, 1);
+	/* The device asks to hear about the next buffer. */
+	assert_int_equal(*avail_event, 1);
+	/* The driver wants no interrupt before the 5th used buffer. */
+	*used_event = 4;
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(signals, 1);
+	assert_int_equal(*avail_event, 2);
+}
+
+static void test_reset_drops_requests_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t a = add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 65536);
+	uint64_t b = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+
+	virtio_queue_notified(f->dev, 0); /* no completion path */
+	virtio_mmio_ops.reset(f->dev);
+	assert_int_equal(blk_inflight(f->blk), 0);
+	assert_int_equal(used_idx(f), 0);
+	assert_int_equal(status_at(f, a), 0xff);
+	assert_int_equal(status_at(f, b), 0xff);
+	assert_int_equal(f->dev->status, 0);
+	/* A late eventfd wakeup finds nothing to do. */
+	blk_complete_async(f->blk);
+	assert_int_equal(used_idx(f), 0);
+
+	/* The driver sets the device up again and it works. */
+	memset(gpa(f, USED_GPA), 0, 8 + 8 * QSIZE);
+	f->next_desc = f->avail_idx = 0;
+	memset(gpa(f, AVAIL_GPA), 0, 6 + 2 * QSIZE);
+	start_device(f);
+	a = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(status_at(f, a), VIRTIO_BLK_S_OK);
+	assert_int_equal(used_idx(f), 1);
+}
+
+/* The way the VMM runs it: attach registers the eventfd, the loop runs completions. */
+static void test_async_completes_through_event_loop(void **state)
+{
+	struct fixture *f = *state;
+	struct event_loop loop;
+	uint64_t st;
+
+	assert_int_equal(event_loop_init(&loop), 0);
+	assert_int_equal(f->dev->ops->attach(f->dev, &loop), 0);
+	fill(f, DATA_GPA, 8192, 3);
+	st = add_request(f, VIRTIO_BLK_T_OUT, 100, DATA_GPA, 8192);
+	virtio_queue_notified(f->dev, 0);
+	for (int i = 0; i < 100 && used_idx(f) < 1; i++)
+		assert_int_equal(event_loop_run_once(&loop, 100), 0);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_inflight(f->blk), 0);
+	assert_true(signals >= 1);
+	/* Destroyed here, while the loop still exists. */
+	blk_destroy(f->blk);
+	f->blk = NULL;
+	event_loop_close(&loop);
+}
+
+static void test_save_restore(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t buf[64], bad[64];
+	int size;
+
+	if (f->params.engine == IO_ENGINE_ASYNC) {
+		uint64_t st = add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 65536);
+		virtio_queue_notified(f->dev, 0);
+		if (blk_inflight(f->blk))
+			assert_int_equal(f->dev->ops->save(f->dev, buf, sizeof(buf)), -EBUSY);
+		assert_int_equal(blk_drain(f->blk), 0);
+		assert_int_equal(blk_inflight(f->blk), 0);
+		assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+		assert_int_equal(used_idx(f), 1);
+	}
+	size = f->dev->ops->save(f->dev, buf, sizeof(buf));
+	assert_true(size > 0 && size <= (int)sizeof(buf));
+	assert_int_equal(f->dev->ops->save(f->dev, buf, 4), -ENOSPC);
+	assert_int_equal(f->dev->ops->restore(f->dev, buf, (size_t)size), 0);
+	assert_int_equal(f->dev->ops->restore(f->dev, buf, (size_t)size - 1), -EINVAL);
+
+	/* Another image size: the snapshot does not fit this drive. */
+	memcpy(bad, buf, (size_t)size);
+	bad[8] ^= 1;
+	assert_int_equal(f->dev->ops->restore(f->dev, bad, (size_t)size), -EINVAL);
+
+	/* Through the transport, as the snapshot code will do it. */
+	uint8_t whole[256];
+	int total = virtio_mmio_ops.save(f->dev, whole, sizeof(whole));
+	assert_true(total > 0);
+	assert_int_equal(virtio_mmio_ops.restore(f->dev, whole, (size_t)total), 0);
+	assert_int_equal(truncate(f->path, IMAGE_SIZE / 2), 0);
+	struct drive_config config = drive(f);
+	struct blk_device *other;
+	assert_int_equal(blk_create(&other, &config, &f->mem), 0);
+	assert_int_equal(virtio_mmio_ops.restore(blk_virtio(other), whole, (size_t)total), -EINVAL);
+	blk_destroy(other);
+}
+
+static void test_create_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct drive_config config = drive(f);
+	struct blk_device *blk = NULL;
+	uint64_t capacity;
+	char odd[64];
+	int fd;
+
+	config.path = "/nonexistent/wisp.img";
+	assert_int_equal(blk_create(&blk, &config, &f->mem), -ENOENT);
+	config.path = "/tmp";
+	assert_int_equal(blk_create(&blk, &config, &f->mem), -EISDIR);
+	config.read_only = true; /* opens, but is no disk */
+	assert_int_equal(blk_create(&blk, &config, &f->mem), -EINVAL);
+	config.read_only = false;
+	config.path = "/dev/null";
+	assert_int_equal(blk_create(&blk, &config, &f->mem), -EINVAL);
+	assert_null(blk);
+
+	/* A size that is not a multiple of 512: the tail is not exposed. */
+	fd = make_image(odd, sizeof(odd), 1000);
+	assert_true(fd >= 0);
+	close(fd);
+	config.path = odd;
+	assert_int_equal(blk_create(&blk, &config, &f->mem), 0);
+	blk_virtio(blk)->ops->config_read(blk_virtio(blk), 0, (uint8_t *)&capacity, 8);
+	assert_int_equal(capacity, 1);
+	blk_destroy(blk);
+	unlink(odd);
+}
+
+/* A child process where io_uring_setup fails the way a seccomp filter or an old kernel
+ * makes it fail: the Async drive falls back to Sync and still serves requests. */
+static void test_async_falls_back_to_sync(void **state)
+{
+	struct fixture *f = *state;
+	int status;
+	pid_t pid;
+
+	blk_destroy(f->blk); /* the child makes its own */
+	f->blk = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sock_filter filter[] = {
+		    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = {.len = 4, .filter = filter};
+		struct drive_config config = drive(f);
+		struct event_loop loop;
+		uint64_t st;
+
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(10);
+		if (blk_create(&f->blk, &config, &f->mem))
+			_exit(11);
+		if (blk_engine(f->blk) != IO_ENGINE_SYNC || blk_event_fd(f->blk) != -1)
+			_exit(12);
+		f->dev = blk_virtio(f->blk);
+		if (event_loop_init(&loop) || f->dev->ops->attach(f->dev, &loop))
+			_exit(13);
+		start_device(f);
+		st = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+		virtio_queue_notified(f->dev, 0);
+		_exit(status_at(f, st) == VIRTIO_BLK_S_OK ? 0 : 14);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+	log_set_level(LOG_LEVEL_ERROR);
+	const struct CMUnitTest tests[] = {
+#define T(name, params) {#name "_" #params, name, setup, teardown, (void *)&params}
+	    T(test_config_space, sync_rw),
+	    T(test_features, sync_rw),
+	    T(test_features, async_ro),
+	    T(test_write_then_read_back, sync_rw),
+	    T(test_write_then_read_back, async_rw),
+	    T(test_split_buffers, sync_rw),
+	    T(test_split_buffers, async_rw),
+	    T(test_get_id, sync_rw),
+	    T(test_get_id, async_rw),
+	    T(test_flush, sync_rw),
+	    T(test_flush, async_rw),
+	    T(test_read_only_refuses_write, sync_ro),
+	    T(test_read_only_refuses_write, async_ro),
+	    T(test_out_of_range_is_ioerr, sync_rw),
+	    T(test_out_of_range_is_ioerr, async_rw),
+	    T(test_length_not_sector_multiple_is_ioerr, sync_rw),
+	    T(test_unknown_type_is_unsupp, sync_rw),
+	    T(test_missing_status_byte_needs_reset, sync_rw),
+	    T(test_missing_status_byte_needs_reset, async_rw),
+	    T(test_short_header_is_ioerr, sync_rw),
+	    T(test_broken_ring_needs_reset, async_rw),
+	    T(test_host_io_error_is_ioerr, sync_rw),
+	    T(test_host_io_error_is_ioerr, async_rw),
+	    T(test_batch_interrupts_once, sync_rw),
+	    T(test_event_idx, sync_event_idx),
+	    T(test_reset_drops_requests_in_flight, async_rw),
+	    T(test_async_completes_through_event_loop, async_rw),
+	    T(test_save_restore, sync_rw),
+	    T(test_save_restore, async_rw),
+	    T(test_create_errors, sync_rw),
+	    T(test_async_falls_back_to_sync, async_rw),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

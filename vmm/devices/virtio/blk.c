@@ -1,0 +1,714 @@
+#include "blk.h"
+
+#include "../../log.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BLK_STATE_VERSION 1
+#define BLK_PENDING	  (-1) /* the request went to the disk; it completes later */
+
+/* One request between vq_pop and vq_push. The chain lives here, not on a stack, because
+ * io_uring reads its iovecs after queue_notify has returned. */
+struct blk_request {
+	struct vq_chain chain;
+	struct iovec *data; /* the data buffers, inside chain.iov */
+	unsigned int nr_data;
+	uint32_t type;
+	uint32_t len;	 /* data bytes */
+	uint64_t offset; /* in the image, bytes */
+	uint8_t *status; /* the chain's last writable byte */
+};
+
+struct blk_device {
+	struct virtio_device vdev; /* first: the transport's pointer converts back */
+	struct drive_config config;
+	int fd;
+	uint64_t capacity; /* sectors */
+	enum io_engine engine;
+	struct io_uring ring;
+	bool ring_ready;
+	int event_fd;
+	struct event_loop *loop;
+	/* Async: one record per queue entry, so a driver that plays by the rules never
+	 * waits for one; Sync: a single record, reused. */
+	struct blk_request *pool;
+	unsigned int pool_size;
+	uint16_t free_list[VIRTIO_BLK_QUEUE_SIZE];
+	unsigned int nr_free;
+	bool stalled; /* buffers left in the ring for want of a record */
+	bool io_error_logged;
+	bool submit_error_logged;
+	struct blk_metrics metrics;
+};
+
+_Static_assert(offsetof(struct blk_device, vdev) == 0, "the transport casts back");
+
+struct blk_state {
+	uint32_t version;
+	uint32_t reserved;
+	uint64_t capacity;
+} __attribute__((packed));
+
+static struct blk_device *to_blk(struct virtio_device *dev)
+{
+	return (struct blk_device *)dev;
+}
+
+static uint64_t blk_features(struct virtio_device *dev)
+{
+	uint64_t features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
+			    (1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_F_INDIRECT_DESC) |
+			    (1ULL << VIRTIO_F_EVENT_IDX);
+
+	if (to_blk(dev)->config.read_only)
+		features |= 1ULL << VIRTIO_BLK_F_RO;
+	return features;
+}
+
+static void blk_config_read(struct virtio_device *dev, uint64_t offset, uint8_t *data, uint32_t len)
+{
+	struct virtio_blk_config config = {
+	    .capacity = htole64(to_blk(dev)->capacity),
+	    .seg_max = htole32(VIRTIO_BLK_SEG_MAX),
+	    .blk_size = htole32(VIRTIO_BLK_SECTOR_SIZE),
+	};
+
+	memset(data, 0, len);
+	if (offset >= sizeof(config))
+		return;
+	memcpy(data, (uint8_t *)&config + offset,
+	       len < sizeof(config) - offset ? len : sizeof(config) - offset);
+}
+
+static struct blk_request *take_request(struct blk_device *blk)
+{
+	return blk->nr_free ? &blk->pool[blk->free_list[--blk->nr_free]] : NULL;
+}
+
+static void release_request(struct blk_device *blk, struct blk_request *req)
+{
+	blk->free_list[blk->nr_free++] = (uint16_t)(req - blk->pool);
+}
+
+unsigned int blk_inflight(struct blk_device *blk)
+{
+	return blk->pool_size - blk->nr_free;
+}
+
+/* Hands the request back to the driver, or with push false (reset, teardown) only
+ * frees its record: the rings then belong to nobody. */
+static void complete(struct blk_device *blk, struct blk_request *req, uint8_t status, bool push)
+{
+	uint32_t written = 1;
+
+	if (status == VIRTIO_BLK_S_OK) {
+		switch (req->type) {
+		case VIRTIO_BLK_T_IN:
+			atomic_fetch_add(&blk->metrics.read_bytes, req->len);
+			atomic_fetch_add(&blk->metrics.read_count, 1);
+			written += req->len;
+			break;
+		case VIRTIO_BLK_T_OUT:
+			atomic_fetch_add(&blk->metrics.write_bytes, req->len);
+			atomic_fetch_add(&blk->metrics.write_count, 1);
+			break;
+		case VIRTIO_BLK_T_FLUSH:
+			atomic_fetch_add(&blk->metrics.flush_count, 1);
+			break;
+		case VIRTIO_BLK_T_GET_ID:
+			written += req->len;
+			break;
+		}
+	}
+	if (push) {
+		*req->status = status;
+		vq_push(&blk->vdev.queues[0], req->chain.head, written);
+	}
+	release_request(blk, req);
+}
+
+static uint8_t invalid(struct blk_device *blk, uint8_t status)
+{
+	atomic_fetch_add(&blk->metrics.invalid_requests, 1);
+	return status;
+}
+
+/* Skips `bytes` of an iovec array in place; returns the first iovec left. */
+static struct iovec *iov_skip(struct iovec *iov, unsigned int *nr, size_t bytes)
+{
+	while (*nr && bytes >= iov->iov_len) {
+		bytes -= iov->iov_len;
+		iov++;
+		(*nr)--;
+	}
+	if (*nr) {
+		iov->iov_base = (uint8_t *)iov->iov_base + bytes;
+		iov->iov_len -= bytes;
+	}
+	return iov;
+}
+
+static uint8_t get_id(struct blk_device *blk, struct blk_request *req)
+{
+	char serial[VIRTIO_BLK_ID_BYTES] = {0};
+
+	if (req->len == 0)
+		return invalid(blk, VIRTIO_BLK_S_IOERR);
+	/* Zero padded, and not NUL terminated when the id takes all 20 bytes. */
+	memcpy(serial, blk->config.id, strnlen(blk->config.id, sizeof(serial)));
+	if (req->len > sizeof(serial))
+		req->len = sizeof(serial);
+	vq_chain_write(&req->chain, 0, serial, req->len);
+	return VIRTIO_BLK_S_OK;
+}
+
+/*
+ * Checks a popped chain against the drive. Returns the status to complete it with at
+ * once, BLK_PENDING if it needs the disk, or -EIO if it has no status byte: that is a
+ * driver bug the device cannot even report, so the device needs a reset.
+ */
+static int prepare(struct blk_device *blk, struct blk_request *req)
+{
+	struct vq_chain *chain = &req->chain;
+	struct virtio_blk_outhdr hdr;
+	struct iovec *last;
+	uint64_t sector, sectors;
+
+	if (chain->writable_len == 0)
+		return -EIO;
+	/* vq_pop drops empty descriptors, so the last iovec holds the status byte. */
+	last = &chain->iov[chain->nr_readable + chain->nr_writable - 1];
+	req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+	req->type = UINT32_MAX;
+	req->len = 0;
+	if (vq_chain_read(chain, 0, &hdr, sizeof(hdr)) < sizeof(hdr))
+		return invalid(blk, VIRTIO_BLK_S_IOERR);
+
+	req->type = le32toh(hdr.type);
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_GET_ID:
+		last->iov_len--;
+		req->nr_data = chain->nr_writable - (last->iov_len == 0);
+		req->data = chain->iov + chain->nr_readable;
+		req->len = chain->writable_len - 1;
+		if (req->type == VIRTIO_BLK_T_GET_ID)
+			return get_id(blk, req);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		if (blk->config.read_only)
+			return invalid(blk, VIRTIO_BLK_S_IOERR);
+		req->nr_data = chain->nr_readable;
+		req->data = iov_skip(chain->iov, &req->nr_data, sizeof(hdr));
+		req->len = chain->readable_len - (uint32_t)sizeof(hdr);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		return BLK_PENDING;
+	default:
+		return invalid(blk, VIRTIO_BLK_S_UNSUPP);
+	}
+
+	sector = le64toh(hdr.sector);
+	sectors = req->len / VIRTIO_BLK_SECTOR_SIZE;
+	if (req->len % VIRTIO_BLK_SECTOR_SIZE || sector > blk->capacity ||
+	    sectors > blk->capacity - sector)
+		return invalid(blk, VIRTIO_BLK_S_IOERR);
+	req->offset = sector * VIRTIO_BLK_SECTOR_SIZE; /* <= the image size: no overflow */
+	return req->len ? BLK_PENDING : VIRTIO_BLK_S_OK;
+}
+
+static const char *op_name(uint32_t type)
+{
+	return type == VIRTIO_BLK_T_IN ? "read" : type == VIRTIO_BLK_T_OUT ? "write" : "flush";
+}
+
+/* res: bytes transferred (0 for a flush) or -errno, as io_uring reports it. A host
+ * failure is the guest's I/O error, never the VMM's; only the first one is logged so a
+ * failing disk cannot flood the log. */
+static void finish_io(struct blk_device *blk, struct blk_request *req, int64_t res, bool push)
+{
+	int64_t expected = req->type == VIRTIO_BLK_T_FLUSH ? 0 : req->len;
+
+	if (res == expected) {
+		complete(blk, req, VIRTIO_BLK_S_OK, push);
+		return;
+	}
+	atomic_fetch_add(&blk->metrics.io_errors, 1);
+	if (!blk->io_error_logged) {
+		char why[64];
+
+		blk->io_error_logged = true;
+		if (res < 0)
+			snprintf(why, sizeof(why), "%s", strerror((int)-res));
+		else
+			snprintf(why, sizeof(why), "short transfer (%lld bytes)", (long long)res);
+		log_error("drive '%s': %s of %u bytes at offset %llu of %s failed: %s (further "
+			  "I/O errors are only counted)",
+			  blk->config.id, op_name(req->type), req->len,
+			  (unsigned long long)req->offset, blk->config.path, why);
+	}
+	complete(blk, req, VIRTIO_BLK_S_IOERR, push);
+}
+
+static int64_t sync_io(struct blk_device *blk, struct blk_request *req)
+{
+	struct iovec *iov = req->data;
+	unsigned int nr = req->nr_data;
+	uint64_t offset = req->offset;
+	int64_t done = 0;
+
+	if (req->type == VIRTIO_BLK_T_FLUSH)
+		return fdatasync(blk->fd) ? -errno : 0;
+	while (done < req->len) {
+		ssize_t n = req->type == VIRTIO_BLK_T_IN
+				? preadv(blk->fd, iov, (int)nr, (off_t)offset)
+				: pwritev(blk->fd, iov, (int)nr, (off_t)offset);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break; /* the end of a shrunk image */
+		done += n;
+		offset += (uint64_t)n;
+		iov = iov_skip(iov, &nr, (size_t)n);
+	}
+	return done;
+}
+
+static int submit_async(struct blk_device *blk, struct blk_request *req)
+{
+	/* The ring has as many entries as the pool has records: never full. */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&blk->ring);
+
+	if (!sqe)
+		return -EAGAIN;
+	if (req->type == VIRTIO_BLK_T_IN)
+		io_uring_prep_readv(sqe, blk->fd, req->data, req->nr_data, req->offset);
+	else if (req->type == VIRTIO_BLK_T_OUT)
+		io_uring_prep_writev(sqe, blk->fd, req->data, req->nr_data, req->offset);
+	else
+		io_uring_prep_fsync(sqe, blk->fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data(sqe, req);
+	return 0;
+}
+
+static void flush_submissions(struct blk_device *blk)
+{
+	int ret = io_uring_submit(&blk->ring);
+
+	/* Failed SQEs stay in the ring: the next notification or completion retries. */
+	if (ret < 0 && !blk->submit_error_logged) {
+		blk->submit_error_logged = true;
+		log_error("drive '%s': io_uring submission failed: %s", blk->config.id,
+			  strerror(-ret));
+	}
+}
+
+/* 1: completed (pushed), 0: submitted to io_uring, -EIO: the device needs a reset. */
+static int handle_request(struct blk_device *blk, struct blk_request *req)
+{
+	int status = prepare(blk, req);
+
+	if (status == -EIO)
+		return -EIO;
+	if (status != BLK_PENDING) {
+		complete(blk, req, (uint8_t)status, true);
+		return 1;
+	}
+	if (blk->engine == IO_ENGINE_ASYNC) {
+		if (!submit_async(blk, req))
+			return 0;
+		finish_io(blk, req, -EAGAIN, true);
+		return 1;
+	}
+	finish_io(blk, req, sync_io(blk, req), true);
+	return 1;
+}
+
+static void fail_queue(struct blk_device *blk, const char *reason)
+{
+	struct virtqueue *vq = &blk->vdev.queues[0];
+
+	/* Broken, so that nothing is popped or pushed until the driver resets the device. */
+	vq->state.broken = 1;
+	vq->broken_reason = reason;
+	virtio_queue_failed(&blk->vdev, 0);
+}
+
+/* The usual loop for VIRTIO_F_EVENT_IDX: notifications off while the ring is drained,
+ * back on, then a last look for buffers the driver added without notifying. */
+static void process_queue(struct blk_device *blk)
+{
+	struct virtqueue *vq = &blk->vdev.queues[0];
+	bool pushed = false;
+
+	blk->stalled = false;
+	for (;;) {
+		vq_set_notification(vq, false);
+		for (;;) {
+			struct blk_request *req = take_request(blk);
+			int ret;
+
+			if (!req) {
+				/* A completion frees a record and resumes. */
+				blk->stalled = true;
+				goto out;
+			}
+			ret = vq_pop(vq, &req->chain);
+			if (ret <= 0) {
+				release_request(blk, req);
+				if (ret < 0) {
+					virtio_queue_failed(&blk->vdev, 0);
+					goto out;
+				}
+				break;
+			}
+			ret = handle_request(blk, req);
+			if (ret < 0) {
+				release_request(blk, req);
+				fail_queue(blk, "block request without a status byte");
+				goto out;
+			}
+			pushed |= ret > 0;
+		}
+		vq_set_notification(vq, true);
+		if (!vq_has_available(vq))
+			break;
+	}
+out:
+	if (blk->engine == IO_ENGINE_ASYNC)
+		flush_submissions(blk);
+	if (pushed)
+		virtio_notify_used(&blk->vdev, 0);
+}
+
+static void blk_queue_notify(struct virtio_device *dev, unsigned int index)
+{
+	(void)index; /* one queue: the transport checked the index */
+	process_queue(to_blk(dev));
+}
+
+static unsigned int reap(struct blk_device *blk, bool push)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, count = 0;
+
+	io_uring_for_each_cqe(&blk->ring, head, cqe)
+	{
+		finish_io(blk, io_uring_cqe_get_data(cqe), cqe->res, push);
+		count++;
+	}
+	io_uring_cq_advance(&blk->ring, count);
+	return count;
+}
+
+/* With push false the requests only leave the kernel: the guest's memory is then no
+ * longer written behind the back of a reset or a teardown. Needs dev->lock. */
+static int drain_locked(struct blk_device *blk, bool push)
+{
+	bool pushed = false;
+	int ret = 0;
+
+	if (blk->engine != IO_ENGINE_ASYNC)
+		return 0;
+	while (blk_inflight(blk)) {
+		ret = io_uring_submit_and_wait(&blk->ring, 1);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0) {
+			log_error("drive '%s': waiting for %u requests in flight failed: %s",
+				  blk->config.id, blk_inflight(blk), strerror(-ret));
+			break;
+		}
+		ret = 0;
+		pushed |= reap(blk, push) > 0;
+	}
+	if (pushed && push)
+		virtio_notify_used(&blk->vdev, 0);
+	return ret;
+}
+
+int blk_drain(struct blk_device *blk)
+{
+	int ret;
+
+	pthread_mutex_lock(&blk->vdev.lock);
+	ret = drain_locked(blk, true);
+	pthread_mutex_unlock(&blk->vdev.lock);
+	return ret;
+}
+
+static bool queue_live(const struct blk_device *blk)
+{
+	const struct virtio_device *dev = &blk->vdev;
+
+	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(dev->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)) &&
+	       dev->queues[0].state.ready;
+}
+
+void blk_complete_async(struct blk_device *blk)
+{
+	uint64_t count;
+
+	if (blk->engine != IO_ENGINE_ASYNC)
+		return;
+	/* Cleared before reaping: a completion after the reap signals again. */
+	if (read(blk->event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("drive '%s': reading the io_uring eventfd failed: %s", blk->config.id,
+			  strerror(errno));
+	pthread_mutex_lock(&blk->vdev.lock);
+	flush_submissions(blk);
+	if (reap(blk, true))
+		virtio_notify_used(&blk->vdev, 0);
+	if (blk->stalled && queue_live(blk))
+		process_queue(blk);
+	pthread_mutex_unlock(&blk->vdev.lock);
+}
+
+static void blk_event(void *opaque, uint32_t events)
+{
+	(void)events;
+	blk_complete_async(opaque);
+}
+
+static int blk_attach(struct virtio_device *dev, struct event_loop *loop)
+{
+	struct blk_device *blk = to_blk(dev);
+	int err;
+
+	if (blk->engine != IO_ENGINE_ASYNC)
+		return 0;
+	err = event_loop_add(loop, blk->event_fd, EPOLLIN, blk_event, blk);
+	if (err) {
+		log_error("drive '%s': cannot watch its io_uring eventfd: %s", blk->config.id,
+			  strerror(-err));
+		return err;
+	}
+	blk->loop = loop;
+	return 0;
+}
+
+static void blk_reset(struct virtio_device *dev)
+{
+	struct blk_device *blk = to_blk(dev);
+
+	drain_locked(blk, false);
+	blk->stalled = false;
+}
+
+static int blk_save(struct virtio_device *dev, void *buf, size_t size)
+{
+	struct blk_device *blk = to_blk(dev);
+	struct blk_state state = {.version = BLK_STATE_VERSION, .capacity = blk->capacity};
+
+	if (blk_inflight(blk))
+		return -EBUSY; /* blk_drain() first: in-flight requests are not saved */
+	if (size < sizeof(state))
+		return -ENOSPC;
+	memcpy(buf, &state, sizeof(state));
+	return (int)sizeof(state);
+}
+
+static int blk_restore(struct virtio_device *dev, const void *buf, size_t size)
+{
+	struct blk_device *blk = to_blk(dev);
+	struct blk_state state;
+
+	if (size < sizeof(state))
+		return -EINVAL;
+	memcpy(&state, buf, sizeof(state));
+	if (state.version != BLK_STATE_VERSION || state.capacity != blk->capacity) {
+		log_error("drive '%s': snapshot state version %u for %llu sectors, but %s has "
+			  "%llu sectors",
+			  blk->config.id, state.version, (unsigned long long)state.capacity,
+			  blk->config.path, (unsigned long long)blk->capacity);
+		return -EINVAL;
+	}
+	blk->stalled = false;
+	return 0;
+}
+
+static const struct virtio_device_ops blk_ops = {
+    .name = "virtio-blk",
+    .device_id = VIRTIO_ID_BLOCK,
+    .queue_max_size = VIRTIO_BLK_QUEUE_SIZE,
+    .features = blk_features,
+    .config_read = blk_config_read,
+    /* no config_write: nothing is writable (WCE, the cache mode, is not offered) */
+    .queue_notify = blk_queue_notify,
+    .reset = blk_reset,
+    .attach = blk_attach,
+    .save = blk_save,
+    .restore = blk_restore,
+};
+
+static int image_size(struct blk_device *blk, uint64_t *size)
+{
+	struct stat st;
+
+	if (fstat(blk->fd, &st) < 0) {
+		int err = -errno;
+		log_error("drive '%s': cannot stat %s: %s", blk->config.id, blk->config.path,
+			  strerror(errno));
+		return err;
+	}
+	if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(blk->fd, BLKGETSIZE64, size) == 0)
+			return 0;
+		int err = -errno;
+		log_error("drive '%s': cannot get the size of block device %s: %s", blk->config.id,
+			  blk->config.path, strerror(errno));
+		return err;
+	}
+	log_error("drive '%s': %s is not a regular file or a block device", blk->config.id,
+		  blk->config.path);
+	return -EINVAL;
+}
+
+static void teardown_async(struct blk_device *blk)
+{
+	if (blk->ring_ready)
+		io_uring_queue_exit(&blk->ring);
+	blk->ring_ready = false;
+	if (blk->event_fd >= 0)
+		close(blk->event_fd);
+	blk->event_fd = -1;
+}
+
+static int setup_async(struct blk_device *blk)
+{
+	int err = io_uring_queue_init(VIRTIO_BLK_QUEUE_SIZE, &blk->ring, 0);
+
+	if (err)
+		return err;
+	blk->ring_ready = true;
+	blk->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (blk->event_fd < 0)
+		return -errno;
+	return io_uring_register_eventfd(&blk->ring, blk->event_fd);
+}
+
+int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem)
+{
+	struct blk_device *blk = calloc(1, sizeof(*blk));
+	uint64_t size;
+	int err;
+
+	if (!blk)
+		return -ENOMEM;
+	blk->fd = blk->event_fd = -1;
+	blk->config = *config;
+	blk->config.id = strdup(config->id ? config->id : "");
+	blk->config.path = strdup(config->path ? config->path : "");
+	err = -ENOMEM;
+	if (!blk->config.id || !blk->config.path)
+		goto fail;
+
+	blk->fd = open(blk->config.path, (config->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (blk->fd < 0) {
+		err = -errno;
+		log_error("drive '%s': cannot open %s: %s", blk->config.id, blk->config.path,
+			  strerror(errno));
+		goto fail;
+	}
+	err = image_size(blk, &size);
+	if (err)
+		goto fail;
+	blk->capacity = size / VIRTIO_BLK_SECTOR_SIZE;
+	if (size % VIRTIO_BLK_SECTOR_SIZE)
+		log_warn("drive '%s': %s is %llu bytes, not a multiple of %d: the last %llu "
+			 "bytes are not exposed",
+			 blk->config.id, blk->config.path, (unsigned long long)size,
+			 VIRTIO_BLK_SECTOR_SIZE,
+			 (unsigned long long)(size % VIRTIO_BLK_SECTOR_SIZE));
+
+	blk->engine = config->engine;
+	if (blk->engine == IO_ENGINE_ASYNC) {
+		err = setup_async(blk);
+		if (err) {
+			log_warn("drive '%s': io_uring unavailable (%s): using the Sync engine",
+				 blk->config.id, strerror(-err));
+			teardown_async(blk);
+			blk->engine = IO_ENGINE_SYNC;
+		}
+	}
+	blk->pool_size = blk->engine == IO_ENGINE_ASYNC ? VIRTIO_BLK_QUEUE_SIZE : 1;
+	blk->pool = calloc(blk->pool_size, sizeof(*blk->pool));
+	err = -ENOMEM;
+	if (!blk->pool)
+		goto fail;
+	for (unsigned int i = 0; i < blk->pool_size; i++)
+		blk->free_list[i] = (uint16_t)(blk->pool_size - 1 - i);
+	blk->nr_free = blk->pool_size;
+
+	virtio_init(&blk->vdev, &blk_ops, 1, mem, blk->config.id);
+	*out = blk;
+	return 0;
+
+fail:
+	blk_destroy(blk);
+	return err;
+}
+
+/* Also frees what a failed blk_create got as far as making. */
+void blk_destroy(struct blk_device *blk)
+{
+	if (!blk)
+		return;
+	if (blk->pool)
+		drain_locked(blk, false);
+	if (blk->loop)
+		event_loop_remove(blk->loop, blk->event_fd);
+	teardown_async(blk);
+	if (blk->fd >= 0)
+		close(blk->fd);
+	if (blk->vdev.ops)
+		pthread_mutex_destroy(&blk->vdev.lock);
+	free(blk->pool);
+	free((char *)blk->config.id);
+	free((char *)blk->config.path);
+	free(blk);
+}
+
+struct virtio_device *blk_virtio(struct blk_device *blk)
+{
+	return &blk->vdev;
+}
+
+const struct drive_config *blk_drive_config(const struct blk_device *blk)
+{
+	return &blk->config;
+}
+
+enum io_engine blk_engine(const struct blk_device *blk)
+{
+	return blk->engine;
+}
+
+struct blk_metrics *blk_metrics(struct blk_device *blk)
+{
+	return &blk->metrics;
+}
+
+int blk_event_fd(const struct blk_device *blk)
+{
+	return blk->event_fd;
+}

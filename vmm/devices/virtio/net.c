@@ -1,0 +1,819 @@
+#include "net.h"
+
+#include "../../log.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define NET_STATE_VERSION 1
+#define RX_BUDGET	  64 /* frames per TAP event: a busy TAP must not starve the loop */
+#define BIT(n)		  (1ULL << (n))
+
+/* What one receive step did. */
+enum rx_result {
+	RX_FRAME,      /* a frame is in net->frame, ready to deliver */
+	RX_DONE,       /* a frame was delivered or dropped: go on */
+	RX_TAP_EMPTY,  /* nothing (more) to read */
+	RX_NO_BUFFERS, /* the driver has to add buffers first */
+	RX_BROKEN,     /* the receive queue is broken */
+};
+
+struct net_device {
+	struct virtio_device vdev; /* first: the transport's pointer converts back */
+	char *id;
+	char tap[IFNAMSIZ];
+	int fd;
+	uint8_t mac[6];
+	unsigned int tap_offloads; /* TUN_F_* the TAP accepted */
+	unsigned int offloads;	   /* TUN_F_* in force: what the driver negotiated */
+	uint64_t features;
+	struct event_loop *loop;
+	uint32_t events; /* what the loop watches the fd for */
+	bool rx_stopped; /* not reading the TAP: device not live, or no receive buffers */
+	bool tx_blocked; /* the TAP was full: transmission resumes on EPOLLOUT */
+	bool tap_gone;	 /* the TAP hung up or went away: no longer watched */
+	bool rx_fail_logged, tx_fail_logged;
+	/* Receiving through a copy: the frame (with MRG_RXBUF it may wait there for buffers),
+	 * and the chains it is spread over until they are pushed together. */
+	uint8_t *frame; /* VIRTIO_NET_MAX_FRAME + 1 bytes: one more tells a truncated read */
+	uint32_t frame_len;
+	uint16_t held_head[VIRTIO_NET_QUEUE_SIZE];
+	uint32_t held_len[VIRTIO_NET_QUEUE_SIZE];
+	struct vq_chain rx_first, rx_next, tx_chain;
+	struct net_metrics metrics;
+};
+
+_Static_assert(offsetof(struct net_device, vdev) == 0, "the transport casts back");
+
+struct net_state {
+	uint32_t version;
+	uint32_t offloads;
+	uint8_t mac[6];
+	uint16_t reserved;
+} __attribute__((packed));
+
+static struct net_device *to_net(struct virtio_device *dev)
+{
+	return (struct net_device *)dev;
+}
+
+static struct virtqueue *rx_queue(struct net_device *net)
+{
+	return &net->vdev.queues[VIRTIO_NET_RX_QUEUE];
+}
+
+static struct virtqueue *tx_queue(struct net_device *net)
+{
+	return &net->vdev.queues[VIRTIO_NET_TX_QUEUE];
+}
+
+static bool live(const struct net_device *net)
+{
+	uint32_t status = net->vdev.status;
+	return (status & VIRTIO_STATUS_DRIVER_OK) &&
+	       !(status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED));
+}
+
+/* Gives back the last `count` chains popped and not pushed: they become available again,
+ * so a pause (TAP full, frame held back) leaves nothing popped that a snapshot would lose. */
+static void unpop(struct virtqueue *vq, uint16_t count)
+{
+	vq->state.last_avail_idx -= count;
+}
+
+/* Brings the event loop's interest in the TAP in line with the device's state. */
+static void watch(struct net_device *net)
+{
+	uint32_t events = (net->rx_stopped ? 0 : EPOLLIN) | (net->tx_blocked ? EPOLLOUT : 0);
+	int err;
+
+	if (net->tap_gone || events == net->events)
+		return;
+	net->events = events;
+	if (!net->loop)
+		return; /* attach registers what is wanted by then */
+	err = event_loop_modify(net->loop, net->fd, events);
+	if (err)
+		log_warn("net '%s': cannot change what TAP %s is watched for: %s", net->id,
+			 net->tap, strerror(-err));
+}
+
+static void tap_lost(struct net_device *net, const char *why)
+{
+	if (net->tap_gone)
+		return;
+	log_warn("net '%s': TAP %s %s: no longer receiving from it", net->id, net->tap, why);
+	if (net->loop)
+		event_loop_remove(net->loop, net->fd);
+	net->tap_gone = true;
+	net->tx_blocked = false;
+	net->events = 0;
+}
+
+/* Each segmentation offload: the TAP's flag, the feature for frames to the guest (the TAP
+ * produces them), the one for frames from it (the TAP takes them), its gso_type. */
+static const struct {
+	unsigned int tun, guest, host;
+	uint8_t gso_type;
+} gso_offloads[] = {
+    {TUN_F_TSO4, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_HDR_GSO_TCPV4},
+    {TUN_F_TSO6, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_HDR_GSO_TCPV6},
+    {TUN_F_UFO, VIRTIO_NET_F_GUEST_UFO, VIRTIO_NET_F_HOST_UFO, VIRTIO_NET_HDR_GSO_UDP},
+};
+#define NR_GSO_OFFLOADS (sizeof(gso_offloads) / sizeof(gso_offloads[0]))
+
+/* Segmentation builds on checksum offload, for the TAP as in virtio (5.1.3.1). */
+static unsigned int offloads_for(uint64_t driver_features)
+{
+	unsigned int offloads = TUN_F_CSUM;
+
+	if (!(driver_features & BIT(VIRTIO_NET_F_GUEST_CSUM)))
+		return 0;
+	for (size_t i = 0; i < NR_GSO_OFFLOADS; i++)
+		if (driver_features & BIT(gso_offloads[i].guest))
+			offloads |= gso_offloads[i].tun;
+	return offloads;
+}
+
+/* A TAP that takes TUN_F_CSUM is recent enough to take partial checksums and GSO frames
+ * from the guest too; each kind of frame to the guest needs the TAP to produce it. */
+static uint64_t features_for(unsigned int tap_offloads)
+{
+	uint64_t features = BIT(VIRTIO_NET_F_MAC) | BIT(VIRTIO_NET_F_MRG_RXBUF) |
+			    BIT(VIRTIO_F_EVENT_IDX) | BIT(VIRTIO_F_INDIRECT_DESC);
+
+	if (!(tap_offloads & TUN_F_CSUM))
+		return features;
+	features |= BIT(VIRTIO_NET_F_CSUM) | BIT(VIRTIO_NET_F_GUEST_CSUM);
+	for (size_t i = 0; i < NR_GSO_OFFLOADS; i++)
+		if (tap_offloads & gso_offloads[i].tun)
+			features |= BIT(gso_offloads[i].guest) | BIT(gso_offloads[i].host);
+	return features;
+}
+
+static int set_offloads(struct net_device *net, unsigned int offloads)
+{
+	if (offloads == net->offloads)
+		return 0; /* also what keeps a test socket, which has no offloads, out of this */
+	if (ioctl(net->fd, TUNSETOFFLOAD, (unsigned long)offloads) < 0) {
+		int err = -errno;
+		log_error("net '%s': TAP %s refuses offloads %#x: %s", net->id, net->tap, offloads,
+			  strerror(errno));
+		return err;
+	}
+	net->offloads = offloads;
+	return 0;
+}
+
+/* ---- transmit ---- */
+
+/* Sends the frame in net->tx_chain: 0 when done with it (sent or dropped), -EAGAIN when
+ * the TAP is full. The TAP takes the vnet header as it is. */
+static int tx_frame(struct net_device *net)
+{
+	const struct vq_chain *chain = &net->tx_chain;
+	ssize_t sent;
+
+	if (chain->nr_writable || chain->readable_len < VIRTIO_NET_HDR_LEN ||
+	    chain->readable_len > VIRTIO_NET_MAX_FRAME) {
+		atomic_fetch_add(&net->metrics.tx_malformed_frames, 1);
+		return 0;
+	}
+	sent = writev(net->fd, chain->iov, (int)chain->nr_readable);
+	if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return -EAGAIN;
+	if (sent < 0) {
+		atomic_fetch_add(&net->metrics.tx_fails, 1);
+		if (!net->tx_fail_logged)
+			log_warn("net '%s': TAP %s refuses a frame: %s (dropped; logged once)",
+				 net->id, net->tap, strerror(errno));
+		net->tx_fail_logged = true;
+		return 0;
+	}
+	atomic_fetch_add(&net->metrics.tx_packets_count, 1);
+	atomic_fetch_add(&net->metrics.tx_bytes_count, chain->readable_len - VIRTIO_NET_HDR_LEN);
+	return 0;
+}
+
+static void process_tx(struct net_device *net)
+{
+	struct virtqueue *vq = tx_queue(net);
+	uint16_t used = vq->state.used_idx;
+	int r;
+
+	net->tx_blocked = false;
+	/* Kicks are off while the queue is drained; after turning them back on, look again,
+	 * for a buffer added in between came without one. */
+	for (;;) {
+		vq_set_notification(vq, false);
+		while ((r = vq_pop(vq, &net->tx_chain)) == 1) {
+			if (tx_frame(net) == -EAGAIN) {
+				unpop(vq, 1);
+				net->tx_blocked = true; /* kicks stay off: EPOLLOUT resumes */
+				goto out;
+			}
+			if (vq_push(vq, net->tx_chain.head, 0)) {
+				r = -EIO;
+				break;
+			}
+		}
+		if (r < 0) {
+			virtio_queue_failed(&net->vdev, VIRTIO_NET_TX_QUEUE);
+			goto out;
+		}
+		vq_set_notification(vq, true);
+		if (!vq_has_available(vq))
+			break;
+	}
+out:
+	watch(net);
+	if (vq->state.used_idx != used)
+		virtio_notify_used(&net->vdev, VIRTIO_NET_TX_QUEUE);
+}
+
+/* ---- receive ---- */
+
+static void rx_drop(struct net_device *net, const char *why)
+{
+	atomic_fetch_add(&net->metrics.rx_dropped, 1);
+	log_debug("net '%s': dropped a frame from TAP %s: %s", net->id, net->tap, why);
+}
+
+/* Whether the driver takes this frame from the TAP (one queued before the last
+ * negotiation may carry an offload the driver has since refused); if so, sets in its
+ * header what the device owes the driver (5.1.6.4.1). Otherwise the frame is dropped. */
+static bool rx_frame_ok(struct net_device *net, ssize_t len, struct virtio_net_hdr_v1 *hdr)
+{
+	unsigned int needs = ~0u; /* ECN, USO: never offered */
+	const char *why = NULL;
+
+	if (hdr->gso_type == VIRTIO_NET_HDR_GSO_NONE)
+		needs = 0;
+	for (size_t i = 0; i < NR_GSO_OFFLOADS; i++)
+		if (hdr->gso_type == gso_offloads[i].gso_type)
+			needs = gso_offloads[i].tun;
+	if (len < (ssize_t)VIRTIO_NET_HDR_LEN || len > VIRTIO_NET_MAX_FRAME)
+		why = "shorter than its header or larger than the largest frame";
+	else if ((net->offloads & needs) != needs ||
+		 (!(net->offloads & TUN_F_CSUM) && (hdr->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)))
+		why = "an offload the driver did not accept";
+	if (why) {
+		rx_drop(net, why);
+		return false;
+	}
+	if (!(net->offloads & TUN_F_CSUM))
+		hdr->flags = 0; /* without GUEST_CSUM, not even DATA_VALID */
+	hdr->num_buffers = htole16(1);
+	return true;
+}
+
+static enum rx_result rx_read_failed(struct net_device *net, ssize_t len)
+{
+	if (len == 0) {
+		tap_lost(net, "was closed");
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		atomic_fetch_add(&net->metrics.rx_fails, 1);
+		if (!net->rx_fail_logged)
+			log_warn("net '%s': cannot read TAP %s: %s (logged once)", net->id,
+				 net->tap, strerror(errno));
+		net->rx_fail_logged = true;
+	}
+	return RX_TAP_EMPTY;
+}
+
+/* Reads the next frame into net->frame. */
+static enum rx_result rx_read(struct net_device *net)
+{
+	ssize_t len;
+
+	len = read(net->fd, net->frame, VIRTIO_NET_MAX_FRAME + 1);
+	if (len <= 0)
+		return rx_read_failed(net, len);
+	if (!rx_frame_ok(net, len, (struct virtio_net_hdr_v1 *)net->frame))
+		return RX_DONE;
+	net->frame_len = (uint32_t)len;
+	return RX_FRAME;
+}
+
+static enum rx_result rx_push(struct net_device *net, uint16_t head, uint32_t len)
+{
+	if (vq_push(rx_queue(net), head, len))
+		return RX_BROKEN;
+	atomic_fetch_add(&net->metrics.rx_packets_count, 1);
+	atomic_fetch_add(&net->metrics.rx_bytes_count, len - VIRTIO_NET_HDR_LEN);
+	return RX_DONE;
+}
+
+static void iov_peek(const struct iovec *iov, unsigned int nr, void *dst, size_t len)
+{
+	uint8_t *out = dst;
+	for (unsigned int i = 0; i < nr && len; i++) {
+		size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
+		memcpy(out, iov[i].iov_base, n);
+		out += n;
+		len -= n;
+	}
+}
+
+/* A chain larger than any frame (GUEST_TSO buffers): the TAP writes into it directly. */
+static enum rx_result rx_direct(struct net_device *net)
+{
+	struct vq_chain *chain = &net->rx_first;
+	struct iovec *iov = chain->iov + chain->nr_readable;
+	struct virtio_net_hdr_v1 hdr;
+	ssize_t len;
+
+	len = readv(net->fd, iov, (int)chain->nr_writable);
+	if (len <= 0) {
+		unpop(rx_queue(net), 1);
+		return rx_read_failed(net, len);
+	}
+	/* The TAP skips num_buffers (it writes 10 header bytes): it is set here. */
+	iov_peek(iov, chain->nr_writable, &hdr, sizeof(hdr));
+	if (!rx_frame_ok(net, len, &hdr)) {
+		unpop(rx_queue(net), 1); /* never used: the driver does not see the frame */
+		return RX_DONE;
+	}
+	vq_chain_write(chain, 0, &hdr, sizeof(hdr));
+	return rx_push(net, chain->head, (uint32_t)len);
+}
+
+/* Asks for a kick when the driver adds buffers; true if it added some before the request
+ * was visible (they come without a kick). Call with every available chain popped. */
+static bool rx_buffers_came(struct virtqueue *vq)
+{
+	vq_set_notification(vq, true);
+	if (!vq_has_available(vq))
+		return false;
+	vq_set_notification(vq, false);
+	return true;
+}
+
+/* MRG_RXBUF: spreads net->frame over as many chains as it takes, then gives them all back
+ * with num_buffers in the first. Short of buffers, it gives back those it took and keeps
+ * the frame until the kick: nothing stays popped while the device waits (a snapshot
+ * would lose it). */
+static enum rx_result rx_merge(struct net_device *net)
+{
+	struct virtqueue *vq = rx_queue(net);
+	uint32_t copied = 0;
+	uint16_t nr = 0, le;
+	int popped;
+
+	while (copied < net->frame_len) {
+		struct vq_chain *chain = nr ? &net->rx_next : &net->rx_first;
+		if (nr && nr >= vq->state.size) {
+			unpop(vq, nr);
+			net->frame_len = 0;
+			rx_drop(net, "larger than all the ring's buffers");
+			return RX_DONE;
+		}
+		popped = vq_pop(vq, chain);
+		if (popped < 0)
+			return RX_BROKEN;
+		if (popped == 0) {
+			/* The kick is asked for first, so that avail_event (EVENT_IDX) names
+			 * the driver's next buffer, not the ones given back. */
+			if (rx_buffers_came(vq))
+				continue;
+			unpop(vq, nr);
+			return RX_NO_BUFFERS;
+		}
+		if (!nr && chain->writable_len < VIRTIO_NET_HDR_LEN) {
+			/* No room for the header: returned empty, the driver drops it. */
+			atomic_fetch_add(&net->metrics.rx_fails, 1);
+			if (vq_push(vq, chain->head, 0))
+				return RX_BROKEN;
+			continue;
+		}
+		net->held_head[nr] = chain->head;
+		net->held_len[nr] = (uint32_t)vq_chain_write(chain, 0, net->frame + copied,
+							     net->frame_len - copied);
+		copied += net->held_len[nr++];
+	}
+	le = htole16(nr);
+	vq_chain_write(&net->rx_first, offsetof(struct virtio_net_hdr_v1, num_buffers), &le,
+		       sizeof(le));
+	for (uint16_t i = 0; i < nr; i++)
+		if (vq_push(vq, net->held_head[i], net->held_len[i]))
+			return RX_BROKEN;
+	atomic_fetch_add(&net->metrics.rx_packets_count, 1);
+	atomic_fetch_add(&net->metrics.rx_bytes_count, net->frame_len - VIRTIO_NET_HDR_LEN);
+	net->frame_len = 0;
+	return RX_DONE;
+}
+
+/* One frame from the TAP to the guest. Without MRG_RXBUF a chain is popped first (so a
+ * frame is only read when there is somewhere to put it) and the frame goes whole into it
+ * or is dropped: through a copy unless the chain is larger than any frame, so that the
+ * guest never gets part of a frame. */
+static enum rx_result rx_frame(struct net_device *net)
+{
+	struct virtqueue *vq = rx_queue(net);
+	enum rx_result r;
+	int popped;
+
+	if (net->frame_len)
+		return rx_merge(net); /* a frame waiting for more buffers */
+	if (virtio_has_feature(&net->vdev, VIRTIO_NET_F_MRG_RXBUF)) {
+		if (vq->state.broken)
+			return RX_BROKEN;
+		if (!vq_has_available(vq))
+			return rx_buffers_came(vq) ? RX_DONE : RX_NO_BUFFERS;
+		r = rx_read(net);
+		return r == RX_FRAME ? rx_merge(net) : r;
+	}
+	popped = vq_pop(vq, &net->rx_first);
+	if (popped == 0)
+		return rx_buffers_came(vq) ? RX_DONE : RX_NO_BUFFERS;
+	if (popped < 0)
+		return RX_BROKEN;
+	if (net->rx_first.writable_len > VIRTIO_NET_MAX_FRAME)
+		return rx_direct(net);
+	r = rx_read(net);
+	if (r != RX_FRAME) {
+		unpop(vq, 1);
+		return r;
+	}
+	r = RX_DONE;
+	if (net->frame_len > net->rx_first.writable_len) {
+		unpop(vq, 1);
+		rx_drop(net, "larger than the driver's buffer");
+	} else {
+		vq_chain_write(&net->rx_first, 0, net->frame, net->frame_len);
+		r = rx_push(net, net->rx_first.head, net->frame_len);
+	}
+	net->frame_len = 0;
+	return r;
+}
+
+static void process_rx(struct net_device *net)
+{
+	struct virtqueue *vq = rx_queue(net);
+	uint16_t used = vq->state.used_idx;
+
+	for (unsigned int budget = RX_BUDGET; budget && !net->rx_stopped && !net->tap_gone;
+	     budget--) {
+		enum rx_result r = rx_frame(net);
+		if (r == RX_DONE)
+			continue;
+		if (r == RX_TAP_EMPTY)
+			break;
+		if (r == RX_BROKEN) {
+			virtio_queue_failed(&net->vdev, VIRTIO_NET_RX_QUEUE);
+			net->rx_stopped = true;
+			break;
+		}
+		/* No buffers (a kick is asked for): stop reading the TAP until it comes,
+		 * rather than spin on a TAP that stays readable. */
+		net->rx_stopped = true;
+	}
+	watch(net);
+	if (vq->state.used_idx != used)
+		virtio_notify_used(&net->vdev, VIRTIO_NET_RX_QUEUE);
+}
+
+void net_handle_tap(struct net_device *net, uint32_t events)
+{
+	pthread_mutex_lock(&net->vdev.lock);
+	if (!live(net)) {
+		/* Nothing to do until the driver is ready again (activate watches again). */
+		net->rx_stopped = true;
+		net->tx_blocked = false;
+	} else {
+		if (events & EPOLLOUT)
+			process_tx(net);
+		if (events & EPOLLIN)
+			process_rx(net);
+	}
+	if (events & (EPOLLERR | EPOLLHUP))
+		tap_lost(net, "hung up or went away");
+	watch(net);
+	pthread_mutex_unlock(&net->vdev.lock);
+}
+
+static void tap_event(void *opaque, uint32_t events)
+{
+	net_handle_tap(opaque, events);
+}
+
+/* ---- virtio_device_ops ---- */
+
+static uint64_t net_features(struct virtio_device *dev)
+{
+	return to_net(dev)->features;
+}
+
+static void net_config_read(struct virtio_device *dev, uint64_t offset, uint8_t *data, uint32_t len)
+{
+	struct virtio_net_config config = {.status = htole16(VIRTIO_NET_S_LINK_UP)};
+
+	memcpy(config.mac, to_net(dev)->mac, sizeof(config.mac));
+	if (offset >= sizeof(config))
+		return; /* the transport zeroed data */
+	if (len > sizeof(config) - offset)
+		len = (uint32_t)(sizeof(config) - offset);
+	memcpy(data, (uint8_t *)&config + offset, len);
+}
+
+static int net_activate(struct virtio_device *dev)
+{
+	struct net_device *net = to_net(dev);
+	int err = set_offloads(net, offloads_for(dev->driver_features));
+
+	if (err)
+		return err;
+	net->rx_stopped = net->tap_gone;
+	net->tx_blocked = false;
+	watch(net);
+	return 0;
+}
+
+static void net_queue_notify(struct virtio_device *dev, unsigned int index)
+{
+	struct net_device *net = to_net(dev);
+
+	if (index == VIRTIO_NET_TX_QUEUE) {
+		process_tx(net);
+	} else if (index == VIRTIO_NET_RX_QUEUE) {
+		/* New buffers. While reading, the TAP's readiness drives receiving. */
+		vq_set_notification(rx_queue(net), false);
+		if (net->rx_stopped && !net->tap_gone) {
+			net->rx_stopped = false;
+			process_rx(net);
+		}
+	}
+}
+
+static void net_reset(struct virtio_device *dev)
+{
+	struct net_device *net = to_net(dev);
+
+	/* The transport reset the queues: a waiting frame and a blocked one are forgotten. */
+	net->rx_stopped = true;
+	net->tx_blocked = false;
+	net->frame_len = 0;
+	set_offloads(net, 0); /* frames queued from now on suit any driver */
+	watch(net);
+}
+
+static int net_attach(struct virtio_device *dev, struct event_loop *loop)
+{
+	struct net_device *net = to_net(dev);
+	uint32_t events = (net->rx_stopped ? 0 : EPOLLIN) | (net->tx_blocked ? EPOLLOUT : 0);
+	int err = event_loop_add(loop, net->fd, events, tap_event, net);
+
+	if (err) {
+		log_error("net '%s': cannot watch TAP %s: %s", net->id, net->tap, strerror(-err));
+		return err;
+	}
+	net->loop = loop;
+	net->events = events;
+	return 0;
+}
+
+static int net_save(struct virtio_device *dev, void *buf, size_t size)
+{
+	struct net_device *net = to_net(dev);
+	struct net_state state = {.version = NET_STATE_VERSION, .offloads = net->offloads};
+
+	if (size < sizeof(state))
+		return -ENOSPC;
+	memcpy(state.mac, net->mac, sizeof(state.mac));
+	memcpy(buf, &state, sizeof(state));
+	return (int)sizeof(state);
+}
+
+static int net_restore(struct virtio_device *dev, const void *buf, size_t size)
+{
+	struct net_device *net = to_net(dev);
+	struct net_state state;
+	int err;
+
+	if (size < sizeof(state))
+		return -EINVAL;
+	memcpy(&state, buf, sizeof(state));
+	if (state.version != NET_STATE_VERSION || (state.offloads & ~net->tap_offloads)) {
+		log_error("net '%s': snapshot state version %u with offloads %#x, but TAP %s "
+			  "takes %#x",
+			  net->id, state.version, state.offloads, net->tap, net->tap_offloads);
+		return -EINVAL;
+	}
+	err = set_offloads(net, state.offloads);
+	if (err)
+		return err;
+	memcpy(net->mac, state.mac, sizeof(net->mac));
+	net->frame_len = 0;
+	/* Whether the restored device is live is for the TAP's events to find out (the
+	 * transport may restore the status after this); EPOLLOUT comes at once and serves a
+	 * kick taken just before the snapshot. */
+	net->rx_stopped = false;
+	net->tx_blocked = true;
+	watch(net);
+	return 0;
+}
+
+static const struct virtio_device_ops net_ops = {
+    .name = "virtio-net",
+    .device_id = VIRTIO_ID_NET,
+    .queue_max_size = VIRTIO_NET_QUEUE_SIZE,
+    .features = net_features,
+    .config_read = net_config_read,
+    /* no config_write: the MAC is not writable (VIRTIO_NET_F_CTRL_MAC_ADDR not offered) */
+    .activate = net_activate,
+    .queue_notify = net_queue_notify,
+    .reset = net_reset,
+    .attach = net_attach,
+    .save = net_save,
+    .restore = net_restore,
+};
+
+/* ---- creation ---- */
+
+static int random_mac(uint8_t mac[6])
+{
+	if (getrandom(mac, 6, 0) != 6)
+		return -errno;
+	mac[0] = (uint8_t)((mac[0] & ~1) | 2); /* unicast, locally administered */
+	return 0;
+}
+
+int net_create_on_fd(struct net_device **out, int fd, const struct net_config *config,
+		     const struct gmem *mem, unsigned int offloads)
+{
+	struct net_device *net = calloc(1, sizeof(*net));
+	int flags, err = -ENOMEM;
+
+	if (!net)
+		return -ENOMEM;
+	net->id = strdup(config->id ? config->id : "");
+	net->frame = malloc(VIRTIO_NET_MAX_FRAME + 1);
+	if (!net->id || !net->frame)
+		goto fail;
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		err = -errno;
+		log_error("net '%s': cannot make its TAP non-blocking: %s", net->id,
+			  strerror(errno));
+		goto fail;
+	}
+	net->fd = fd;
+	snprintf(net->tap, sizeof(net->tap), "%s", config->tap ? config->tap : "");
+	err = config->has_mac ? 0 : random_mac(net->mac);
+	if (err) {
+		log_error("net '%s': cannot make up a MAC address: %s", net->id, strerror(-err));
+		goto fail;
+	}
+	if (config->has_mac)
+		memcpy(net->mac, config->mac, sizeof(net->mac));
+	net->tap_offloads = offloads;
+	net->features = features_for(offloads);
+	net->rx_stopped = true; /* until the driver is ready */
+	virtio_init(&net->vdev, &net_ops, 2, mem, net->id);
+	*out = net;
+	return 0;
+
+fail:
+	free(net->frame);
+	free(net->id);
+	free(net);
+	return err;
+}
+
+static void log_tap_error(const char *id, const char *tap, int error)
+{
+	bool exists = if_nametoindex(tap) != 0;
+
+	if (error == EPERM && !exists)
+		log_error("net '%s': TAP %s does not exist and creating it needs CAP_NET_ADMIN: "
+			  "create it first (ip tuntap add dev %s mode tap user $(id -u); ip "
+			  "link set %s up)",
+			  id, tap, tap, tap);
+	else if (error == EPERM)
+		log_error("net '%s': not allowed to use TAP %s: it belongs to another user or "
+			  "group (recreate it with ip tuntap add dev %s mode tap user $(id -u))",
+			  id, tap, tap);
+	else if (error == EBUSY)
+		log_error("net '%s': TAP %s is already in use (by another VMM, or another "
+			  "--net of this one)",
+			  id, tap);
+	else if (error == EINVAL && exists)
+		log_error("net '%s': %s is not a single-queue TAP interface (a TUN, multi-queue, "
+			  "or not a tun/tap device at all)",
+			  id, tap);
+	else
+		log_error("net '%s': cannot attach to TAP %s: %s", id, tap, strerror(error));
+}
+
+int net_create(struct net_device **out, const struct net_config *config, const struct gmem *mem)
+{
+	/* Old kernels refuse UFO, very old ones every offload: the best the TAP takes. */
+	static const unsigned int tries[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO,
+					     TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, 0};
+	const char *id = config->id ? config->id : "";
+	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
+	int hdr_len = VIRTIO_NET_HDR_LEN, fd, err;
+	unsigned int offloads = 0;
+
+	if (!config->tap || !*config->tap || strlen(config->tap) >= IFNAMSIZ) {
+		log_error("net '%s': TAP name '%s' must have 1 to %d characters", id,
+			  config->tap ? config->tap : "", IFNAMSIZ - 1);
+		return -EINVAL;
+	}
+	memcpy(ifr.ifr_name, config->tap, strlen(config->tap) + 1);
+	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		log_error("net '%s': cannot open /dev/net/tun: %s (%s)", id, strerror(errno),
+			  errno == ENOENT ? "load the tun module: modprobe tun"
+					  : "wisp needs read-write access to it");
+		return err;
+	}
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		err = -errno;
+		log_tap_error(id, config->tap, errno);
+		goto fail;
+	}
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
+		err = -errno;
+		log_error("net '%s': TAP %s refuses a %d-byte vnet header: %s", id, config->tap,
+			  hdr_len, strerror(errno));
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)tries[i]) == 0) {
+			offloads = tries[i];
+			break;
+		}
+	}
+	/* Off until the driver says what it takes: frames queued until then suit any. */
+	if (offloads && ioctl(fd, TUNSETOFFLOAD, 0UL) < 0) {
+		err = -errno;
+		log_error("net '%s': cannot turn TAP %s's offloads off: %s", id, config->tap,
+			  strerror(errno));
+		goto fail;
+	}
+	err = net_create_on_fd(out, fd, config, mem, offloads);
+	if (err)
+		goto fail;
+	log_debug("net '%s': TAP %s, offloads %#x", id, config->tap, offloads);
+	return 0;
+
+fail:
+	close(fd);
+	return err;
+}
+
+void net_destroy(struct net_device *net)
+{
+	if (!net)
+		return;
+	if (net->loop && !net->tap_gone)
+		event_loop_remove(net->loop, net->fd);
+	close(net->fd);
+	pthread_mutex_destroy(&net->vdev.lock);
+	free(net->frame);
+	free(net->id);
+	free(net);
+}
+
+struct virtio_device *net_virtio(struct net_device *net)
+{
+	return &net->vdev;
+}
+
+struct net_device *net_from_virtio(struct virtio_device *dev)
+{
+	return dev->ops == &net_ops ? to_net(dev) : NULL;
+}
+
+struct net_metrics *net_metrics(struct net_device *net)
+{
+	return &net->metrics;
+}
+
+void net_mac(const struct net_device *net, uint8_t mac[6])
+{
+	memcpy(mac, net->mac, 6);
+}
+
+unsigned int net_tap_offloads(const struct net_device *net)
+{
+	return net->tap_offloads;
+}
+
+unsigned int net_active_offloads(const struct net_device *net)
+{
+	return net->offloads;
+}
