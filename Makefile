@@ -67,6 +67,13 @@ $(BUILD)/asan/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
 		-fsanitize=address,undefined -fno-sanitize-recover=all -Ivmm -o $@ $< \
 		$(PURE_SRCS) -lcmocka $(LIBS)
 
+$(BUILD)/fuzz/fuzz_virtqueue: tests/fuzz/fuzz_virtqueue.c vmm/devices/virtio/virtqueue.c \
+		vmm/memory.c vmm/log.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm -o $@ $(filter %.c,$^)
+
+FUZZERS := $(BUILD)/fuzz/fuzz_virtqueue
+
 unit: deps $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
@@ -85,8 +92,8 @@ INTEGRATION_ENV = WISP_BIN=$(abspath $(BUILD)/wisp) \
 integration: all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py
 
-test: deps all guest $(UNIT_BINS)
-	@$(INTEGRATION_ENV) tests/run-all.sh $(UNIT_BINS)
+test: deps all guest $(UNIT_BINS) $(FUZZERS)
+	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" tests/run-all.sh $(UNIT_BINS)
 
 demo: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py

@@ -19,6 +19,21 @@ else
 	echo "not ok - style/clang-format (run: make format)" | tee -a "$log"
 fi
 
+echo "== fuzzing (libFuzzer, a fixed number of runs from the committed seeds)"
+for fuzzer in $WISP_FUZZERS; do
+	name=$(basename "$fuzzer")
+	corpus=$(mktemp -d /tmp/wisp-corpus.XXXXXX)
+	cp "$top/tests/fuzz/corpus/${name#fuzz_}"/* "$corpus/"
+	if (cd "$corpus" && "$fuzzer" -runs="${WISP_FUZZ_RUNS:-200000}" -artifact_prefix="$corpus/" \
+		"$corpus" >"$corpus.log" 2>&1); then
+		echo "ok - fuzz/$name ($(grep -o 'Done [0-9]* runs in [0-9]* second' "$corpus.log"))" | tee -a "$log"
+	else
+		echo "not ok - fuzz/$name" | tee -a "$log"
+		tail -n 30 "$corpus.log" | sed 's/^/    /'
+	fi
+	rm -rf "$corpus" "$corpus.log"
+done
+
 echo "== integration tests (real KVM)"
 "$top/ci/with-kvm.sh" python3 "$here/integration/run.py" >"$log.integration" 2>&1 &
 runner=$!

@@ -68,10 +68,12 @@ static int blk(const char *op, const char *device, const char *bs_arg, const cha
 		if ((unsigned long long)n != bs)
 			return fail("short transfer (device smaller than TOTAL_BYTES?)", EIO);
 	}
-	io_done = now_ns();
-	if (writing && fsync(fd))
-		return fail("fsync", errno);
-	done = now_ns();
+	io_done = done = now_ns();
+	if (writing) {
+		if (fsync(fd))
+			return fail("fsync", errno);
+		done = now_ns();
+	}
 	close(fd);
 	printf("BENCH blk op=%s bs=%llu bytes=%llu ns=%llu fsync_ns=%llu\n", op, bs, total,
 	       (unsigned long long)(io_done - start), (unsigned long long)(done - io_done));

@@ -11,7 +11,7 @@
  *                vq_restore() (else vq_check_config() like QueueReady), bit 3 start with
  *                notifications enabled, bit 4 push the full writable length (else half),
  *                bit 5 signalled_valid in the restored state, bit 6 restore a broken
- *                queue (only with -DFUZZ_KNOWN_BUGS, see tests/fuzz/README.md)
+ *                queue
  *   2      2     start index (le16): last_avail_idx = used_idx = signalled_used (restore)
  *   4      1     pop budget: 1 + byte % 64
  *   5      1     restored ready value: 0 -> 1, n -> n - 1 (so 1 restores an unready
@@ -34,9 +34,8 @@
  * vq_needs_interrupt() without a push is false; vq_set_notification() writes the flags
  * or avail_event it should.
  *
- * -DFUZZ_KNOWN_BUGS also probes two bugs that are known and not fixed yet (vq_push on a
- * size-0 queue, restoring a ready+broken queue with rings outside RAM); it finds them in
- * seconds. Make it the default once they are fixed.
+ * It also probes two bugs it found and that are fixed (vq_push on a size-0 queue,
+ * restoring a ready+broken queue with rings outside RAM).
  *
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm tests/fuzz/fuzz_virtqueue.c \
  *          vmm/devices/virtio/virtqueue.c vmm/memory.c vmm/log.c -o /tmp/fuzz_vq
@@ -150,10 +149,6 @@ static void check_broken(struct virtqueue *vq)
 	CHECK(vq->broken_reason != NULL && vq->broken_reason[0] != '\0');
 	CHECK(vq_pop(vq, &chain) == -EIO);
 	CHECK(!vq_has_available(vq));
-#ifndef FUZZ_KNOWN_BUGS
-	if (vq->state.size == 0)
-		return; /* vq_push() divides by the size before checking the queue: README.md */
-#endif
 	CHECK(vq_push(vq, 0, 0) == -EIO);
 }
 
@@ -258,9 +253,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		saved.last_avail_idx = saved.used_idx = saved.signalled_used =
 		    (uint16_t)le(data + 2, 2);
 		saved.signalled_valid = !!(flags & F_SIGNALLED_VALID);
-#ifdef FUZZ_KNOWN_BUGS
 		saved.broken = !!(flags & F_BROKEN);
-#endif
 		rc = vq_restore(&vq, &saved);
 		CHECK(rc == 0 || rc == -EINVAL);
 		if (rc) {
@@ -271,7 +264,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (!s->ready) {
 			/* Restored unready: inert until a QueueReady checks its config. */
-			CHECK(!s->broken && vq_pop(&vq, &chain) == 0);
+			CHECK(vq_pop(&vq, &chain) == (s->broken ? -EIO : 0));
 			CHECK(!vq_has_available(&vq) && !vq_needs_interrupt(&vq));
 			vq_set_notification(&vq, true);
 			return 0;

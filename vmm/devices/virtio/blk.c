@@ -455,9 +455,7 @@ static bool queue_live(const struct blk_device *blk)
 {
 	const struct virtio_device *dev = &blk->vdev;
 
-	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(dev->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED)) &&
-	       dev->queues[0].state.ready;
+	return virtio_device_live(dev) && dev->queues[0].state.ready;
 }
 
 void blk_complete_async(struct blk_device *blk)

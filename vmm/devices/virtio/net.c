@@ -80,16 +80,7 @@ static struct virtqueue *tx_queue(struct net_device *net)
 
 static bool live(const struct net_device *net)
 {
-	uint32_t status = net->vdev.status;
-	return (status & VIRTIO_STATUS_DRIVER_OK) &&
-	       !(status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED));
-}
-
-/* Gives back the last `count` chains popped and not pushed: they become available again,
- * so a pause (TAP full, frame held back) leaves nothing popped that a snapshot would lose. */
-static void unpop(struct virtqueue *vq, uint16_t count)
-{
-	vq->state.last_avail_idx -= count;
+	return virtio_device_live(&net->vdev);
 }
 
 /* Brings the event loop's interest in the TAP in line with the device's state. */
@@ -219,7 +210,7 @@ static void process_tx(struct net_device *net)
 		vq_set_notification(vq, false);
 		while ((r = vq_pop(vq, &net->tx_chain)) == 1) {
 			if (tx_frame(net) == -EAGAIN) {
-				unpop(vq, 1);
+				vq_unpop(vq, 1);
 				net->tx_blocked = true; /* kicks stay off: EPOLLOUT resumes */
 				goto out;
 			}
@@ -336,13 +327,13 @@ static enum rx_result rx_direct(struct net_device *net)
 
 	len = readv(net->fd, iov, (int)chain->nr_writable);
 	if (len <= 0) {
-		unpop(rx_queue(net), 1);
+		vq_unpop(rx_queue(net), 1);
 		return rx_read_failed(net, len);
 	}
 	/* The TAP skips num_buffers (it writes 10 header bytes): it is set here. */
 	iov_peek(iov, chain->nr_writable, &hdr, sizeof(hdr));
 	if (!rx_frame_ok(net, len, &hdr)) {
-		unpop(rx_queue(net), 1); /* never used: the driver does not see the frame */
+		vq_unpop(rx_queue(net), 1); /* never used: the driver does not see the frame */
 		return RX_DONE;
 	}
 	vq_chain_write(chain, 0, &hdr, sizeof(hdr));
@@ -374,7 +365,7 @@ static enum rx_result rx_merge(struct net_device *net)
 	while (copied < net->frame_len) {
 		struct vq_chain *chain = nr ? &net->rx_next : &net->rx_first;
 		if (nr && nr >= vq->state.size) {
-			unpop(vq, nr);
+			vq_unpop(vq, nr);
 			net->frame_len = 0;
 			rx_drop(net, "larger than all the ring's buffers");
 			return RX_DONE;
@@ -387,7 +378,7 @@ static enum rx_result rx_merge(struct net_device *net)
 			 * the driver's next buffer, not the ones given back. */
 			if (rx_buffers_came(vq))
 				continue;
-			unpop(vq, nr);
+			vq_unpop(vq, nr);
 			return RX_NO_BUFFERS;
 		}
 		if (!nr && chain->writable_len < VIRTIO_NET_HDR_LEN) {
@@ -443,12 +434,12 @@ static enum rx_result rx_frame(struct net_device *net)
 		return rx_direct(net);
 	r = rx_read(net);
 	if (r != RX_FRAME) {
-		unpop(vq, 1);
+		vq_unpop(vq, 1);
 		return r;
 	}
 	r = RX_DONE;
 	if (net->frame_len > net->rx_first.writable_len) {
-		unpop(vq, 1);
+		vq_unpop(vq, 1);
 		rx_drop(net, "larger than the driver's buffer");
 	} else {
 		vq_chain_write(&net->rx_first, 0, net->frame, net->frame_len);

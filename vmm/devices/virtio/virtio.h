@@ -139,6 +139,8 @@ void virtio_notify_used(struct virtio_device *dev, unsigned int index);
 void virtio_queue_failed(struct virtio_device *dev, unsigned int index);
 /* Signals a configuration change (e.g. a new balloon target). */
 void virtio_config_changed(struct virtio_device *dev);
+/* DRIVER_OK and neither NEEDS_RESET nor FAILED: the device may use its queues. */
+bool virtio_device_live(const struct virtio_device *dev);
 bool virtio_has_feature(const struct virtio_device *dev, unsigned int bit);
 
 #endif

@@ -61,7 +61,7 @@ void virtio_queue_failed(struct virtio_device *dev, unsigned int index)
 		raise_interrupt(dev, VIRTIO_INT_CONFIG);
 }
 
-static bool device_live(const struct virtio_device *dev)
+bool virtio_device_live(const struct virtio_device *dev)
 {
 	return (dev->status & VIRTIO_STATUS_DRIVER_OK) &&
 	       !(dev->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED));
@@ -70,7 +70,7 @@ static bool device_live(const struct virtio_device *dev)
 void virtio_queue_notified(struct virtio_device *dev, unsigned int index)
 {
 	pthread_mutex_lock(&dev->lock);
-	if (index < dev->nr_queues && device_live(dev) && dev->queues[index].state.ready)
+	if (index < dev->nr_queues && virtio_device_live(dev) && dev->queues[index].state.ready)
 		dev->ops->queue_notify(dev, index);
 	pthread_mutex_unlock(&dev->lock);
 }

@@ -187,6 +187,11 @@ int vq_pop(struct virtqueue *vq, struct vq_chain *chain)
 	return 1;
 }
 
+void vq_unpop(struct virtqueue *vq, uint16_t count)
+{
+	vq->state.last_avail_idx -= count;
+}
+
 int vq_push(struct virtqueue *vq, uint16_t head, uint32_t written)
 {
 	struct vq_state *s = &vq->state;

@@ -81,6 +81,10 @@ int vq_check_config(struct virtqueue *vq);
 /* 1: a chain was popped into *chain; 0: nothing available; -EIO: the queue is (now)
  * broken, see vq->broken_reason. */
 int vq_pop(struct virtqueue *vq, struct vq_chain *chain);
+/* Gives back the last `count` chains popped and not pushed: they become available again,
+ * so a device that must wait (TAP full, frame held back) keeps nothing popped that a
+ * snapshot would lose. */
+void vq_unpop(struct virtqueue *vq, uint16_t count);
 /* Returns a popped chain to the driver with `written` bytes written into it. */
 int vq_push(struct virtqueue *vq, uint16_t head, uint32_t written);
 /* Whether the driver wants an interrupt for what was pushed since the last one
