@@ -20,7 +20,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm -name '*.h')
 
-.PHONY: all deps guest test unit integration demo bench bench-boot check-asan format \
+.PHONY: all deps guest test unit integration demo bench bench-boot bench-io check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp
 
@@ -98,11 +98,15 @@ test: deps all guest $(UNIT_BINS) $(FUZZERS)
 demo: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py
 
-bench: bench-boot
+bench: bench-boot bench-io
 
 bench-boot: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_boot.py \
 		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-boot.json)
+
+bench-io: deps all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_io.py \
+		--json $(abspath $(BUILD)/bench-io.json)
 
 FORMAT_FILES = $(shell find vmm tests guest/init -name '*.[ch]')
 format:
