@@ -24,6 +24,7 @@
 #include "devices/virtio/blk.h"
 #include "event_loop.h"
 #include "log.h"
+#include "test_support.h"
 
 #define MEM_SIZE   (16u << 20)
 #define IMAGE_SIZE (1u << 20)
@@ -56,8 +57,7 @@ struct fixture {
 	char path[64];
 	struct blk_device *blk;
 	struct virtio_device *dev;
-	uint16_t next_desc;
-	uint16_t avail_idx;
+	struct guest_queue q; /* the driver's view of queue 0 */
 	unsigned int slot;
 };
 
@@ -68,12 +68,6 @@ static void count_signal(struct virtio_device *dev)
 	(void)dev;
 	signals++;
 }
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool writable;
-};
 
 static void *gpa(struct fixture *f, uint64_t addr)
 {
@@ -129,11 +123,10 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	f->params = *(const struct params *)*state;
-	f->ram = aligned_alloc(4096, MEM_SIZE);
+	f->ram = fake_ram_new(&f->mem, MEM_SIZE, MEM_SIZE, 0);
 	assert_non_null(f->ram);
-	memset(f->ram, 0, MEM_SIZE);
-	assert_int_equal(gmem_layout(&f->mem, MEM_SIZE), 0);
-	f->mem.regions[0].host = f->ram;
+	f->q = (struct guest_queue){
+	    .desc = DESC_GPA, .avail = AVAIL_GPA, .used = USED_GPA, .size = QSIZE};
 	fd = make_image(f->path, sizeof(f->path), IMAGE_SIZE);
 	assert_true(fd >= 0);
 	close(fd);
@@ -161,25 +154,7 @@ static int teardown(void **state)
 /* Adds a chain to the descriptor table and makes it available; returns its head. */
 static uint16_t add_chain(struct fixture *f, const struct seg *segs, unsigned int n)
 {
-	struct vring_desc *table = gpa(f, DESC_GPA);
-	uint16_t *avail = gpa(f, AVAIL_GPA);
-	uint16_t head = f->next_desc;
-
-	for (unsigned int i = 0; i < n; i++) {
-		uint16_t index = f->next_desc;
-		f->next_desc = (uint16_t)((f->next_desc + 1) % QSIZE);
-		table[index] = (struct vring_desc){
-		    .addr = segs[i].gpa,
-		    .len = segs[i].len,
-		    .flags = (uint16_t)((segs[i].writable ? VRING_DESC_F_WRITE : 0) |
-					(i + 1 < n ? VRING_DESC_F_NEXT : 0)),
-		    .next = f->next_desc,
-		};
-	}
-	avail[2 + f->avail_idx % QSIZE] = head;
-	f->avail_idx++;
-	__atomic_store_n(&avail[1], f->avail_idx, __ATOMIC_RELEASE);
-	return head;
+	return guest_queue_add_chain(&f->mem, &f->q, segs, n);
 }
 
 /* A request in three descriptors: header, data (if len), status. Returns the gpa of
@@ -210,14 +185,12 @@ static uint8_t status_at(struct fixture *f, uint64_t status_gpa)
 
 static uint16_t used_idx(struct fixture *f)
 {
-	return __atomic_load_n((uint16_t *)gpa(f, USED_GPA + 2), __ATOMIC_ACQUIRE);
+	return guest_queue_used_idx(&f->mem, &f->q);
 }
 
 static struct vring_used_elem used_elem(struct fixture *f, uint16_t i)
 {
-	struct vring_used_elem elem;
-	memcpy(&elem, gpa(f, USED_GPA + 4 + 8 * (i % QSIZE)), sizeof(elem));
-	return elem;
+	return guest_queue_used_elem(&f->mem, &f->q, i);
 }
 
 /* Waits for every io_uring completion and runs the completion path the event loop
@@ -241,13 +214,6 @@ static void kick(struct fixture *f)
 static uint64_t metric(_Atomic uint64_t *counter)
 {
 	return atomic_load(counter);
-}
-
-static void fill(struct fixture *f, uint64_t addr, size_t len, unsigned int seed)
-{
-	uint8_t *p = gpa(f, addr);
-	for (size_t i = 0; i < len; i++)
-		p[i] = (uint8_t)(i * 7 + seed);
 }
 
 static void read_image(struct fixture *f, void *buf, size_t len, off_t offset)
@@ -316,7 +282,7 @@ static void test_write_then_read_back(void **state)
 	uint8_t on_disk[4096];
 	uint64_t st;
 
-	fill(f, DATA_GPA, 4096, 1);
+	fill_pattern(gpa(f, DATA_GPA), 4096, 1, 7);
 	st = add_request(f, VIRTIO_BLK_T_OUT, 8, DATA_GPA, 4096);
 	kick(f);
 	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
@@ -353,7 +319,7 @@ static void test_split_buffers(void **state)
 	uint8_t on_disk[2048];
 
 	memcpy(gpa(f, HDR_GPA), &hdr, sizeof(hdr));
-	fill(f, DATA_GPA, 2048, 5);
+	fill_pattern(gpa(f, DATA_GPA), 2048, 5, 7);
 	const struct seg out[] = {
 	    {HDR_GPA, 8, false},	   {HDR_GPA + 8, 8, false},	  {DATA_GPA, 512, false},
 	    {DATA_GPA + 512, 1024, false}, {DATA_GPA + 1536, 512, false}, {STATUS_GPA, 1, true},
@@ -413,7 +379,7 @@ static void test_read_only_refuses_write(void **state)
 	uint8_t on_disk[1024], zero[1024] = {0};
 	uint64_t st;
 
-	fill(f, DATA_GPA, 1024, 9);
+	fill_pattern(gpa(f, DATA_GPA), 1024, 9, 7);
 	st = add_request(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 1024);
 	kick(f);
 	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_IOERR);
@@ -598,7 +564,7 @@ static void test_reset_drops_requests_in_flight(void **state)
 
 	/* The driver sets the device up again and it works. */
 	memset(gpa(f, USED_GPA), 0, 8 + 8 * QSIZE);
-	f->next_desc = f->avail_idx = 0;
+	f->q.next_desc = f->q.avail_idx = 0;
 	memset(gpa(f, AVAIL_GPA), 0, 6 + 2 * QSIZE);
 	start_device(f);
 	a = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
@@ -616,7 +582,7 @@ static void test_async_completes_through_event_loop(void **state)
 
 	assert_int_equal(event_loop_init(&loop), 0);
 	assert_int_equal(f->dev->ops->attach(f->dev, &loop), 0);
-	fill(f, DATA_GPA, 8192, 3);
+	fill_pattern(gpa(f, DATA_GPA), 8192, 3, 7);
 	st = add_request(f, VIRTIO_BLK_T_OUT, 100, DATA_GPA, 8192);
 	virtio_queue_notified(f->dev, 0);
 	for (int i = 0; i < 100 && used_idx(f) < 1; i++)

@@ -21,6 +21,7 @@
 #include "arch/x86_64/mptable.h"
 #include "arch/x86_64/pvh.h"
 #include "memory.h"
+#include "test_support.h"
 
 #define KiB	   (1ULL << 10)
 #define MiB	   (1ULL << 20)
@@ -33,33 +34,9 @@
 
 /* ---- guest memory ---- */
 
-struct guest {
-	struct gmem mem;
-	uint8_t *ram;
-};
-
 static int guest_setup(void **state)
 {
-	struct guest *g = calloc(1, sizeof(*g));
-	if (!g)
-		return -1;
-	g->ram = calloc(1, GUEST_SIZE);
-	if (!g->ram || gmem_layout(&g->mem, GUEST_SIZE)) {
-		free(g->ram);
-		free(g);
-		return -1;
-	}
-	g->mem.regions[0].host = g->ram;
-	*state = g;
-	return 0;
-}
-
-static int guest_teardown(void **state)
-{
-	struct guest *g = *state;
-	free(g->ram);
-	free(g);
-	return 0;
+	return guest_setup_with(state, GUEST_SIZE, GUEST_SIZE, 0);
 }
 
 /* ---- crafted ELF vmlinux ---- */
@@ -84,21 +61,8 @@ static void elf_build(struct test_elf *e, bool pvh)
 	uint64_t entry = PVH_ENTRY;
 
 	memset(e, 0, sizeof(*e));
-	memcpy(e->ehdr.e_ident, ELFMAG, SELFMAG);
-	e->ehdr.e_ident[EI_CLASS] = ELFCLASS64;
-	e->ehdr.e_ident[EI_DATA] = ELFDATA2LSB;
-	e->ehdr.e_ident[EI_VERSION] = EV_CURRENT;
-	e->ehdr.e_type = ET_EXEC;
-	e->ehdr.e_machine = EM_X86_64;
-	e->ehdr.e_version = EV_CURRENT;
-	e->ehdr.e_entry = ELF_ENTRY64;
-	e->ehdr.e_phoff = offsetof(struct test_elf, phdr);
-	e->ehdr.e_ehsize = sizeof(Elf64_Ehdr);
-	e->ehdr.e_phentsize = sizeof(Elf64_Phdr);
-	e->ehdr.e_phnum = pvh ? 2 : 1;
-
-	for (size_t i = 0; i < ELF_TEXT_SIZE; i++)
-		e->text[i] = (uint8_t)(i * 13 + 5);
+	elf_exec_header(&e->ehdr, ELF_ENTRY64, offsetof(struct test_elf, phdr), pvh ? 2 : 1);
+	fill_pattern(e->text, ELF_TEXT_SIZE, 5, 13);
 	e->phdr[0] = (Elf64_Phdr){.p_type = PT_LOAD,
 				  .p_flags = PF_R | PF_X,
 				  .p_offset = offsetof(struct test_elf, text),
@@ -152,13 +116,12 @@ static void bzimage_build(uint8_t *bz, uint32_t cmdline_size, uint32_t initrd_ad
 
 	memset(bz, 0, BZ_SIZE);
 	memcpy(bz + 0x1f1, &hdr, sizeof(hdr));
-	for (size_t i = 0; i < BZ_PAYLOAD_SIZE; i++)
-		bz[BZ_SETUP_SIZE + i] = (uint8_t)(i * 31 + 7);
+	fill_pattern(bz + BZ_SETUP_SIZE, BZ_PAYLOAD_SIZE, 7, 31);
 	/* The fields sit where the boot protocol puts them in the file. */
 	assert_int_equal(bz[0x1fe], 0x55);
 	assert_int_equal(bz[0x1ff], 0xaa);
 	assert_memory_equal(bz + 0x202, "HdrS", 4);
-	assert_int_equal(bz[0x206] | bz[0x207] << 8, 0x020f);
+	assert_int_equal(get_le16(bz + 0x206), 0x020f);
 }
 
 /* ---- payloads ---- */
@@ -173,8 +136,7 @@ struct boot_case {
 
 static void initrd_fill(struct boot_case *c)
 {
-	for (size_t i = 0; i < sizeof(c->initrd); i++)
-		c->initrd[i] = (uint8_t)(i * 7 + 3);
+	fill_pattern(c->initrd, sizeof(c->initrd), 3, 7);
 }
 
 /* Parses the kernel (as wisp does before setup) and fills a payload around it. */
@@ -249,13 +211,6 @@ static struct hvm_start_info read_start_info(const struct guest *g)
 static const struct boot_params *zero_page(const struct guest *g)
 {
 	return (const struct boot_params *)(g->ram + LAYOUT_ZERO_PAGE);
-}
-
-static uint64_t read_u64(const struct guest *g, uint64_t gpa)
-{
-	uint64_t value;
-	memcpy(&value, g->ram + gpa, sizeof(value));
-	return value;
 }
 
 /* The initrd lies page-aligned, inside memory, above the kernel, within `max_end`
@@ -379,7 +334,7 @@ static void test_pvh_writes_cmdline_kernel_and_32bit_gdt(void **state)
 	assert_int_equal(g->ram[ELF_LOAD_GPA + ELF_LOAD_MEM], 0xcc); /* nothing beyond */
 	assert_gdt(g, ENTRY_PVH32);
 	/* PVH starts in 32-bit protected mode without paging: no page tables. */
-	assert_int_equal(read_u64(g, LAYOUT_PML4), 0);
+	assert_int_equal(guest_u64(g, LAYOUT_PML4), 0);
 	free(c);
 }
 
@@ -442,13 +397,13 @@ static void test_linux64_page_tables_at_0x9000_identity_map_first_gib(void **sta
 
 	assert_int_equal(run_setup(g, c, &entry), 0);
 	assert_int_equal(LAYOUT_PML4, 0x9000);
-	assert_int_equal(read_u64(g, LAYOUT_PML4) & ~0xfffULL, LAYOUT_PDPT);
-	assert_int_equal(read_u64(g, LAYOUT_PML4) & flags, flags);
-	assert_int_equal(read_u64(g, LAYOUT_PML4 + 8), 0);
-	assert_int_equal(read_u64(g, LAYOUT_PDPT) & ~0xfffULL, LAYOUT_PD);
-	assert_int_equal(read_u64(g, LAYOUT_PDPT) & flags, flags);
+	assert_int_equal(guest_u64(g, LAYOUT_PML4) & ~0xfffULL, LAYOUT_PDPT);
+	assert_int_equal(guest_u64(g, LAYOUT_PML4) & flags, flags);
+	assert_int_equal(guest_u64(g, LAYOUT_PML4 + 8), 0);
+	assert_int_equal(guest_u64(g, LAYOUT_PDPT) & ~0xfffULL, LAYOUT_PD);
+	assert_int_equal(guest_u64(g, LAYOUT_PDPT) & flags, flags);
 	for (uint64_t i = 0; i < 512; i++)
-		assert_int_equal(read_u64(g, LAYOUT_PD + i * 8), (i << 21) | flags | PTE_PAGESIZE);
+		assert_int_equal(guest_u64(g, LAYOUT_PD + i * 8), (i << 21) | flags | PTE_PAGESIZE);
 	assert_gdt(g, ENTRY_LINUX64);
 	free(c);
 }

@@ -12,6 +12,7 @@
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/layout.h"
 #include "memory.h"
+#include "test_support.h"
 
 #define MiB (1ULL << 20)
 
@@ -182,41 +183,9 @@ static void test_not_present_descriptor_is_unusable(void **state)
 
 #define GUEST_SIZE (2 * MiB)
 
-struct guest {
-	struct gmem mem;
-	uint8_t *ram;
-};
-
 static int guest_setup(void **state)
 {
-	struct guest *g = calloc(1, sizeof(*g));
-	if (!g)
-		return -1;
-	g->ram = malloc(GUEST_SIZE);
-	if (!g->ram || gmem_layout(&g->mem, GUEST_SIZE)) {
-		free(g->ram);
-		free(g);
-		return -1;
-	}
-	memset(g->ram, 0xaa, GUEST_SIZE);
-	g->mem.regions[0].host = g->ram;
-	*state = g;
-	return 0;
-}
-
-static int guest_teardown(void **state)
-{
-	struct guest *g = *state;
-	free(g->ram);
-	free(g);
-	return 0;
-}
-
-static uint64_t guest_u64(const struct guest *g, uint64_t gpa)
-{
-	uint64_t value;
-	memcpy(&value, g->ram + gpa, sizeof(value));
-	return value;
+	return guest_setup_with(state, GUEST_SIZE, GUEST_SIZE, 0xaa);
 }
 
 static void test_boot_tables_write_gdt_at_0x500(void **state)
@@ -622,14 +591,12 @@ static void test_boot_msrs_lists_each_msr_once_with_its_value(void **state)
 
 static uint32_t lapic_reg(const struct kvm_lapic_state *l, unsigned int offset)
 {
-	uint32_t value;
-	memcpy(&value, &l->regs[offset], sizeof(value));
-	return value;
+	return get_le32(&l->regs[offset]);
 }
 
 static void lapic_set_reg(struct kvm_lapic_state *l, unsigned int offset, uint32_t value)
 {
-	memcpy(&l->regs[offset], &value, sizeof(value));
+	put_le32(&l->regs[offset], value);
 }
 
 static void test_lapic_lint0_is_extint_and_lint1_is_nmi(void **state)

@@ -13,15 +13,7 @@
 #include <cmocka.h>
 
 #include "devices/i8042.h"
-
-#define MAX_IRQ_CALLS 256
-
-struct irq_record {
-	unsigned int calls;
-	unsigned int raises; /* calls with level 1 */
-	unsigned int irq[MAX_IRQ_CALLS];
-	int level[MAX_IRQ_CALLS];
-};
+#include "test_support.h"
 
 struct fixture {
 	struct i8042 kbc;
@@ -29,17 +21,6 @@ struct fixture {
 	unsigned int resets;
 	void *reset_opaque_seen;
 };
-
-static void fake_irq_set(void *opaque, unsigned int irq, int level)
-{
-	struct irq_record *rec = opaque;
-	assert_true(rec->calls < MAX_IRQ_CALLS);
-	rec->irq[rec->calls] = irq;
-	rec->level[rec->calls] = level;
-	rec->calls++;
-	if (level)
-		rec->raises++;
-}
 
 static void fake_reset_request(void *opaque)
 {
@@ -50,8 +31,7 @@ static void fake_reset_request(void *opaque)
 
 static void fixture_init(struct fixture *f)
 {
-	struct irq_line line = {.set = fake_irq_set, .opaque = &f->irq, .irq = I8042_KBD_IRQ};
-	i8042_init(&f->kbc, line, fake_reset_request, f);
+	i8042_init(&f->kbc, irq_record_line(&f->irq, I8042_KBD_IRQ), fake_reset_request, f);
 	memset(&f->irq, 0, sizeof(f->irq));
 	f->resets = 0;
 	f->reset_opaque_seen = NULL;
@@ -77,14 +57,12 @@ static int teardown(void **state)
 
 static uint8_t rd(struct i8042 *k, uint64_t offset)
 {
-	uint8_t value = 0x5a;
-	i8042_ops.read(k, offset, &value, 1);
-	return value;
+	return (uint8_t)reg_read(&i8042_ops, k, offset, 1, 0x5a);
 }
 
 static void wr(struct i8042 *k, uint64_t offset, uint8_t value)
 {
-	i8042_ops.write(k, offset, &value, 1);
+	reg_write(&i8042_ops, k, offset, 1, value);
 }
 
 static uint8_t status(struct i8042 *k)
@@ -127,12 +105,6 @@ static void expect_output(struct i8042 *k, const uint8_t *bytes, size_t len)
 		static const uint8_t expected_[] = {__VA_ARGS__};                                  \
 		expect_output(k, expected_, sizeof(expected_));                                    \
 	} while (0)
-
-static int last_level(const struct irq_record *rec)
-{
-	assert_true(rec->calls > 0);
-	return rec->level[rec->calls - 1];
-}
 
 /* ---- reset state and port layout ---- */
 

@@ -14,6 +14,7 @@
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/loader.h"
 #include "memory.h"
+#include "test_support.h"
 
 #define MiB (1ULL << 20)
 
@@ -74,21 +75,8 @@ static size_t notes_put(struct test_elf *e, unsigned int entry_size, uint64_t en
 static void elf_init(struct test_elf *e)
 {
 	memset(e, 0, sizeof(*e));
-	memcpy(e->ehdr.e_ident, ELFMAG, SELFMAG);
-	e->ehdr.e_ident[EI_CLASS] = ELFCLASS64;
-	e->ehdr.e_ident[EI_DATA] = ELFDATA2LSB;
-	e->ehdr.e_ident[EI_VERSION] = EV_CURRENT;
-	e->ehdr.e_type = ET_EXEC;
-	e->ehdr.e_machine = EM_X86_64;
-	e->ehdr.e_version = EV_CURRENT;
-	e->ehdr.e_entry = ELF_ENTRY64;
-	e->ehdr.e_phoff = offsetof(struct test_elf, phdr);
-	e->ehdr.e_ehsize = sizeof(Elf64_Ehdr);
-	e->ehdr.e_phentsize = sizeof(Elf64_Phdr);
-	e->ehdr.e_phnum = 2;
-
-	for (size_t i = 0; i < ELF_TEXT_SIZE; i++)
-		e->text[i] = (uint8_t)(i * 7 + 1);
+	elf_exec_header(&e->ehdr, ELF_ENTRY64, offsetof(struct test_elf, phdr), 2);
+	fill_pattern(e->text, ELF_TEXT_SIZE, 1, 7);
 	e->phdr[0] = (Elf64_Phdr){.p_type = PT_LOAD,
 				  .p_flags = PF_R | PF_X,
 				  .p_offset = TEXT_OFFSET,
@@ -641,8 +629,7 @@ static void bz_init(void)
 {
 	struct setup_header h;
 
-	for (size_t i = 0; i < BZ_SIZE; i++)
-		bz[i] = (uint8_t)(i * 13 + 5);
+	fill_pattern(bz, BZ_SIZE, 5, 13);
 	bz[0] = 'M';
 	bz[1] = 'Z';
 	memset(&h, 0, sizeof(h));
@@ -1068,34 +1055,9 @@ static void test_every_truncation_is_rejected_or_stays_in_bounds(void **state)
 
 #define GUEST_SIZE (32 * MiB)
 
-struct guest {
-	struct gmem mem;
-	uint8_t *ram;
-};
-
 static int guest_setup(void **state)
 {
-	struct guest *g = calloc(1, sizeof(*g));
-	if (!g)
-		return -1;
-	g->ram = malloc(GUEST_SIZE);
-	if (!g->ram || gmem_layout(&g->mem, GUEST_SIZE)) {
-		free(g->ram);
-		free(g);
-		return -1;
-	}
-	memset(g->ram, 0xaa, GUEST_SIZE);
-	g->mem.regions[0].host = g->ram;
-	*state = g;
-	return 0;
-}
-
-static int guest_teardown(void **state)
-{
-	struct guest *g = *state;
-	free(g->ram);
-	free(g);
-	return 0;
+	return guest_setup_with(state, GUEST_SIZE, GUEST_SIZE, 0xaa);
 }
 
 static void assert_all_bytes(const uint8_t *p, size_t len, uint8_t value)

@@ -20,6 +20,7 @@
 
 #include "devices/virtio/net.h"
 #include "log.h"
+#include "test_support.h"
 
 #define MEM_SIZE  (16ULL << 20)
 #define QSIZE	  16
@@ -28,18 +29,6 @@
 #define F(bit)	  (1ULL << (bit))
 #define V1	  F(VIRTIO_F_VERSION_1)
 #define MRG	  (V1 | F(VIRTIO_NET_F_MRG_RXBUF))
-
-/* A queue as the driver sees it: where its rings are and what it has put in them. */
-struct guest_queue {
-	uint64_t desc, avail, used;
-	uint16_t next_desc, avail_idx;
-};
-
-struct seg {
-	uint64_t gpa;
-	uint32_t len;
-	bool write;
-};
 
 struct fixture {
 	struct gmem mem;
@@ -89,15 +78,15 @@ static int make_fixture(void **state, int sndbuf)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	if (!f || gmem_layout(&f->mem, MEM_SIZE))
+	if (!f)
 		return -1;
-	f->ram = aligned_alloc(4096, MEM_SIZE);
+	f->ram = fake_ram_new(&f->mem, MEM_SIZE, MEM_SIZE, 0);
 	if (!f->ram)
 		return -1;
-	memset(f->ram, 0, MEM_SIZE);
-	f->mem.regions[0].host = f->ram;
-	f->rx = (struct guest_queue){.desc = 0x1000, .avail = 0x2000, .used = 0x3000};
-	f->tx = (struct guest_queue){.desc = 0x4000, .avail = 0x5000, .used = 0x6000};
+	f->rx =
+	    (struct guest_queue){.desc = 0x1000, .avail = 0x2000, .used = 0x3000, .size = QSIZE};
+	f->tx =
+	    (struct guest_queue){.desc = 0x4000, .avail = 0x5000, .used = 0x6000, .size = QSIZE};
 	f->next_buf = BUF_START;
 	if (event_loop_init(&f->loop) || create_on_pair(f, &f->net, test_mac, sndbuf))
 		return -1;
@@ -136,14 +125,12 @@ static int teardown(void **state)
 
 static void mmio_write(struct virtio_device *dev, uint64_t offset, uint32_t value)
 {
-	virtio_mmio_ops.write(dev, offset, (const uint8_t *)&value, 4);
+	reg_write(&virtio_mmio_ops, dev, offset, 4, value);
 }
 
 static uint32_t mmio_read(struct virtio_device *dev, uint64_t offset, uint32_t len)
 {
-	uint32_t value = 0;
-	virtio_mmio_ops.read(dev, offset, (uint8_t *)&value, len);
-	return value;
+	return reg_read(&virtio_mmio_ops, dev, offset, len, 0);
 }
 
 static void setup_queue(struct virtio_device *dev, unsigned int index, const struct guest_queue *q)
@@ -196,23 +183,7 @@ static uint64_t alloc_buf(struct fixture *f, uint32_t len, uint8_t fill)
 static uint16_t add_chain(struct fixture *f, struct guest_queue *q, const struct seg *segs,
 			  unsigned int nr)
 {
-	struct vring_desc *table = gpa(f, q->desc);
-	uint16_t head = q->next_desc, *ring = gpa(f, q->avail);
-
-	for (unsigned int i = 0; i < nr; i++) {
-		uint16_t d = (uint16_t)((head + i) % QSIZE);
-		table[d] = (struct vring_desc){
-		    .addr = segs[i].gpa,
-		    .len = segs[i].len,
-		    .flags = (uint16_t)((segs[i].write ? VRING_DESC_F_WRITE : 0) |
-					(i + 1 < nr ? VRING_DESC_F_NEXT : 0)),
-		    .next = (uint16_t)((d + 1) % QSIZE)};
-	}
-	q->next_desc = (uint16_t)((head + nr) % QSIZE);
-	ring[2 + q->avail_idx % QSIZE] = head;
-	q->avail_idx++;
-	__atomic_store_n(&ring[1], q->avail_idx, __ATOMIC_RELEASE);
-	return head;
+	return guest_queue_add_chain(&f->mem, q, segs, nr);
 }
 
 /* A receive buffer of `len` bytes in one writable descriptor. */
@@ -228,23 +199,20 @@ static uint64_t add_rx_buffer(struct fixture *f, uint32_t len, uint16_t *head)
 
 static uint16_t used_idx(struct fixture *f, const struct guest_queue *q)
 {
-	return ((uint16_t *)gpa(f, q->used))[1];
+	return guest_queue_used_idx(&f->mem, q);
 }
 
 static struct vring_used_elem used_elem(struct fixture *f, const struct guest_queue *q, uint16_t i)
 {
-	struct vring_used_elem elem;
-	memcpy(&elem, (uint8_t *)gpa(f, q->used) + 4 + 8 * (i % QSIZE), sizeof(elem));
-	return elem;
+	return guest_queue_used_elem(&f->mem, q, i);
 }
 
 /* ---- the host's side ---- */
 
 static void fill_frame(uint8_t *frame, size_t len, uint8_t seed)
 {
+	fill_pattern(frame, len, seed, 7);
 	memset(frame, 0, HDR);
-	for (size_t i = HDR; i < len; i++)
-		frame[i] = (uint8_t)(seed + i * 7);
 }
 
 static void peer_send(struct fixture *f, size_t len, uint8_t seed, uint8_t *copy)

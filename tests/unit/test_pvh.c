@@ -13,6 +13,7 @@
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/pvh.h"
 #include "memory.h"
+#include "test_support.h"
 
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)
@@ -20,55 +21,16 @@
 #define GUEST_SIZE (2 * MiB)
 #define FILL	   0xaa
 
-struct guest {
-	struct gmem mem;
-	uint8_t *ram;
-	size_t ram_size;
-};
-
-static int guest_init(struct guest *g, uint64_t layout_size, size_t backed)
-{
-	g->ram = malloc(backed);
-	g->ram_size = backed;
-	if (!g->ram || gmem_layout(&g->mem, layout_size)) {
-		free(g->ram);
-		return -1;
-	}
-	memset(g->ram, FILL, backed);
-	g->mem.regions[0].host = g->ram;
-	return 0;
-}
-
 static int small_guest_setup(void **state)
 {
-	struct guest *g = calloc(1, sizeof(*g));
-	if (!g || guest_init(g, GUEST_SIZE, GUEST_SIZE)) {
-		free(g);
-		return -1;
-	}
-	*state = g;
-	return 0;
+	return guest_setup_with(state, GUEST_SIZE, GUEST_SIZE, FILL);
 }
 
 /* An 8 GiB layout of which only the first MiB has host memory behind it: pvh_build only
  * touches the page at its base address, and ASan reports any access beyond the buffer. */
 static int big_guest_setup(void **state)
 {
-	struct guest *g = calloc(1, sizeof(*g));
-	if (!g || guest_init(g, 8 * GiB, 1 * MiB)) {
-		free(g);
-		return -1;
-	}
-	*state = g;
-	return 0;
-}
-
-static int guest_teardown(void **state)
-{
-	struct guest *g = *state;
-	free(g->ram);
-	free(g);
-	return 0;
+	return guest_setup_with(state, 8 * GiB, 1 * MiB, FILL);
 }
 
 static struct hvm_start_info read_info(const struct guest *g, uint64_t base)
@@ -285,7 +247,8 @@ static void test_memory_too_small_for_e820_fails(void **state)
 	struct guest g;
 	(void)state;
 
-	assert_int_equal(guest_init(&g, 1 * MiB, 1 * MiB), 0);
+	g.ram = fake_ram_new(&g.mem, 1 * MiB, 1 * MiB, FILL);
+	assert_non_null(g.ram);
 	assert_int_equal(pvh_build(&g.mem, LAYOUT_PVH_INFO, LAYOUT_CMDLINE, 0, 0), -EINVAL);
 	assert_int_equal(g.ram[LAYOUT_PVH_INFO], FILL);
 	free(g.ram);

@@ -12,14 +12,7 @@
 #include <cmocka.h>
 
 #include "devices/serial.h"
-
-#define MAX_IRQ_CALLS 256
-
-struct irq_record {
-	unsigned int calls;
-	unsigned int irq[MAX_IRQ_CALLS];
-	int level[MAX_IRQ_CALLS];
-};
+#include "test_support.h"
 
 struct output_record {
 	size_t len;
@@ -33,15 +26,6 @@ struct fixture {
 	struct output_record out;
 };
 
-static void fake_irq_set(void *opaque, unsigned int irq, int level)
-{
-	struct irq_record *rec = opaque;
-	assert_true(rec->calls < MAX_IRQ_CALLS);
-	rec->irq[rec->calls] = irq;
-	rec->level[rec->calls] = level;
-	rec->calls++;
-}
-
 static void fake_output(void *opaque, const uint8_t *bytes, size_t len)
 {
 	struct output_record *rec = opaque;
@@ -53,10 +37,9 @@ static void fake_output(void *opaque, const uint8_t *bytes, size_t len)
 
 static void fixture_init(struct fixture *f)
 {
-	struct irq_line line = {.set = fake_irq_set, .opaque = &f->irq, .irq = SERIAL_COM1_IRQ};
 	memset(&f->irq, 0, sizeof(f->irq));
 	memset(&f->out, 0, sizeof(f->out));
-	serial_init(&f->serial, line, fake_output, &f->out);
+	serial_init(&f->serial, irq_record_line(&f->irq, SERIAL_COM1_IRQ), fake_output, &f->out);
 }
 
 static int setup(void **state)
@@ -79,26 +62,18 @@ static int teardown(void **state)
 
 static uint8_t rd(struct serial *s, uint64_t offset)
 {
-	uint8_t value = 0x5a;
-	serial_ops.read(s, offset, &value, 1);
-	return value;
+	return (uint8_t)reg_read(&serial_ops, s, offset, 1, 0x5a);
 }
 
 static void wr(struct serial *s, uint64_t offset, uint8_t value)
 {
-	serial_ops.write(s, offset, &value, 1);
+	reg_write(&serial_ops, s, offset, 1, value);
 }
 
 static void receive_all(struct serial *s, const char *text)
 {
 	size_t len = strlen(text);
 	assert_int_equal(serial_receive(s, (const uint8_t *)text, len), len);
-}
-
-static int last_level(const struct irq_record *rec)
-{
-	assert_true(rec->calls > 0);
-	return rec->level[rec->calls - 1];
 }
 
 /* ---- reset state ---- */

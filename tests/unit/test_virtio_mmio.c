@@ -18,6 +18,7 @@
 #include "log.h"
 #include "memory.h"
 #include "devices/virtio/virtio.h"
+#include "test_support.h"
 
 #define RAM_SIZE    (1ULL << 20)
 #define NR_QUEUES   2
@@ -200,13 +201,11 @@ static int setup(void **state)
 	struct fake *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
-	f->ram = calloc(1, RAM_SIZE);
-	if (!f->ram || gmem_layout(&f->mem, RAM_SIZE)) {
-		free(f->ram);
+	f->ram = fake_ram_new(&f->mem, RAM_SIZE, RAM_SIZE, 0);
+	if (!f->ram) {
 		free(f);
 		return -1;
 	}
-	f->mem.regions[0].host = f->ram;
 	fake_init(f, &f->mem, "fake0");
 	*state = f;
 	return 0;
@@ -225,33 +224,12 @@ static int teardown(void **state)
 
 static uint32_t rd(struct fake *f, uint64_t offset)
 {
-	uint32_t v;
-	virtio_mmio_ops.read(&f->dev, offset, (uint8_t *)&v, 4);
-	return v;
+	return reg_read(&virtio_mmio_ops, &f->dev, offset, 4, 0);
 }
 
 static void wr(struct fake *f, uint64_t offset, uint32_t value)
 {
-	virtio_mmio_ops.write(&f->dev, offset, (const uint8_t *)&value, 4);
-}
-
-static void *host(struct fake *f, uint64_t gpa, uint64_t len)
-{
-	void *p = gmem_ptr(&f->mem, gpa, len);
-	assert_non_null(p);
-	return p;
-}
-
-static uint16_t read16(struct fake *f, uint64_t gpa)
-{
-	uint16_t v;
-	memcpy(&v, host(f, gpa, 2), 2);
-	return v;
-}
-
-static void write16(struct fake *f, uint64_t gpa, uint16_t v)
-{
-	memcpy(host(f, gpa, 2), &v, 2);
+	reg_write(&virtio_mmio_ops, &f->dev, offset, 4, value);
 }
 
 static void negotiate(struct fake *f, uint64_t features)
@@ -283,7 +261,7 @@ static void write_queue_config(struct fake *f, unsigned int q, uint32_t size, ui
 /* Fresh zeroed rings for queue q, configured and made ready. */
 static void setup_queue(struct fake *f, unsigned int q)
 {
-	memset(host(f, desc_gpa(q), 0x3000), 0, 0x3000);
+	memset(gpa_ptr(&f->mem, desc_gpa(q), 0x3000), 0, 0x3000);
 	f->avail_idx[q] = 0;
 	write_queue_config(f, q, QSIZE, desc_gpa(q), avail_gpa(q), used_gpa(q));
 	wr(f, VIRTIO_MMIO_QUEUE_READY, 1);
@@ -305,22 +283,22 @@ static void put_desc(struct fake *f, unsigned int q, uint16_t i, uint64_t addr, 
 		     uint16_t flags, uint16_t next)
 {
 	struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
-	memcpy(host(f, desc_gpa(q) + i * sizeof(d), sizeof(d)), &d, sizeof(d));
+	memcpy(gpa_ptr(&f->mem, desc_gpa(q) + i * sizeof(d), sizeof(d)), &d, sizeof(d));
 }
 
 static void make_available(struct fake *f, unsigned int q, uint16_t head)
 {
 	uint16_t idx = f->avail_idx[q]++;
-	write16(f, avail_gpa(q) + 4 + 2 * (idx % QSIZE), head);
-	write16(f, avail_gpa(q) + 2, f->avail_idx[q]);
+	gpa_write16(&f->mem, avail_gpa(q) + 4 + 2 * (idx % QSIZE), head);
+	gpa_write16(&f->mem, avail_gpa(q) + 2, f->avail_idx[q]);
 }
 
 /* A 4-byte request in descriptor `head` and a 4-byte response buffer in head + 1. */
 static void add_request(struct fake *f, unsigned int q, uint16_t head, uint32_t request)
 {
 	uint64_t buf = BUF_GPA + 0x100 * head + 0x1000 * q;
-	memcpy(host(f, buf, 4), &request, 4);
-	memset(host(f, buf + 4, 4), 0, 4);
+	put_le32(gpa_ptr(&f->mem, buf, 4), request);
+	put_le32(gpa_ptr(&f->mem, buf + 4, 4), 0);
 	put_desc(f, q, head, buf, 4, VRING_DESC_F_NEXT, (uint16_t)(head + 1));
 	put_desc(f, q, (uint16_t)(head + 1), buf + 4, 4, VRING_DESC_F_WRITE, 0);
 	make_available(f, q, head);
@@ -328,21 +306,17 @@ static void add_request(struct fake *f, unsigned int q, uint16_t head, uint32_t 
 
 static uint32_t response(struct fake *f, unsigned int q, uint16_t head)
 {
-	uint32_t v;
-	memcpy(&v, host(f, BUF_GPA + 0x100 * head + 0x1000 * q + 4, 4), 4);
-	return v;
+	return get_le32(gpa_ptr(&f->mem, BUF_GPA + 0x100 * head + 0x1000 * q + 4, 4));
 }
 
 static uint16_t used_idx(struct fake *f, unsigned int q)
 {
-	return read16(f, used_gpa(q) + 2);
+	return gpa_read16(&f->mem, used_gpa(q) + 2);
 }
 
 static struct vring_used_elem used_elem(struct fake *f, unsigned int q, uint16_t slot)
 {
-	struct vring_used_elem e;
-	memcpy(&e, host(f, used_gpa(q) + 4 + 8ULL * slot, sizeof(e)), sizeof(e));
-	return e;
+	return used_elem_at(&f->mem, used_gpa(q), slot);
 }
 
 static void send_and_check_request(struct fake *f, unsigned int q, uint16_t head, uint32_t request)
@@ -709,11 +683,11 @@ static void test_used_interrupt_suppressed_by_no_interrupt_flag(void **state)
 	struct fake *f = *state;
 
 	driver_init(f, 1ULL << VIRTIO_F_VERSION_1);
-	write16(f, avail_gpa(0), VRING_AVAIL_F_NO_INTERRUPT);
+	gpa_write16(&f->mem, avail_gpa(0), VRING_AVAIL_F_NO_INTERRUPT);
 	send_and_check_request(f, 0, 0, 1);
 	assert_int_equal(f->signals, 0);
 	assert_int_equal(rd(f, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
-	write16(f, avail_gpa(0), 0);
+	gpa_write16(&f->mem, avail_gpa(0), 0);
 	send_and_check_request(f, 0, 2, 2);
 	assert_int_equal(f->signals, 1);
 }
@@ -725,8 +699,8 @@ static void test_used_interrupt_with_event_idx_follows_used_event(void **state)
 	driver_init(f, (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_F_EVENT_IDX));
 	send_and_check_request(f, 0, 0, 1); /* the first one always interrupts */
 	assert_int_equal(f->signals, 1);
-	write16(f, avail_gpa(0) + 4 + 2 * QSIZE, 2); /* used_event: after entry 2 */
-	send_and_check_request(f, 0, 2, 2);	     /* used idx 2 */
+	gpa_write16(&f->mem, avail_gpa(0) + 4 + 2 * QSIZE, 2); /* used_event: after entry 2 */
+	send_and_check_request(f, 0, 2, 2);		       /* used idx 2 */
 	assert_int_equal(f->signals, 1);
 	send_and_check_request(f, 0, 4, 3); /* used idx 3: passed 2 */
 	assert_int_equal(f->signals, 2);

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "memory.h"
 #include "devices/virtio/virtqueue.h"
+#include "test_support.h"
 
 #define RAM_SIZE  (1ULL << 20)
 #define HIGH_GPA  (2ULL << 20)
@@ -49,30 +50,11 @@ struct fixture {
 
 /* --- guest memory and ring helpers ----------------------------------------------------- */
 
-static void *host(struct fixture *f, uint64_t gpa, uint64_t len)
-{
-	void *p = gmem_ptr(&f->mem, gpa, len);
-	assert_non_null(p);
-	return p;
-}
-
-static uint16_t read16(struct fixture *f, uint64_t gpa)
-{
-	uint16_t v;
-	memcpy(&v, host(f, gpa, 2), 2);
-	return v;
-}
-
-static void write16(struct fixture *f, uint64_t gpa, uint16_t v)
-{
-	memcpy(host(f, gpa, 2), &v, 2);
-}
-
 static void put_desc_at(struct fixture *f, uint64_t table, uint16_t index, uint64_t addr,
 			uint32_t len, uint16_t flags, uint16_t next)
 {
 	struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
-	memcpy(host(f, table + index * sizeof(d), sizeof(d)), &d, sizeof(d));
+	memcpy(gpa_ptr(&f->mem, table + index * sizeof(d), sizeof(d)), &d, sizeof(d));
 }
 
 static void put_desc(struct fixture *f, uint16_t index, uint64_t addr, uint32_t len, uint16_t flags,
@@ -90,21 +72,19 @@ static void put_indirect(struct fixture *f, uint16_t index, uint64_t addr, uint3
 /* The driver's side: put `head` in the next avail ring slot and publish it. */
 static void make_available(struct fixture *f, uint16_t head)
 {
-	uint16_t idx = read16(f, AVAIL_GPA + 2);
-	write16(f, AVAIL_GPA + 4 + 2 * (idx % f->ring_size), head);
-	write16(f, AVAIL_GPA + 2, (uint16_t)(idx + 1));
+	uint16_t idx = gpa_read16(&f->mem, AVAIL_GPA + 2);
+	gpa_write16(&f->mem, AVAIL_GPA + 4 + 2 * (idx % f->ring_size), head);
+	gpa_write16(&f->mem, AVAIL_GPA + 2, (uint16_t)(idx + 1));
 }
 
 static uint16_t used_idx_in_ring(struct fixture *f)
 {
-	return read16(f, USED_GPA + 2);
+	return gpa_read16(&f->mem, USED_GPA + 2);
 }
 
 static struct vring_used_elem used_elem(struct fixture *f, uint16_t slot)
 {
-	struct vring_used_elem e;
-	memcpy(&e, host(f, USED_GPA + 4 + 8ULL * slot, sizeof(e)), sizeof(e));
-	return e;
+	return used_elem_at(&f->mem, USED_GPA, slot);
 }
 
 static uint64_t used_event_gpa(uint16_t size)
@@ -121,9 +101,9 @@ static uint64_t avail_event_gpa(uint16_t size)
 static void start_queue(struct fixture *f, uint16_t size, bool event_idx)
 {
 	vq_reset(&f->vq);
-	memset(host(f, DESC_GPA, 0x1000), 0, 0x1000);
-	memset(host(f, AVAIL_GPA, 0x1000), 0, 0x1000);
-	memset(host(f, USED_GPA, 0x1000), 0, 0x1000);
+	memset(gpa_ptr(&f->mem, DESC_GPA, 0x1000), 0, 0x1000);
+	memset(gpa_ptr(&f->mem, AVAIL_GPA, 0x1000), 0, 0x1000);
+	memset(gpa_ptr(&f->mem, USED_GPA, 0x1000), 0, 0x1000);
 	f->ring_size = size;
 	f->vq.state.size = size;
 	f->vq.state.desc_gpa = DESC_GPA;
@@ -134,27 +114,19 @@ static void start_queue(struct fixture *f, uint16_t size, bool event_idx)
 	f->vq.state.ready = 1;
 }
 
-static void fill_pattern(struct fixture *f, uint64_t gpa, uint64_t len, uint8_t seed)
-{
-	uint8_t *p = host(f, gpa, len);
-	for (uint64_t i = 0; i < len; i++)
-		p[i] = (uint8_t)(seed + i * 7);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -1;
-	f->ram = calloc(1, RAM_SIZE);
+	f->ram = fake_ram_new(&f->mem, RAM_SIZE, RAM_SIZE, 0);
 	f->high = calloc(1, HIGH_SIZE);
-	if (!f->ram || !f->high || gmem_layout(&f->mem, RAM_SIZE)) {
+	if (!f->ram || !f->high) {
 		free(f->ram);
 		free(f->high);
 		free(f);
 		return -1;
 	}
-	f->mem.regions[0].host = f->ram;
 	f->mem.regions[1] =
 	    (struct gmem_region){.gpa = HIGH_GPA, .size = HIGH_SIZE, .host = f->high};
 	f->mem.nr_regions = 2;
@@ -473,17 +445,17 @@ static void test_ring_indices_wrap_from_65535_to_0(void **state)
 	s = f->vq.state;
 	s.last_avail_idx = s.used_idx = s.signalled_used = 65534;
 	assert_int_equal(vq_restore(&f->vq, &s), 0);
-	write16(f, AVAIL_GPA + 2, 65534);
-	write16(f, USED_GPA + 2, 65534);
+	gpa_write16(&f->mem, AVAIL_GPA + 2, 65534);
+	gpa_write16(&f->mem, USED_GPA + 2, 65534);
 
 	for (unsigned int i = 0; i < 4; i++) {
 		put_desc(f, heads[i], BUF_GPA + 0x10 * i, 16, VRING_DESC_F_WRITE, 0);
 		make_available(f, heads[i]);
 	}
-	assert_int_equal(read16(f, AVAIL_GPA + 2), 2);
+	assert_int_equal(gpa_read16(&f->mem, AVAIL_GPA + 2), 2);
 	/* Ring slots 2, 3, 0, 1 hold entries 65534, 65535, 0, 1. */
-	assert_int_equal(read16(f, AVAIL_GPA + 4 + 2 * 2), 1);
-	assert_int_equal(read16(f, AVAIL_GPA + 4 + 2 * 0), 3);
+	assert_int_equal(gpa_read16(&f->mem, AVAIL_GPA + 4 + 2 * 2), 1);
+	assert_int_equal(gpa_read16(&f->mem, AVAIL_GPA + 4 + 2 * 0), 3);
 	for (unsigned int i = 0; i < 4; i++) {
 		assert_int_equal(vq_pop(&f->vq, &f->chain), 1);
 		assert_int_equal(f->chain.head, heads[i]);
@@ -559,11 +531,11 @@ static void test_needs_interrupt_honours_no_interrupt_flag(void **state)
 	struct fixture *f = *state;
 
 	pop_and_push(f, 0);
-	write16(f, AVAIL_GPA, VRING_AVAIL_F_NO_INTERRUPT);
+	gpa_write16(&f->mem, AVAIL_GPA, VRING_AVAIL_F_NO_INTERRUPT);
 	assert_false(vq_needs_interrupt(&f->vq));
 	assert_false(vq_needs_interrupt(&f->vq));
 	/* The driver clears the flag: the push it suppressed is still owed an interrupt. */
-	write16(f, AVAIL_GPA, 0);
+	gpa_write16(&f->mem, AVAIL_GPA, 0);
 	assert_true(vq_needs_interrupt(&f->vq));
 	/* Nothing new pushed: no second interrupt. */
 	assert_false(vq_needs_interrupt(&f->vq));
@@ -582,8 +554,8 @@ static void test_needs_interrupt_with_event_idx_fires_only_when_used_event_is_pa
 	assert_true(vq_needs_interrupt(&f->vq));
 	assert_false(vq_needs_interrupt(&f->vq));
 
-	write16(f, used_event_gpa(QSIZE), 2); /* "interrupt me once entry 2 is used" */
-	pop_and_push(f, 1);		      /* used_idx 2: entry 2 not yet used */
+	gpa_write16(&f->mem, used_event_gpa(QSIZE), 2); /* "interrupt me once entry 2 is used" */
+	pop_and_push(f, 1);				/* used_idx 2: entry 2 not yet used */
 	assert_false(vq_needs_interrupt(&f->vq));
 	assert_false(vq_needs_interrupt(&f->vq));
 	pop_and_push(f, 2); /* used_idx 3: entry 2 used */
@@ -598,7 +570,7 @@ static void test_needs_interrupt_with_event_idx_fires_only_when_used_event_is_pa
 	assert_false(vq_needs_interrupt(&f->vq));
 
 	/* A batch of pushes that passes used_event inside the batch interrupts once. */
-	write16(f, used_event_gpa(QSIZE), 6);
+	gpa_write16(&f->mem, used_event_gpa(QSIZE), 6);
 	pop_and_push(f, 5);
 	pop_and_push(f, 6);
 	pop_and_push(f, 7); /* used_idx 5 -> 8 since the last interrupt at 3 */
@@ -617,8 +589,8 @@ static void test_needs_interrupt_with_event_idx_across_index_wrap(void **state)
 	s.last_avail_idx = s.used_idx = s.signalled_used = 65534;
 	s.signalled_valid = 1;
 	assert_int_equal(vq_restore(&f->vq, &s), 0);
-	write16(f, AVAIL_GPA + 2, 65534);
-	write16(f, used_event_gpa(4), 65535);
+	gpa_write16(&f->mem, AVAIL_GPA + 2, 65534);
+	gpa_write16(&f->mem, used_event_gpa(4), 65535);
 
 	pop_and_push(f, 0); /* used_idx 65535: entry 65535 not yet used */
 	assert_false(vq_needs_interrupt(&f->vq));
@@ -632,7 +604,7 @@ static void test_needs_interrupt_without_event_idx_ignores_used_event(void **sta
 {
 	struct fixture *f = *state;
 
-	write16(f, used_event_gpa(QSIZE), 100);
+	gpa_write16(&f->mem, used_event_gpa(QSIZE), 100);
 	pop_and_push(f, 0);
 	assert_true(vq_needs_interrupt(&f->vq));
 	pop_and_push(f, 1);
@@ -643,12 +615,12 @@ static void test_set_notification_without_event_idx_writes_used_flags(void **sta
 {
 	struct fixture *f = *state;
 
-	write16(f, avail_event_gpa(QSIZE), 0xabcd);
+	gpa_write16(&f->mem, avail_event_gpa(QSIZE), 0xabcd);
 	vq_set_notification(&f->vq, false);
-	assert_int_equal(read16(f, USED_GPA), VRING_USED_F_NO_NOTIFY);
+	assert_int_equal(gpa_read16(&f->mem, USED_GPA), VRING_USED_F_NO_NOTIFY);
 	vq_set_notification(&f->vq, true);
-	assert_int_equal(read16(f, USED_GPA), 0);
-	assert_int_equal(read16(f, avail_event_gpa(QSIZE)), 0xabcd);
+	assert_int_equal(gpa_read16(&f->mem, USED_GPA), 0);
+	assert_int_equal(gpa_read16(&f->mem, avail_event_gpa(QSIZE)), 0xabcd);
 }
 
 static void test_set_notification_with_event_idx_writes_avail_event(void **state)
@@ -660,33 +632,33 @@ static void test_set_notification_with_event_idx_writes_avail_event(void **state
 	pop_and_push(f, 1);
 	pop_and_push(f, 2);
 	vq_set_notification(&f->vq, true);
-	assert_int_equal(read16(f, avail_event_gpa(QSIZE)), 3);
-	assert_int_equal(read16(f, USED_GPA), 0);
+	assert_int_equal(gpa_read16(&f->mem, avail_event_gpa(QSIZE)), 3);
+	assert_int_equal(gpa_read16(&f->mem, USED_GPA), 0);
 	/* Disabling with EVENT_IDX leaves avail_event (the driver notifies when it passes). */
 	pop_and_push(f, 3);
 	vq_set_notification(&f->vq, false);
-	assert_int_equal(read16(f, avail_event_gpa(QSIZE)), 3);
-	assert_int_equal(read16(f, USED_GPA), 0);
+	assert_int_equal(gpa_read16(&f->mem, avail_event_gpa(QSIZE)), 3);
+	assert_int_equal(gpa_read16(&f->mem, USED_GPA), 0);
 	vq_set_notification(&f->vq, true);
-	assert_int_equal(read16(f, avail_event_gpa(QSIZE)), 4);
+	assert_int_equal(gpa_read16(&f->mem, avail_event_gpa(QSIZE)), 4);
 }
 
 static void test_set_notification_writes_nothing_when_not_ready_or_broken(void **state)
 {
 	struct fixture *f = *state;
 
-	write16(f, USED_GPA, 0x5555);
+	gpa_write16(&f->mem, USED_GPA, 0x5555);
 	f->vq.state.ready = 0;
 	vq_set_notification(&f->vq, false);
 	vq_set_notification(&f->vq, true);
-	assert_int_equal(read16(f, USED_GPA), 0x5555);
+	assert_int_equal(gpa_read16(&f->mem, USED_GPA), 0x5555);
 
 	f->vq.state.ready = 1;
 	put_desc(f, 0, BUF_GPA, 8, VRING_DESC_F_NEXT, QSIZE);
 	make_available(f, 0);
 	assert_int_equal(vq_pop(&f->vq, &f->chain), -EIO);
 	vq_set_notification(&f->vq, true);
-	assert_int_equal(read16(f, USED_GPA), 0x5555);
+	assert_int_equal(gpa_read16(&f->mem, USED_GPA), 0x5555);
 }
 
 /* --- chain copies ------------------------------------------------------------------ */
@@ -699,7 +671,7 @@ static void pop_copy_chain(struct fixture *f)
 	put_desc(f, 2, BUF_GPA + 0x200, 4, VRING_DESC_F_NEXT, 3);
 	put_desc(f, 3, BUF_GPA + 0x300, 4, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 4);
 	put_desc(f, 4, BUF_GPA + 0x400, 4, VRING_DESC_F_WRITE, 0);
-	fill_pattern(f, BUF_GPA, 0x500, 1);
+	fill_pattern(gpa_ptr(&f->mem, BUF_GPA, 0x500), 0x500, 1, 7);
 	make_available(f, 0);
 	assert_int_equal(vq_pop(&f->vq, &f->chain), 1);
 	assert_int_equal(f->chain.readable_len, 12);
@@ -995,12 +967,12 @@ static void test_pop_breaks_on_avail_idx_more_than_size_ahead(void **state)
 	struct fixture *f = *state;
 
 	put_desc(f, 0, BUF_GPA, 8, 0, 0);
-	write16(f, AVAIL_GPA + 2, QSIZE + 1);
+	gpa_write16(&f->mem, AVAIL_GPA + 2, QSIZE + 1);
 	assert_pop_breaks(f, "more buffers available than the queue holds");
-	write16(f, AVAIL_GPA + 2, 0x8000);
+	gpa_write16(&f->mem, AVAIL_GPA + 2, 0x8000);
 	assert_pop_breaks(f, "more buffers available than the queue holds");
 	/* An index behind the device's by one is 65535 ahead. */
-	write16(f, AVAIL_GPA + 2, (uint16_t)(f->vq.state.last_avail_idx - 1));
+	gpa_write16(&f->mem, AVAIL_GPA + 2, (uint16_t)(f->vq.state.last_avail_idx - 1));
 	assert_pop_breaks(f, "more buffers available than the queue holds");
 }
 
