@@ -11,7 +11,8 @@
 
 const char cli_usage[] =
     "Usage: wisp --kernel PATH [--initrd PATH] [--cmdline STR] [--vcpus N] [--mem-mib N]\n"
-    "            [--log-level LEVEL]\n"
+    "            [--drive id=ID,path=FILE[,ro=on][,root=on][,direct=on][,io_engine=E]]...\n"
+    "            [--net id=ID,tap=TAPNAME[,mac=MAC]]... [--log-level LEVEL]\n"
     "\n"
     "Boots a Linux guest in a KVM microVM. The guest's serial console (COM1) is this\n"
     "process's standard output and input.\n"
@@ -24,6 +25,14 @@ const char cli_usage[] =
     "                    (keep reboot=k: the guest's reboot then ends the VM)\n"
     "  --vcpus N         number of vCPUs, 1 to 32 (default 1)\n"
     "  --mem-mib N       guest memory in MiB (default 128; at most the host's RAM)\n"
+    "  --drive SPEC      a virtio-blk disk backed by FILE (a raw image); ro=on makes it\n"
+    "                    read-only (guest writes fail with an I/O error); root=on makes\n"
+    "                    it /dev/vda and adds root=/dev/vda to the kernel command line;\n"
+    "                    direct=on reads and writes around the host's page cache\n"
+    "                    (O_DIRECT, where the file system allows it); io_engine=Async\n"
+    "                    (io_uring, the default) or Sync; up to 8 drives\n"
+    "  --net SPEC        a virtio-net interface on the existing TAP device TAPNAME; mac\n"
+    "                    defaults to a random locally administered address; up to 4\n"
     "  --log-level L     error, warn, info or debug (default warn); logs go to stderr\n"
     "  --help            this text\n"
     "  --version         the version\n"
@@ -31,7 +40,8 @@ const char cli_usage[] =
     "Exit status: 0 when the guest reboots or resets (there is no ACPI, so a guest ends\n"
     "its VM by rebooting; a triple fault counts as a reset, as in Firecracker),\n"
     "1 when the VMM fails (KVM error, unhandled exit), 2 for bad input (bad option,\n"
-    "missing file, not a kernel, too much memory, bad vCPU count).\n";
+    "missing file, not a kernel, too much memory, bad vCPU count, a drive or TAP that\n"
+    "cannot be opened).\n";
 
 int cli_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *value)
 {
@@ -100,8 +110,11 @@ static int drive_field(void *target, const char *key, const char *value, char *e
 		drive->id = value;
 	else if (!strcmp(key, "path"))
 		drive->path = value;
-	else if (!strcmp(key, "ro") || !strcmp(key, "root")) {
-		if (!parse_on_off(value, !strcmp(key, "ro") ? &drive->read_only : &drive->root)) {
+	else if (!strcmp(key, "ro") || !strcmp(key, "root") || !strcmp(key, "direct")) {
+		bool *flag = !strcmp(key, "ro")	    ? &drive->read_only
+			     : !strcmp(key, "root") ? &drive->root
+						    : &drive->direct;
+		if (!parse_on_off(value, flag)) {
 			snprintf(err, err_size, "--drive %s='%s': must be on or off", key, value);
 			return -EINVAL;
 		}
@@ -116,8 +129,8 @@ static int drive_field(void *target, const char *key, const char *value, char *e
 			return -EINVAL;
 		}
 	} else {
-		snprintf(err, err_size, "--drive: unknown key '%s' (id, path, ro, root, io_engine)",
-			 key);
+		snprintf(err, err_size,
+			 "--drive: unknown key '%s' (id, path, ro, root, direct, io_engine)", key);
 		return -EINVAL;
 	}
 	return 0;

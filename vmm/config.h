@@ -15,6 +15,8 @@ struct drive_config {
 	const char *path;
 	bool read_only;
 	bool root;
+	/* O_DIRECT: data goes around the host page cache (QEMU's cache=none) */
+	bool direct;
 	enum io_engine engine;
 };
 

@@ -19,7 +19,7 @@ runs one guest shell command (after ` -- ` on the kernel command line) that meas
 
 Both VMMs get 1 vCPU and 512 MiB. Their disk images sit on an ext4 file system loop-mounted
 from /dev/shm (memory, and O_DIRECT works there, unlike on tmpfs or 9p): wisp opens them as
-plain files (host page cache allowed, io_uring engine), QEMU with cache=none,aio=io_uring.
+direct=on drives (O_DIRECT, io_uring engine), QEMU with cache=none,aio=io_uring.
 Neither uses vhost. QEMU's microvm appends its virtio-mmio devices to the end of the kernel
 command line, where the kernel would hand them to init (they would follow ` -- `), so QEMU
 runs with auto-kernel-cmdline=off and the same virtio_mmio.device= parameters before
@@ -467,7 +467,10 @@ def vmm_argv(vmm, args, kernel, root, data, command, qemu_mmio):
         return NetNamespace.prefix() + [
             args.wisp, "--kernel", kernel, "--vcpus", "1", "--mem-mib", str(MEM_MIB),
             "--cmdline", CMDLINE.format(reboot=WISP_REBOOT) + command,
-            "--drive", f"id=rootfs,path={root},root=on", "--drive", f"id=data,path={data}",
+            # direct=on is wisp's counterpart of QEMU's cache=none: both go around
+            # the host page cache.
+            "--drive", f"id=rootfs,path={root},root=on,direct=on",
+            "--drive", f"id=data,path={data},direct=on",
             "--net", f"id=eth0,tap={TAP}"]
     cmdline = CMDLINE.format(reboot=QEMU_REBOOT) + QEMU_ROOT + qemu_mmio + command
     return (NetNamespace.prefix()
@@ -785,7 +788,7 @@ def main():
                                          if machine["in_harness_env"]
                                          or machine["cpu_hypervisor_flag"] else ""))
     print("  blk: guest-timed O_DIRECT sequential I/O on /dev/vdb, write (incl. its fsync) "
-          "then read; wisp: raw file (host page cache), QEMU: cache=none,aio=io_uring")
+          "then read; wisp: direct=on (O_DIRECT) with io_uring, QEMU: cache=none,aio=io_uring")
     print("  net: host-timed TCP over TAP, busybox nc in the guest, no vhost")
     failed = [b for b in boots if not b.ok]
     for boot in failed:

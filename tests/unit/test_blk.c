@@ -42,13 +42,18 @@ struct params {
 	enum io_engine engine;
 	bool read_only;
 	uint64_t features; /* beyond VERSION_1 */
+	bool direct;
 };
 
-static const struct params sync_rw = {IO_ENGINE_SYNC, false, 0};
-static const struct params async_rw = {IO_ENGINE_ASYNC, false, 0};
-static const struct params sync_ro = {IO_ENGINE_SYNC, true, 0};
-static const struct params async_ro = {IO_ENGINE_ASYNC, true, 0};
-static const struct params sync_event_idx = {IO_ENGINE_SYNC, false, 1ULL << VIRTIO_F_EVENT_IDX};
+static const struct params sync_direct = {IO_ENGINE_SYNC, false, 0, true};
+static const struct params async_direct = {IO_ENGINE_ASYNC, false, 0, true};
+
+static const struct params sync_rw = {IO_ENGINE_SYNC, false, 0, false};
+static const struct params async_rw = {IO_ENGINE_ASYNC, false, 0, false};
+static const struct params sync_ro = {IO_ENGINE_SYNC, true, 0, false};
+static const struct params async_ro = {IO_ENGINE_ASYNC, true, 0, false};
+static const struct params sync_event_idx = {IO_ENGINE_SYNC, false, 1ULL << VIRTIO_F_EVENT_IDX,
+					     false};
 
 struct fixture {
 	struct params params;
@@ -94,6 +99,7 @@ static struct drive_config drive(struct fixture *f)
 	return (struct drive_config){.id = "rootfs",
 				     .path = f->path,
 				     .read_only = f->params.read_only,
+				     .direct = f->params.direct,
 				     .engine = f->params.engine};
 }
 
@@ -723,6 +729,8 @@ int main(void)
 	    T(test_features, async_ro),
 	    T(test_write_then_read_back, sync_rw),
 	    T(test_write_then_read_back, async_rw),
+	    T(test_write_then_read_back, sync_direct),
+	    T(test_write_then_read_back, async_direct),
 	    T(test_split_buffers, sync_rw),
 	    T(test_split_buffers, async_rw),
 	    T(test_get_id, sync_rw),

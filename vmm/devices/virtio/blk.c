@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* O_DIRECT */
 #include "blk.h"
 
 #include "../../log.h"
@@ -35,6 +36,7 @@ struct blk_device {
 	struct virtio_device vdev; /* first: the transport's pointer converts back */
 	struct drive_config config;
 	int fd;
+	int direct_fd;	   /* O_DIRECT twin of fd (direct=on), or -1 */
 	uint64_t capacity; /* sectors */
 	enum io_engine engine;
 	struct io_uring ring;
@@ -262,19 +264,32 @@ static void finish_io(struct blk_device *blk, struct blk_request *req, int64_t r
 	complete(blk, req, VIRTIO_BLK_S_IOERR, push);
 }
 
+/* O_DIRECT wants sector-aligned buffers; a request whose buffers are not (legal, if
+ * unusual) goes through the page cache instead, which Linux keeps coherent. */
+static int data_fd(const struct blk_device *blk, const struct blk_request *req)
+{
+	if (blk->direct_fd < 0)
+		return blk->fd;
+	for (unsigned int i = 0; i < req->nr_data; i++)
+		if (((uintptr_t)req->data[i].iov_base | req->data[i].iov_len) %
+		    VIRTIO_BLK_SECTOR_SIZE)
+			return blk->fd;
+	return blk->direct_fd;
+}
+
 static int64_t sync_io(struct blk_device *blk, struct blk_request *req)
 {
 	struct iovec *iov = req->data;
 	unsigned int nr = req->nr_data;
 	uint64_t offset = req->offset;
+	int fd = data_fd(blk, req);
 	int64_t done = 0;
 
 	if (req->type == VIRTIO_BLK_T_FLUSH)
 		return fdatasync(blk->fd) ? -errno : 0;
 	while (done < req->len) {
-		ssize_t n = req->type == VIRTIO_BLK_T_IN
-				? preadv(blk->fd, iov, (int)nr, (off_t)offset)
-				: pwritev(blk->fd, iov, (int)nr, (off_t)offset);
+		ssize_t n = req->type == VIRTIO_BLK_T_IN ? preadv(fd, iov, (int)nr, (off_t)offset)
+							 : pwritev(fd, iov, (int)nr, (off_t)offset);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -296,9 +311,9 @@ static int submit_async(struct blk_device *blk, struct blk_request *req)
 	if (!sqe)
 		return -EAGAIN;
 	if (req->type == VIRTIO_BLK_T_IN)
-		io_uring_prep_readv(sqe, blk->fd, req->data, req->nr_data, req->offset);
+		io_uring_prep_readv(sqe, data_fd(blk, req), req->data, req->nr_data, req->offset);
 	else if (req->type == VIRTIO_BLK_T_OUT)
-		io_uring_prep_writev(sqe, blk->fd, req->data, req->nr_data, req->offset);
+		io_uring_prep_writev(sqe, data_fd(blk, req), req->data, req->nr_data, req->offset);
 	else
 		io_uring_prep_fsync(sqe, blk->fd, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data(sqe, req);
@@ -612,7 +627,7 @@ int blk_create(struct blk_device **out, const struct drive_config *config, const
 
 	if (!blk)
 		return -ENOMEM;
-	blk->fd = blk->event_fd = -1;
+	blk->fd = blk->event_fd = blk->direct_fd = -1;
 	blk->config = *config;
 	blk->config.id = strdup(config->id ? config->id : "");
 	blk->config.path = strdup(config->path ? config->path : "");
@@ -626,6 +641,14 @@ int blk_create(struct blk_device **out, const struct drive_config *config, const
 		log_error("drive '%s': cannot open %s: %s", blk->config.id, blk->config.path,
 			  strerror(errno));
 		goto fail;
+	}
+	if (config->direct) {
+		blk->direct_fd = open(blk->config.path, (config->read_only ? O_RDONLY : O_RDWR) |
+							    O_CLOEXEC | O_DIRECT);
+		if (blk->direct_fd < 0)
+			log_warn("drive '%s': %s cannot be opened with O_DIRECT (%s): direct=on "
+				 "is ignored, I/O goes through the page cache",
+				 blk->config.id, blk->config.path, strerror(errno));
 	}
 	err = image_size(blk, &size);
 	if (err)
@@ -678,6 +701,8 @@ void blk_destroy(struct blk_device *blk)
 	teardown_async(blk);
 	if (blk->fd >= 0)
 		close(blk->fd);
+	if (blk->direct_fd >= 0)
+		close(blk->direct_fd);
 	if (blk->vdev.ops)
 		pthread_mutex_destroy(&blk->vdev.lock);
 	free(blk->pool);
