@@ -122,5 +122,5 @@ def test_help_describes_every_option(env):
     result = env.run(["--help"])
     check(result.status == 0, "--help should succeed", result)
     for option in ["--kernel", "--initrd", "--cmdline", "--vcpus", "--mem-mib",
-                   "--log-level", "Exit status"]:
+                   "--log-level", "--drive", "direct=on", "io_engine", "--net", "Exit status"]:
         check(option in result.console, f"--help should describe {option}", result)
