@@ -667,8 +667,8 @@ def parse_args():
     parser.add_argument("--busybox", default="/bin/busybox",
                         help="static busybox for the root image (default /bin/busybox)")
     parser.add_argument("--qemu", default="qemu-system-x86_64", help="QEMU binary")
-    parser.add_argument("--timeout", type=float, default=1800,
-                        help="seconds per boot before it counts as failed (default 1800)")
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="seconds per boot before it counts as failed (default 600; a boot takes well under a minute even nested)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     if args.disk_4k_mib is None:
