@@ -87,11 +87,7 @@ static void blk_config_read(struct virtio_device *dev, uint64_t offset, uint8_t 
 	    .blk_size = htole32(VIRTIO_BLK_SECTOR_SIZE),
 	};
 
-	memset(data, 0, len);
-	if (offset >= sizeof(config))
-		return;
-	memcpy(data, (uint8_t *)&config + offset,
-	       len < sizeof(config) - offset ? len : sizeof(config) - offset);
+	virtio_config_copy(&config, sizeof(config), offset, data, len);
 }
 
 static struct blk_request *take_request(struct blk_device *blk)

@@ -511,11 +511,7 @@ static void net_config_read(struct virtio_device *dev, uint64_t offset, uint8_t 
 	struct virtio_net_config config = {.status = htole16(VIRTIO_NET_S_LINK_UP)};
 
 	memcpy(config.mac, to_net(dev)->mac, sizeof(config.mac));
-	if (offset >= sizeof(config))
-		return; /* the transport zeroed data */
-	if (len > sizeof(config) - offset)
-		len = (uint32_t)(sizeof(config) - offset);
-	memcpy(data, (uint8_t *)&config + offset, len);
+	virtio_config_copy(&config, sizeof(config), offset, data, len);
 }
 
 static int net_activate(struct virtio_device *dev)

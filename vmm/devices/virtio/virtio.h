@@ -141,6 +141,10 @@ void virtio_queue_failed(struct virtio_device *dev, unsigned int index);
 void virtio_config_changed(struct virtio_device *dev);
 /* DRIVER_OK and neither NEEDS_RESET nor FAILED: the device may use its queues. */
 bool virtio_device_live(const struct virtio_device *dev);
+/* A config_read over a device's config struct: copies the part of [offset, offset+len)
+ * that lies inside it, zeros for the rest (a guest may read anywhere in the window). */
+void virtio_config_copy(const void *config, size_t size, uint64_t offset, uint8_t *data,
+			uint32_t len);
 bool virtio_has_feature(const struct virtio_device *dev, unsigned int bit);
 
 #endif

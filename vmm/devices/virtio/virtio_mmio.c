@@ -17,6 +17,15 @@ void virtio_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 		vq_init(&dev->queues[i], mem, ops->queue_max_size);
 }
 
+void virtio_config_copy(const void *config, size_t size, uint64_t offset, uint8_t *data,
+			uint32_t len)
+{
+	memset(data, 0, len);
+	if (offset >= size)
+		return;
+	memcpy(data, (const uint8_t *)config + offset, len < size - offset ? len : size - offset);
+}
+
 bool virtio_has_feature(const struct virtio_device *dev, unsigned int bit)
 {
 	return (dev->driver_features >> bit) & 1;
