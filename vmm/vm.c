@@ -349,8 +349,7 @@ static void on_stdin(void *opaque, uint32_t events)
 	struct vm *vm = opaque;
 	(void)events;
 	if (!forward_stdin(vm)) {
-		event_loop_remove(&vm->loop, STDIN_FILENO);
-		vm->stdin_open = false;
+		event_loop_remove(&vm->loop, STDIN_FILENO); /* end of input */
 	} else if (!serial_rx_space(&vm->serial)) {
 		/* The guest has not drained the FIFO: look again every 10 ms instead of
 		 * spinning on a readable stdin. */
@@ -392,7 +391,7 @@ int vm_run(struct vm *vm)
 		return 1;
 	}
 	/* stdin may be a file or /dev/null, which epoll refuses: then there is no input. */
-	vm->stdin_open = event_loop_add(&vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm) == 0;
+	(void)event_loop_add(&vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm);
 
 	while (!vm->loop.stopping) {
 		if (event_loop_run_once(&vm->loop, vm->stdin_paused ? 10 : -1) < 0) {

@@ -44,7 +44,6 @@ struct vm {
 	struct net_device *nets[CONFIG_MAX_NETS];
 	char cmdline[LAYOUT_CMDLINE_MAX];
 	/* console input: paused while the UART's FIFO is full */
-	bool stdin_open;
 	bool stdin_paused;
 	int signal_fd;
 };
