@@ -10,7 +10,7 @@ FIRECRACKER_SWAGGER ?= ../shared/reference/firecracker-api.yaml
 ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
 DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 # Everything but the KVM-facing files: the code unit tests link against.
-PURE_SRCS := vmm/log.c vmm/memory.c vmm/bus.c vmm/cli.c vmm/event_loop.c $(ARCH_SRCS) \
+PURE_SRCS := vmm/log.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c vmm/event_loop.c $(ARCH_SRCS) \
 	$(DEVICE_SRCS)
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/main.c
 LIBS      := -luring

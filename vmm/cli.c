@@ -21,7 +21,7 @@ const char cli_usage[] =
     "                    PVH entry if it has one, else in 64-bit mode) or a bzImage\n"
     "  --initrd PATH     initial ramdisk (initramfs) for the guest\n"
     "  --cmdline STR     guest kernel command line, replacing the default:\n"
-    "                    \"" CLI_DEFAULT_CMDLINE "\"\n"
+    "                    \"" CONFIG_DEFAULT_CMDLINE "\"\n"
     "                    (keep reboot=k: the guest's reboot then ends the VM)\n"
     "  --vcpus N         number of vCPUs, 1 to 32 (default 1)\n"
     "  --mem-mib N       guest memory in MiB (default 128; at most the host's RAM)\n"
@@ -106,11 +106,15 @@ static int parse_kv(char *spec, const char *what, char *err, size_t err_size,
 static int drive_field(void *target, const char *key, const char *value, char *err, size_t err_size)
 {
 	struct drive_config *drive = target;
-	if (!strcmp(key, "id"))
-		drive->id = value;
-	else if (!strcmp(key, "path"))
-		drive->path = value;
-	else if (!strcmp(key, "ro") || !strcmp(key, "root") || !strcmp(key, "direct")) {
+	if (!strcmp(key, "id") || !strcmp(key, "path")) {
+		char *dst = !strcmp(key, "id") ? drive->id : drive->path;
+		size_t size = !strcmp(key, "id") ? sizeof(drive->id) : sizeof(drive->path);
+		if (config_copy_string(dst, size, value)) {
+			snprintf(err, err_size, "--drive %s: at most %zu characters", key,
+				 size - 1);
+			return -EINVAL;
+		}
+	} else if (!strcmp(key, "ro") || !strcmp(key, "root") || !strcmp(key, "direct")) {
 		bool *flag = !strcmp(key, "ro")	    ? &drive->read_only
 			     : !strcmp(key, "root") ? &drive->root
 						    : &drive->direct;
@@ -142,7 +146,7 @@ int cli_parse_drive(char *spec, struct drive_config *drive, char *err, size_t er
 	int rc = parse_kv(spec, "--drive", err, err_size, drive_field, drive);
 	if (rc)
 		return rc;
-	if (!drive->id || !*drive->id || !drive->path || !*drive->path) {
+	if (!*drive->id || !*drive->path) {
 		snprintf(err, err_size, "--drive needs both id= and path=");
 		return -EINVAL;
 	}
@@ -168,11 +172,15 @@ int cli_parse_mac(const char *text, uint8_t mac[6])
 static int net_field(void *target, const char *key, const char *value, char *err, size_t err_size)
 {
 	struct net_config *net = target;
-	if (!strcmp(key, "id"))
-		net->id = value;
-	else if (!strcmp(key, "tap"))
-		net->tap = value;
-	else if (!strcmp(key, "mac")) {
+	if (!strcmp(key, "id") || !strcmp(key, "tap")) {
+		char *dst = !strcmp(key, "id") ? net->id : net->tap;
+		size_t size = !strcmp(key, "id") ? sizeof(net->id) : sizeof(net->tap);
+		if (config_copy_string(dst, size, value)) {
+			snprintf(err, err_size, "--net %s='%s': at most %zu characters", key, value,
+				 size - 1);
+			return -EINVAL;
+		}
+	} else if (!strcmp(key, "mac")) {
 		if (cli_parse_mac(value, net->mac)) {
 			snprintf(err, err_size, "--net mac='%s': must look like 02:00:00:00:00:01",
 				 value);
@@ -192,13 +200,8 @@ int cli_parse_net(char *spec, struct net_config *net, char *err, size_t err_size
 	int rc = parse_kv(spec, "--net", err, err_size, net_field, net);
 	if (rc)
 		return rc;
-	if (!net->id || !*net->id || !net->tap || !*net->tap) {
+	if (!*net->id || !*net->tap) {
 		snprintf(err, err_size, "--net needs both id= and tap=");
-		return -EINVAL;
-	}
-	if (strlen(net->tap) >= 16) {
-		snprintf(err, err_size, "--net tap='%s': interface names are at most 15 characters",
-			 net->tap);
 		return -EINVAL;
 	}
 	return 0;
@@ -250,39 +253,43 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	uint64_t number;
 	int opt;
 
-	*config = (struct vmm_config){
-	    .cmdline = CLI_DEFAULT_CMDLINE,
-	    .vcpus = CLI_DEFAULT_VCPUS,
-	    .mem_mib = CLI_DEFAULT_MEM_MIB,
-	    .log_level = LOG_LEVEL_WARN,
-	};
+	config_set_defaults(config);
 	optind = 0; /* full re-initialisation, so the parser can run more than once */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_KERNEL:
-			config->kernel_path = optarg;
-			break;
 		case OPT_INITRD:
-			config->initrd_path = optarg;
+		case OPT_CMDLINE: {
+			char *dst = opt == OPT_KERNEL	? config->kernel_path
+				    : opt == OPT_INITRD ? config->initrd_path
+							: config->cmdline;
+			size_t size = opt == OPT_CMDLINE ? sizeof(config->cmdline)
+							 : sizeof(config->kernel_path);
+			if (config_copy_string(dst, size, optarg)) {
+				snprintf(err, err_size, "--%s: longer than %zu characters",
+					 opt == OPT_KERNEL   ? "kernel"
+					 : opt == OPT_INITRD ? "initrd"
+							     : "cmdline",
+					 size - 1);
+				return -EINVAL;
+			}
 			break;
-		case OPT_CMDLINE:
-			config->cmdline = optarg;
-			break;
+		}
 		case OPT_VCPUS:
-			if (cli_parse_u64(optarg, 1, CLI_MAX_VCPUS, &number)) {
+			if (cli_parse_u64(optarg, 1, CONFIG_MAX_VCPUS, &number)) {
 				snprintf(err, err_size,
 					 "--vcpus '%s': must be a whole number from 1 to %d",
-					 optarg, CLI_MAX_VCPUS);
+					 optarg, CONFIG_MAX_VCPUS);
 				return -EINVAL;
 			}
 			config->vcpus = (unsigned int)number;
 			break;
 		case OPT_MEM:
-			if (cli_parse_u64(optarg, 1, CLI_MAX_MEM_MIB, &number)) {
+			if (cli_parse_u64(optarg, 1, CONFIG_MAX_MEM_MIB, &number)) {
 				snprintf(err, err_size,
 					 "--mem-mib '%s': must be a whole number from 1 to %llu",
-					 optarg, (unsigned long long)CLI_MAX_MEM_MIB);
+					 optarg, (unsigned long long)CONFIG_MAX_MEM_MIB);
 				return -EINVAL;
 			}
 			config->mem_mib = number;
@@ -343,7 +350,7 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	}
 	if (cli_check_devices(config, err, err_size))
 		return -EINVAL;
-	if (!config->kernel_path) {
+	if (!*config->kernel_path) {
 		snprintf(err, err_size, "--kernel PATH is required (see --help)");
 		return -EINVAL;
 	}

@@ -1,30 +1,101 @@
-/* Device configuration shared by the command line (and later the API and config file). */
+/*
+ * The one configuration model: the command line, --config-file and the API all fill
+ * these structs. Strings are owned (fixed arrays), so a configuration can be copied,
+ * replaced piece by piece by API calls, and saved in a snapshot.
+ */
 #ifndef WISP_CONFIG_H
 #define WISP_CONFIG_H
+
+#include "log.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define CONFIG_MAX_DRIVES 8
-#define CONFIG_MAX_NETS	  4
+#define CONFIG_MAX_DRIVES  8
+#define CONFIG_MAX_NETS	   4
+#define CONFIG_ID_MAX	   64	/* ids, with the NUL */
+#define CONFIG_PATH_MAX	   4096 /* host paths, with the NUL */
+#define CONFIG_IFNAME_MAX  16	/* IFNAMSIZ */
+#define CONFIG_CMDLINE_MAX 2048 /* the guest command line, with the NUL (Linux's limit) */
+
+#define CONFIG_MAX_VCPUS       32
+#define CONFIG_DEFAULT_VCPUS   1
+#define CONFIG_DEFAULT_MEM_MIB 128
+#define CONFIG_MAX_MEM_MIB     (1024ULL * 1024) /* 1 TiB; the host's RAM is checked later */
+#define CONFIG_DEFAULT_CMDLINE                                                                     \
+	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "                                 \
+	"i8042.nopnp i8042.dumbkbd"
 
 enum io_engine { IO_ENGINE_ASYNC, IO_ENGINE_SYNC }; /* Firecracker's "Async" / "Sync" */
 
+/* Firecracker's TokenBucket: `size` tokens, refilled completely every `refill_time_ms`,
+ * plus `one_time_burst` tokens available once. size == 0 or refill_time_ms == 0 means
+ * no limit. */
+struct token_bucket_config {
+	uint64_t size;
+	uint64_t one_time_burst;
+	uint64_t refill_time_ms;
+};
+
+/* bandwidth counts bytes, ops counts requests (blk) or frames (net). */
+struct rate_limiter_config {
+	struct token_bucket_config bandwidth;
+	struct token_bucket_config ops;
+};
+
 struct drive_config {
-	const char *id;
-	const char *path;
+	char id[CONFIG_ID_MAX];
+	char path[CONFIG_PATH_MAX];
 	bool read_only;
 	bool root;
 	/* O_DIRECT: data goes around the host page cache (QEMU's cache=none) */
 	bool direct;
+#define CONFIG_MAX_VCPUS       32
+#define CONFIG_DEFAULT_VCPUS   1
+#define CONFIG_DEFAULT_MEM_MIB 128
+#define CONFIG_MAX_MEM_MIB     (1024ULL * 1024) /* 1 TiB; the host's RAM is checked later */
+#define CONFIG_DEFAULT_CMDLINE                                                                     \
+	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "                                 \
+	"i8042.nopnp i8042.dumbkbd"
+
 	enum io_engine engine;
+	struct rate_limiter_config rate_limiter;
 };
 
 struct net_config {
-	const char *id;
-	const char *tap;
+	char id[CONFIG_ID_MAX];
+	char tap[CONFIG_IFNAME_MAX];
 	uint8_t mac[6];
 	bool has_mac;
+	struct rate_limiter_config rx_rate_limiter;
+	struct rate_limiter_config tx_rate_limiter;
 };
+
+/* The whole VM: what the command line, --config-file or API calls before InstanceStart
+ * describe. Empty strings mean "not set". */
+struct vmm_config {
+	char kernel_path[CONFIG_PATH_MAX];
+	char initrd_path[CONFIG_PATH_MAX];
+	char cmdline[CONFIG_CMDLINE_MAX];
+	unsigned int vcpus;
+	uint64_t mem_mib;
+	bool smt;
+	bool track_dirty_pages;
+	enum log_level log_level;
+	unsigned int nr_drives;
+	struct drive_config drives[CONFIG_MAX_DRIVES];
+	unsigned int nr_nets;
+	struct net_config nets[CONFIG_MAX_NETS];
+};
+
+/* Copies src into dst[size]; -ENAMETOOLONG (dst untouched) if it does not fit. */
+int config_copy_string(char *dst, unsigned long size, const char *src);
+/* The defaults: 1 vCPU, 128 MiB, the default command line, no kernel, no devices. */
+void config_set_defaults(struct vmm_config *config);
+/* True if the bucket limits anything. */
+static inline bool token_bucket_config_enabled(const struct token_bucket_config *bucket)
+{
+	return bucket->size && bucket->refill_time_ms;
+}
 
 #endif

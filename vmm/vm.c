@@ -71,7 +71,7 @@ int guest_files_open(struct guest_files *files, const struct vmm_config *config)
 		log_error("kernel %s: not a bootable x86_64 kernel: %s", config->kernel_path, why);
 		goto fail;
 	}
-	if (config->initrd_path) {
+	if (*config->initrd_path) {
 		err = map_file("initrd", config->initrd_path, &files->initrd, &files->initrd_size);
 		if (err)
 			goto fail;

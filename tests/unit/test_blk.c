@@ -96,11 +96,12 @@ static int make_image(char *path, size_t size, off_t length)
 
 static struct drive_config drive(struct fixture *f)
 {
-	return (struct drive_config){.id = "rootfs",
-				     .path = f->path,
-				     .read_only = f->params.read_only,
-				     .direct = f->params.direct,
-				     .engine = f->params.engine};
+	struct drive_config config = {.id = "rootfs",
+				      .read_only = f->params.read_only,
+				      .direct = f->params.direct,
+				      .engine = f->params.engine};
+	snprintf(config.path, sizeof(config.path), "%s", f->path);
+	return config;
 }
 
 /* What a driver does up to DRIVER_OK, with the queue registers written directly. */
@@ -652,14 +653,14 @@ static void test_create_errors(void **state)
 	char odd[64];
 	int fd;
 
-	config.path = "/nonexistent/wisp.img";
+	strcpy(config.path, "/nonexistent/wisp.img");
 	assert_int_equal(blk_create(&blk, &config, &f->mem), -ENOENT);
-	config.path = "/tmp";
+	strcpy(config.path, "/tmp");
 	assert_int_equal(blk_create(&blk, &config, &f->mem), -EISDIR);
 	config.read_only = true; /* opens, but is no disk */
 	assert_int_equal(blk_create(&blk, &config, &f->mem), -EINVAL);
 	config.read_only = false;
-	config.path = "/dev/null";
+	strcpy(config.path, "/dev/null");
 	assert_int_equal(blk_create(&blk, &config, &f->mem), -EINVAL);
 	assert_null(blk);
 
@@ -667,7 +668,7 @@ static void test_create_errors(void **state)
 	fd = make_image(odd, sizeof(odd), 1000);
 	assert_true(fd >= 0);
 	close(fd);
-	config.path = odd;
+	strcpy(config.path, odd);
 	assert_int_equal(blk_create(&blk, &config, &f->mem), 0);
 	blk_virtio(blk)->ops->config_read(blk_virtio(blk), 0, (uint8_t *)&capacity, 8);
 	assert_int_equal(capacity, 1);

@@ -67,10 +67,10 @@ static void test_defaults_with_only_kernel(void **state)
 
 	assert_int_equal(r.ret, CLI_RUN);
 	assert_string_equal(r.config.kernel_path, "vmlinux");
-	assert_null(r.config.initrd_path);
-	assert_string_equal(r.config.cmdline, CLI_DEFAULT_CMDLINE);
-	assert_int_equal(r.config.vcpus, CLI_DEFAULT_VCPUS);
-	assert_int_equal(r.config.mem_mib, CLI_DEFAULT_MEM_MIB);
+	assert_string_equal(r.config.initrd_path, "");
+	assert_string_equal(r.config.cmdline, CONFIG_DEFAULT_CMDLINE);
+	assert_int_equal(r.config.vcpus, CONFIG_DEFAULT_VCPUS);
+	assert_int_equal(r.config.mem_mib, CONFIG_DEFAULT_MEM_MIB);
 	assert_int_equal(r.config.log_level, LOG_LEVEL_WARN);
 	assert_string_equal(r.err, "(untouched)");
 }
@@ -78,9 +78,9 @@ static void test_defaults_with_only_kernel(void **state)
 static void test_default_cmdline_keeps_reboot_k_and_serial_console(void **state)
 {
 	(void)state;
-	assert_non_null(strstr(CLI_DEFAULT_CMDLINE, "console=ttyS0"));
-	assert_non_null(strstr(CLI_DEFAULT_CMDLINE, "reboot=k"));
-	assert_non_null(strstr(cli_usage, CLI_DEFAULT_CMDLINE));
+	assert_non_null(strstr(CONFIG_DEFAULT_CMDLINE, "console=ttyS0"));
+	assert_non_null(strstr(CONFIG_DEFAULT_CMDLINE, "reboot=k"));
+	assert_non_null(strstr(cli_usage, CONFIG_DEFAULT_CMDLINE));
 }
 
 static void test_every_option_is_taken(void **state)
@@ -157,8 +157,8 @@ static void test_vcpus_and_mem_limits_are_inclusive(void **state)
 
 	r = PARSE("--kernel", "k", "--vcpus", "32", "--mem-mib", "1048576");
 	assert_int_equal(r.ret, CLI_RUN);
-	assert_int_equal(r.config.vcpus, CLI_MAX_VCPUS);
-	assert_int_equal(r.config.mem_mib, CLI_MAX_MEM_MIB);
+	assert_int_equal(r.config.vcpus, CONFIG_MAX_VCPUS);
+	assert_int_equal(r.config.mem_mib, CONFIG_MAX_MEM_MIB);
 }
 
 static void test_every_log_level_name_is_accepted(void **state)
@@ -221,7 +221,7 @@ static void test_parse_can_run_repeatedly(void **state)
 	assert_string_equal(r.config.kernel_path, "b");
 	r = PARSE("--kernel", "c");
 	assert_int_equal(r.ret, CLI_RUN);
-	assert_int_equal(r.config.vcpus, CLI_DEFAULT_VCPUS); /* defaults reset each time */
+	assert_int_equal(r.config.vcpus, CONFIG_DEFAULT_VCPUS); /* defaults reset each time */
 	assert_string_equal(r.config.kernel_path, "c");
 }
 

@@ -625,11 +625,6 @@ int blk_create(struct blk_device **out, const struct drive_config *config, const
 		return -ENOMEM;
 	blk->fd = blk->event_fd = blk->direct_fd = -1;
 	blk->config = *config;
-	blk->config.id = strdup(config->id ? config->id : "");
-	blk->config.path = strdup(config->path ? config->path : "");
-	err = -ENOMEM;
-	if (!blk->config.id || !blk->config.path)
-		goto fail;
 
 	blk->fd = open(blk->config.path, (config->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (blk->fd < 0) {
@@ -702,8 +697,6 @@ void blk_destroy(struct blk_device *blk)
 	if (blk->vdev.ops)
 		pthread_mutex_destroy(&blk->vdev.lock);
 	free(blk->pool);
-	free((char *)blk->config.id);
-	free((char *)blk->config.path);
 	free(blk);
 }
 

@@ -31,7 +31,7 @@ enum rx_result {
 
 struct net_device {
 	struct virtio_device vdev; /* first: the transport's pointer converts back */
-	char *id;
+	char id[CONFIG_ID_MAX];
 	char tap[IFNAMSIZ];
 	int fd;
 	uint8_t mac[6];
@@ -644,9 +644,9 @@ int net_create_on_fd(struct net_device **out, int fd, const struct net_config *c
 
 	if (!net)
 		return -ENOMEM;
-	net->id = strdup(config->id ? config->id : "");
+	snprintf(net->id, sizeof(net->id), "%s", config->id);
 	net->frame = malloc(VIRTIO_NET_MAX_FRAME + 1);
-	if (!net->id || !net->frame)
+	if (!net->frame)
 		goto fail;
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
@@ -656,7 +656,7 @@ int net_create_on_fd(struct net_device **out, int fd, const struct net_config *c
 		goto fail;
 	}
 	net->fd = fd;
-	snprintf(net->tap, sizeof(net->tap), "%s", config->tap ? config->tap : "");
+	snprintf(net->tap, sizeof(net->tap), "%s", config->tap);
 	err = config->has_mac ? 0 : random_mac(net->mac);
 	if (err) {
 		log_error("net '%s': cannot make up a MAC address: %s", net->id, strerror(-err));
@@ -673,7 +673,6 @@ int net_create_on_fd(struct net_device **out, int fd, const struct net_config *c
 
 fail:
 	free(net->frame);
-	free(net->id);
 	free(net);
 	return err;
 }
@@ -708,14 +707,14 @@ int net_create(struct net_device **out, const struct net_config *config, const s
 	/* Old kernels refuse UFO, very old ones every offload: the best the TAP takes. */
 	static const unsigned int tries[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO,
 					     TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, 0};
-	const char *id = config->id ? config->id : "";
+	const char *id = config->id;
 	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
 	int hdr_len = VIRTIO_NET_HDR_LEN, fd, err;
 	unsigned int offloads = 0;
 
-	if (!config->tap || !*config->tap || strlen(config->tap) >= IFNAMSIZ) {
-		log_error("net '%s': TAP name '%s' must have 1 to %d characters", id,
-			  config->tap ? config->tap : "", IFNAMSIZ - 1);
+	if (!*config->tap || strlen(config->tap) >= IFNAMSIZ) {
+		log_error("net '%s': TAP name '%s' must have 1 to %d characters", id, config->tap,
+			  IFNAMSIZ - 1);
 		return -EINVAL;
 	}
 	memcpy(ifr.ifr_name, config->tap, strlen(config->tap) + 1);
@@ -771,7 +770,6 @@ void net_destroy(struct net_device *net)
 	close(net->fd);
 	pthread_mutex_destroy(&net->vdev.lock);
 	free(net->frame);
-	free(net->id);
 	free(net);
 }
 
