@@ -81,10 +81,17 @@ class Env:
                                         timeout=max(1, start + timeout - time.monotonic()))
             out = early + out
         except subprocess.TimeoutExpired:
+            stuck = kernel_wait_channels(proc.pid)
             proc.send_signal(signal.SIGKILL)
-            out, err = proc.communicate()
+            try:
+                out, err = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Unkillable: stuck in the kernel. Leave it and say where, so that one
+                # hung VM fails one test instead of the whole run.
+                out, err = b"", b"(wisp survived SIGKILL for 30 s)"
             raise AssertionError(
-                f"wisp did not end within {timeout} s\n"
+                f"wisp did not end within {timeout} s; its threads were waiting in: "
+                f"{stuck}\n"
                 + Result(-1, (early + out).decode(errors="replace"),
                          err.decode(errors="replace"),
                          timeout).describe())
@@ -106,6 +113,21 @@ class Env:
         args += ["--vcpus", str(vcpus), "--mem-mib", str(mem_mib), "--cmdline", cmdline]
         return self.run(args + (extra or []), stdin_data=stdin_data, timeout=timeout,
                         reply=reply)
+
+
+def kernel_wait_channels(pid):
+    """Where each thread of `pid` waits in the kernel, e.g. "1234:kvm_vcpu_block"."""
+    channels = []
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/wchan") as wchan:
+                    channels.append(f"{tid}:{wchan.read().strip() or '-'}")
+            except OSError:
+                continue
+    except OSError:
+        return "(gone)"
+    return " ".join(channels)
 
 
 def _in_netns(env, netns):
