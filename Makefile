@@ -10,15 +10,18 @@ FIRECRACKER_SWAGGER ?= ../shared/reference/firecracker-api.yaml
 ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
 DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 # Everything but the KVM-facing files: the code unit tests link against.
-PURE_SRCS := vmm/log.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c vmm/event_loop.c $(ARCH_SRCS) \
-	$(DEVICE_SRCS)
-VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/main.c
-LIBS      := -luring
+API_SRCS := $(wildcard api/*.c)
+PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c \
+	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c $(ARCH_SRCS) $(DEVICE_SRCS) \
+	$(API_SRCS)
+VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
+	vmm/main.c
+LIBS      := -luring -ljansson
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
-HEADERS   := $(shell find vmm -name '*.h')
+HEADERS   := $(shell find vmm api -name '*.h')
 
 .PHONY: all deps guest test unit integration demo bench bench-boot bench-io check-asan format \
 	format-check clean FORCE
@@ -72,7 +75,19 @@ $(BUILD)/fuzz/fuzz_virtqueue: tests/fuzz/fuzz_virtqueue.c vmm/devices/virtio/vir
 	@mkdir -p $(dir $@)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm -o $@ $(filter %.c,$^)
 
-FUZZERS := $(BUILD)/fuzz/fuzz_virtqueue
+$(BUILD)/fuzz/fuzz_http: tests/fuzz/fuzz_http.c api/http.c api/http.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iapi -o $@ $(filter %.c,$^)
+
+# The whole request path: HTTP, routing, JSON, configuration (the VMM is stubbed).
+$(BUILD)/fuzz/fuzz_api: tests/fuzz/fuzz_api.c api/api.c api/http.c api/fc_config.c \
+		api/fc_devices.c api/fc_config_file.c api/fc_schema.c api/json_fields.c \
+		vmm/config.c vmm/log.c vmm/metrics.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm -o $@ \
+		$(filter %.c,$^) -ljansson
+
+FUZZERS := $(BUILD)/fuzz/fuzz_virtqueue $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_api
 
 unit: deps $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
@@ -93,7 +108,8 @@ integration: all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py
 
 test: deps all guest $(UNIT_BINS) $(FUZZERS)
-	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" tests/run-all.sh $(UNIT_BINS)
+	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
+		FIRECRACKER_SWAGGER="$(FIRECRACKER_SWAGGER)" tests/run-all.sh $(UNIT_BINS)
 
 demo: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py
@@ -108,7 +124,7 @@ bench-io: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_io.py \
 		--json $(abspath $(BUILD)/bench-io.json)
 
-FORMAT_FILES = $(shell find vmm tests guest/init -name '*.[ch]')
+FORMAT_FILES = $(shell find vmm api tests guest/init -name '*.[ch]')
 format:
 	clang-format -i $(FORMAT_FILES)
 

@@ -5,7 +5,7 @@ set -eu
 packages="build-essential pkg-config libseccomp-dev liburing-dev libcmocka-dev libjansson-dev
 linux-source-6.1 bc bison flex libelf-dev libssl-dev
 qemu-system-x86 busybox-static kmod cpio util-linux
-clang libclang-rt-14-dev clang-format e2fsprogs iproute2 curl python3"
+clang libclang-rt-14-dev clang-format e2fsprogs iproute2 curl python3 python3-yaml"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -12,11 +12,32 @@ echo "== unit tests (cmocka)"
 "$here/run-unit.sh" "$@" | tee -a "$log"
 
 echo "== style (clang-format)"
-files=$(cd "$top" && find vmm tests guest/init -name '*.[ch]')
+files=$(cd "$top" && find vmm api tests guest/init -name '*.[ch]')
 if (cd "$top" && clang-format --dry-run --Werror $files) >/dev/null 2>&1; then
 	echo "ok - style/clang-format" | tee -a "$log"
 else
 	echo "not ok - style/clang-format (run: make format)" | tee -a "$log"
+fi
+
+echo "== API contract (against Firecracker's swagger)"
+if [ -f "$FIRECRACKER_SWAGGER" ]; then
+	schema=$(mktemp /tmp/wisp-schema.XXXXXX)
+	if "$WISP_BIN" --api-schema >"$schema"; then
+		/usr/bin/python3 "$here/api_contract.py" "$FIRECRACKER_SWAGGER" "$schema" >"$schema.out" 2>&1
+		contract_status=$?
+		cat "$schema.out"
+		grep -E '^(not )?ok - ' "$schema.out" >>"$log"
+		if [ $contract_status != 0 ] && ! grep -q '^not ok - ' "$schema.out"; then
+			echo "not ok - contract/api_contract.py (exit status $contract_status)" | tee -a "$log"
+		fi
+		rm -f "$schema.out"
+	else
+		echo "not ok - contract/wisp --api-schema" | tee -a "$log"
+	fi
+	rm -f "$schema"
+else
+	echo "# the API contract check did not run: no swagger file at '$FIRECRACKER_SWAGGER'"
+	echo "# (set FIRECRACKER_SWAGGER=PATH, e.g. make test FIRECRACKER_SWAGGER=...)"
 fi
 
 echo "== fuzzing (libFuzzer, a fixed number of runs from the committed seeds)"

@@ -13,10 +13,28 @@ const char cli_usage[] =
     "Usage: wisp --kernel PATH [--initrd PATH] [--cmdline STR] [--vcpus N] [--mem-mib N]\n"
     "            [--drive id=ID,path=FILE[,ro=on][,root=on][,direct=on][,io_engine=E]]...\n"
     "            [--net id=ID,tap=TAPNAME[,mac=MAC]]... [--log-level LEVEL]\n"
+    "            [--api-sock PATH] [--config-file FILE] [--no-api] [--id ID]\n"
+    "            [--boot-timer] [--http-api-max-payload-size BYTES]\n"
+    "       wisp --api-sock PATH     (configure and start the VM through the API)\n"
+    "       wisp --no-api --config-file FILE\n"
     "\n"
     "Boots a Linux guest in a KVM microVM. The guest's serial console (COM1) is this\n"
-    "process's standard output and input.\n"
+    "process's standard output and input (or PUT /serial's file).\n"
     "\n"
+    "  --api-sock PATH   serve Firecracker's HTTP API on the Unix socket PATH (which must\n"
+    "                    not exist); without --kernel or --config-file wisp waits for\n"
+    "                    the API's InstanceStart\n"
+    "  --config-file F   configure the VM from F, Firecracker's config file JSON\n"
+    "                    (boot-source, drives, machine-config, network-interfaces,\n"
+    "                    logger, metrics), and boot it at once\n"
+    "  --no-api          no API at all (needs --config-file)\n"
+    "  --id ID           the instance's id (GET /, logs); default anonymous-instance\n"
+    "  --boot-timer      log the time from wisp's start to the guest init's marker\n"
+    "                    (\"wisp-init: ready\" on the console)\n"
+    "  --http-api-max-payload-size BYTES\n"
+    "                    largest API request body (default 51200)\n"
+    "  --api-schema      print the API's paths, methods and body fields as JSON (what\n"
+    "                    tests/api_contract.py checks against Firecracker's swagger)\n"
     "  --kernel PATH     guest kernel: an uncompressed vmlinux ELF (booted through its\n"
     "                    PVH entry if it has one, else in 64-bit mode) or a bzImage\n"
     "  --initrd PATH     initial ramdisk (initramfs) for the guest\n"
@@ -43,6 +61,18 @@ const char cli_usage[] =
     "missing file, not a kernel, too much memory, bad vCPU count, a drive or TAP that\n"
     "cannot be opened).\n";
 
+int cli_check_instance_id(const char *id)
+{
+	size_t len = strlen(id);
+
+	if (!len || len > CONFIG_ID_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)id[i]) && id[i] != '-')
+			return -EINVAL;
+	return 0;
+}
+
 int cli_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *value)
 {
 	char *end;
@@ -65,6 +95,13 @@ enum {
 	OPT_VCPUS,
 	OPT_MEM,
 	OPT_LOG,
+	OPT_API_SOCK,
+	OPT_CONFIG_FILE,
+	OPT_NO_API,
+	OPT_ID,
+	OPT_BOOT_TIMER,
+	OPT_MAX_PAYLOAD,
+	OPT_API_SCHEMA,
 	OPT_VERSION,
 	OPT_DRIVE,
 	OPT_NET,
@@ -239,6 +276,13 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 {
 	static const struct option options[] = {
 	    {"kernel", required_argument, NULL, OPT_KERNEL},
+	    {"api-sock", required_argument, NULL, OPT_API_SOCK},
+	    {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+	    {"no-api", no_argument, NULL, OPT_NO_API},
+	    {"id", required_argument, NULL, OPT_ID},
+	    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+	    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
+	    {"api-schema", no_argument, NULL, OPT_API_SCHEMA},
 	    {"initrd", required_argument, NULL, OPT_INITRD},
 	    {"cmdline", required_argument, NULL, OPT_CMDLINE},
 	    {"vcpus", required_argument, NULL, OPT_VCPUS},
@@ -276,6 +320,49 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 			}
 			break;
 		}
+		case OPT_API_SOCK:
+			if (config_copy_string(config->process.api_sock,
+					       sizeof(config->process.api_sock), optarg)) {
+				snprintf(
+				    err, err_size,
+				    "--api-sock: a Unix socket path has at most %zu characters",
+				    sizeof(config->process.api_sock) - 1);
+				return -EINVAL;
+			}
+			break;
+		case OPT_CONFIG_FILE:
+			if (config_copy_string(config->process.config_file,
+					       sizeof(config->process.config_file), optarg)) {
+				snprintf(err, err_size, "--config-file: longer than %d characters",
+					 CONFIG_PATH_MAX - 1);
+				return -EINVAL;
+			}
+			break;
+		case OPT_NO_API:
+			config->process.no_api = true;
+			break;
+		case OPT_BOOT_TIMER:
+			config->process.boot_timer = true;
+			break;
+		case OPT_ID:
+			if (cli_check_instance_id(optarg)) {
+				snprintf(err, err_size,
+					 "--id '%s': 1 to %d letters, digits and dashes", optarg,
+					 CONFIG_ID_MAX);
+				return -EINVAL;
+			}
+			strcpy(config->process.id, optarg);
+			break;
+		case OPT_MAX_PAYLOAD:
+			if (cli_parse_u64(optarg, 1, 16 << 20, &config->process.max_payload)) {
+				snprintf(
+				    err, err_size,
+				    "--http-api-max-payload-size '%s': a whole number of bytes "
+				    "from 1 to %d",
+				    optarg, 16 << 20);
+				return -EINVAL;
+			}
+			break;
 		case OPT_VCPUS:
 			if (cli_parse_u64(optarg, 1, CONFIG_MAX_VCPUS, &number)) {
 				snprintf(err, err_size,
@@ -327,6 +414,8 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 			return CLI_HELP;
 		case OPT_VERSION:
 			return CLI_VERSION;
+		case OPT_API_SCHEMA:
+			return CLI_API_SCHEMA;
 		case ':':
 			snprintf(err, err_size, "option %s needs a value", argv[optind - 1]);
 			return -EINVAL;
@@ -350,8 +439,18 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	}
 	if (cli_check_devices(config, err, err_size))
 		return -EINVAL;
-	if (!*config->kernel_path) {
-		snprintf(err, err_size, "--kernel PATH is required (see --help)");
+	if (config->process.no_api && !*config->process.config_file) {
+		snprintf(err, err_size, "--no-api needs --config-file FILE to say what to boot");
+		return -EINVAL;
+	}
+	if (config->process.no_api && *config->process.api_sock) {
+		snprintf(err, err_size, "--no-api and --api-sock contradict each other");
+		return -EINVAL;
+	}
+	if (!*config->kernel_path && !*config->process.config_file && !*config->process.api_sock) {
+		snprintf(err, err_size,
+			 "say what to boot: --kernel PATH, --config-file FILE, or --api-sock PATH "
+			 "to wait for the API (see --help)");
 		return -EINVAL;
 	}
 	return CLI_RUN;

@@ -8,10 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum cli_result { CLI_RUN = 0, CLI_HELP = 1, CLI_VERSION = 2 };
+enum cli_result { CLI_RUN = 0, CLI_HELP = 1, CLI_VERSION = 2, CLI_API_SCHEMA = 3 };
 
 /* Returns a cli_result, or -EINVAL with a one-line explanation in err. */
 int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size_t err_size);
+/* Firecracker's rule for --id: 1 to 64 letters, digits and dashes. */
+int cli_check_instance_id(const char *id);
 /* Parses a whole decimal number in [min, max]; -EINVAL otherwise. */
 int cli_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *value);
 /* "id=rootfs,path=/x.img,ro=on,root=on,io_engine=Sync" -> drive; -EINVAL with a message. */

@@ -20,4 +20,6 @@ void config_set_defaults(struct vmm_config *config)
 	config->vcpus = CONFIG_DEFAULT_VCPUS;
 	config->mem_mib = CONFIG_DEFAULT_MEM_MIB;
 	config->log_level = LOG_LEVEL_WARN;
+	strcpy(config->process.id, CONFIG_DEFAULT_ID);
+	config->process.max_payload = CONFIG_DEFAULT_MAX_PAYLOAD;
 }

@@ -50,16 +50,10 @@ struct drive_config {
 	bool root;
 	/* O_DIRECT: data goes around the host page cache (QEMU's cache=none) */
 	bool direct;
-#define CONFIG_MAX_VCPUS       32
-#define CONFIG_DEFAULT_VCPUS   1
-#define CONFIG_DEFAULT_MEM_MIB 128
-#define CONFIG_MAX_MEM_MIB     (1024ULL * 1024) /* 1 TiB; the host's RAM is checked later */
-#define CONFIG_DEFAULT_CMDLINE                                                                     \
-	"console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux "                                 \
-	"i8042.nopnp i8042.dumbkbd"
-
 	enum io_engine engine;
 	struct rate_limiter_config rate_limiter;
+	/* With root: the kernel finds the root by partition (root=PARTUUID=...), not /dev/vda */
+	char partuuid[CONFIG_ID_MAX];
 };
 
 struct net_config {
@@ -70,6 +64,29 @@ struct net_config {
 	struct rate_limiter_config rx_rate_limiter;
 	struct rate_limiter_config tx_rate_limiter;
 };
+
+/* Firecracker's PUT /logger. Lines go to stderr until a path is set. */
+struct logger_config {
+	char path[CONFIG_PATH_MAX];
+	bool has_level;
+	enum log_level level;
+	bool show_level;
+	bool show_log_origin;
+};
+
+/* How this process runs, beside the VM it runs: the API, the instance's name. */
+struct process_config {
+	char api_sock[108]; /* sizeof(sockaddr_un.sun_path) */
+	char config_file[CONFIG_PATH_MAX];
+	bool no_api;
+	char id[CONFIG_ID_MAX + 1]; /* Firecracker: up to 64 characters */
+	bool boot_timer;
+	uint64_t start_ns; /* CLOCK_MONOTONIC at process start, for --boot-timer */
+	uint64_t max_payload;
+};
+
+#define CONFIG_DEFAULT_ID	   "anonymous-instance"
+#define CONFIG_DEFAULT_MAX_PAYLOAD 51200
 
 /* The whole VM: what the command line, --config-file or API calls before InstanceStart
  * describe. Empty strings mean "not set". */
@@ -86,6 +103,11 @@ struct vmm_config {
 	struct drive_config drives[CONFIG_MAX_DRIVES];
 	unsigned int nr_nets;
 	struct net_config nets[CONFIG_MAX_NETS];
+	/* PUT /logger, PUT /metrics, PUT /serial: empty paths mean not configured */
+	struct logger_config logger;
+	char metrics_path[CONFIG_PATH_MAX];
+	char serial_out_path[CONFIG_PATH_MAX];
+	struct process_config process;
 };
 
 /* Copies src into dst[size]; -ENAMETOOLONG (dst untouched) if it does not fit. */

@@ -1,5 +1,6 @@
 /* wisp: a minimal KVM micro-VMM. main() parses, builds the VM and is the only exit. */
 #include "cli.h"
+#include "controller.h"
 #include "log.h"
 #include "vm.h"
 
@@ -9,13 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef WISP_VERSION
 #define WISP_VERSION "0.1.0"
 #endif
-
-enum { EXIT_GUEST_DONE = 0, EXIT_VMM_FAILURE = 1, EXIT_BAD_INPUT = 2 };
 
 static struct termios saved_termios;
 static int termios_saved;
@@ -59,17 +59,28 @@ static int check_host_memory(uint64_t mem_mib)
 
 int main(int argc, char *argv[])
 {
-	struct vmm_config config;
-	struct guest_files files;
-	struct vm vm;
-	char err_text[256];
+	static struct controller ctl;
+	struct vmm_config *config = calloc(1, sizeof(*config));
+	char err_text[1024];
 	sigset_t signals;
-	bool bad_input;
 	int err;
 
-	err = cli_parse(argc, argv, &config, err_text, sizeof(err_text));
+	struct timespec start;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (!config)
+		return EXIT_VMM_FAILURE;
+	err = cli_parse(argc, argv, config, err_text, sizeof(err_text));
 	if (err == CLI_HELP) {
 		fputs(cli_usage, stdout);
+		return EXIT_GUEST_DONE;
+	}
+	if (err == CLI_API_SCHEMA) {
+		json_t *schema = fc_api_schema();
+		if (!schema || json_dumpf(schema, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER))
+			return EXIT_VMM_FAILURE;
+		json_decref(schema);
+		putchar('\n');
 		return EXIT_GUEST_DONE;
 	}
 	if (err == CLI_VERSION) {
@@ -80,10 +91,15 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "wisp: %s\n", err_text);
 		return EXIT_BAD_INPUT;
 	}
-	log_set_level(config.log_level);
-	if (check_host_memory(config.mem_mib))
+	if (*config->process.config_file &&
+	    controller_load_config_file(config->process.config_file, config, err_text,
+					sizeof(err_text))) {
+		fprintf(stderr, "wisp: %s\n", err_text);
 		return EXIT_BAD_INPUT;
-	if (guest_files_open(&files, &config))
+	}
+	config->process.start_ns = (uint64_t)start.tv_sec * 1000000000ull + (uint64_t)start.tv_nsec;
+	log_set_level(config->log_level);
+	if (check_host_memory(config->mem_mib))
 		return EXIT_BAD_INPUT;
 
 	/* Signals are taken by the event loop (signalfd): block them in every thread. */
@@ -94,12 +110,9 @@ int main(int argc, char *argv[])
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	err = vm_create(&vm, &config, &files, &bad_input);
-	guest_files_close(&files);
-	if (err)
-		return bad_input ? EXIT_BAD_INPUT : EXIT_VMM_FAILURE;
+	if (controller_init(&ctl, config, WISP_VERSION))
+		return EXIT_BAD_INPUT;
+	free(config);
 	terminal_to_raw();
-	if (vm_start(&vm))
-		return EXIT_VMM_FAILURE;
-	return vm_run(&vm);
+	return controller_run(&ctl);
 }

@@ -2,9 +2,11 @@
 
 #include "arch/x86_64/cpu.h"
 #include "log.h"
+#include "metrics.h"
 #include "vm.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -176,10 +178,14 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		atomic_fetch_add(&vcpu->exits[VCPU_EXIT_IO], 1);
+		metrics_inc(run->io.direction == KVM_EXIT_IO_IN ? &metrics.vcpu.exit_io_in
+								: &metrics.vcpu.exit_io_out);
 		vcpu_handle_io(vcpu);
 		return true;
 	case KVM_EXIT_MMIO:
 		atomic_fetch_add(&vcpu->exits[VCPU_EXIT_MMIO], 1);
+		metrics_inc(run->mmio.is_write ? &metrics.vcpu.exit_mmio_write
+					       : &metrics.vcpu.exit_mmio_read);
 		vcpu_handle_mmio(vcpu);
 		return true;
 	case KVM_EXIT_SHUTDOWN:
@@ -218,15 +224,98 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 		break;
 	}
 	atomic_fetch_add(&vcpu->exits[VCPU_EXIT_OTHER], 1);
+	metrics_inc(&metrics.vcpu.failures);
 	vm_request_exit(vcpu->vm, 1);
 	return false;
+}
+
+/* The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing, the
+ * interrupted ioctl is the point. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static void vcpu_kick_handler(int signal)
+{
+	(void)signal;
+}
+
+int vcpus_pause_init(struct vcpu_pause *pause)
+{
+	struct sigaction action = {.sa_handler = vcpu_kick_handler};
+
+	memset(pause, 0, sizeof(*pause));
+	pthread_mutex_init(&pause->lock, NULL);
+	pthread_cond_init(&pause->changed, NULL);
+	sigemptyset(&action.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &action, NULL) < 0) {
+		log_error("cannot install the vCPU kick signal handler: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* vCPU thread: waits while a pause is requested; returns false if the VM ended. */
+static bool vcpu_wait_while_paused(struct vcpu *vcpu)
+{
+	struct vcpu_pause *pause = &vcpu->vm->pause;
+
+	pthread_mutex_lock(&pause->lock);
+	if (pause->requested) {
+		pause->paused++;
+		pthread_cond_broadcast(&pause->changed);
+		while (pause->requested && !vm_exiting(vcpu->vm))
+			pthread_cond_wait(&pause->changed, &pause->lock);
+		pause->paused--;
+	}
+	/* Cleared under the lock: a pause requested from now on sets it again. */
+	vcpu->run->immediate_exit = 0;
+	pthread_mutex_unlock(&pause->lock);
+	return !vm_exiting(vcpu->vm);
+}
+
+int vcpus_pause(struct vm *vm)
+{
+	struct vcpu_pause *pause = &vm->pause;
+	int err = 0;
+
+	pthread_mutex_lock(&pause->lock);
+	pause->requested = true;
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		/* immediate_exit covers a thread that is about to enter KVM_RUN, the signal
+		 * one that is already inside. */
+		vm->vcpus[i].run->immediate_exit = 1;
+		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+	}
+	while (pause->paused < pause->running && !vm_exiting(vm))
+		pthread_cond_wait(&pause->changed, &pause->lock);
+	if (vm_exiting(vm))
+		err = -EIO;
+	pthread_mutex_unlock(&pause->lock);
+	return err;
+}
+
+void vcpus_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause.lock);
+	vm->pause.requested = false;
+	pthread_cond_broadcast(&vm->pause.changed);
+	pthread_mutex_unlock(&vm->pause.lock);
+}
+
+static void vcpu_thread_ended(struct vcpu *vcpu)
+{
+	struct vcpu_pause *pause = &vcpu->vm->pause;
+
+	pthread_mutex_lock(&pause->lock);
+	pause->running--;
+	pthread_cond_broadcast(&pause->changed);
+	pthread_mutex_unlock(&pause->lock);
 }
 
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 
-	while (!vm_exiting(vcpu->vm)) {
+	while (vcpu_wait_while_paused(vcpu)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -237,13 +326,21 @@ static void *vcpu_thread(void *arg)
 		if (!vcpu_handle_exit(vcpu))
 			break;
 	}
+	vcpu_thread_ended(vcpu);
 	return NULL;
 }
 
 int vcpu_start(struct vcpu *vcpu)
 {
-	int err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
+	struct vcpu_pause *pause = &vcpu->vm->pause;
+	int err;
+
+	pthread_mutex_lock(&pause->lock);
+	pause->running++;
+	pthread_mutex_unlock(&pause->lock);
+	err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 	if (err) {
+		vcpu_thread_ended(vcpu);
 		log_error("cannot start the thread of vCPU %u: %s", vcpu->index, strerror(err));
 		return -err;
 	}

@@ -5,9 +5,20 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct vm;
+
+/* Pausing: the VMM thread asks, every vCPU thread leaves KVM_RUN (a signal and
+ * kvm_run.immediate_exit) and waits until resumed. */
+struct vcpu_pause {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool requested;
+	unsigned int paused;  /* vCPU threads waiting */
+	unsigned int running; /* vCPU threads started and not ended */
+};
 
 /* Exit reasons counted for metrics and the benchmark. */
 enum vcpu_exit_kind {
@@ -30,5 +41,10 @@ int vcpu_create(struct vcpu *vcpu, struct vm *vm, unsigned int index);
 /* CPUID, MSRs, FPU, LAPIC; the boot vCPU also gets the entry registers. */
 int vcpu_configure(struct vcpu *vcpu);
 int vcpu_start(struct vcpu *vcpu);
+/* Call once before the first vcpu_start: sets up the pause state and the kick signal. */
+int vcpus_pause_init(struct vcpu_pause *pause);
+/* Returns once every vCPU is out of the guest and waiting (0), or -EIO if the VM ended. */
+int vcpus_pause(struct vm *vm);
+void vcpus_resume(struct vm *vm);
 
 #endif

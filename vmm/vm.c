@@ -1,6 +1,7 @@
 #include "vm.h"
 
 #include "arch/x86_64/layout.h"
+#include "device_metrics.h"
 #include "log.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int map_file(const char *what, const char *path, const uint8_t **data, size_t *size)
@@ -97,11 +99,45 @@ static void vm_set_irq(void *opaque, unsigned int irq, int level)
 	kvm_irq_line(&vm->kvm, irq, level);
 }
 
-static void serial_to_stdout(void *opaque, const uint8_t *bytes, size_t len)
+/* --boot-timer: the guest has booted when its init prints this on the console. */
+#define BOOT_MARKER "wisp-init: ready"
+
+static uint64_t monotonic_ns(void)
 {
-	(void)opaque;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+/* Matches BOOT_MARKER across writes, a byte at a time (the UART sends one byte per
+ * write anyway); logs the time since wisp started, as Firecracker's boot timer does. */
+static void watch_for_boot_marker(struct vm *vm, const uint8_t *bytes, size_t len)
+{
+	static const char marker[] = BOOT_MARKER;
+
+	for (size_t i = 0; i < len && vm->boot_marker_seen < sizeof(marker) - 1; i++) {
+		if (bytes[i] == (uint8_t)marker[vm->boot_marker_seen])
+			vm->boot_marker_seen++;
+		else
+			vm->boot_marker_seen = bytes[i] == (uint8_t)marker[0];
+		if (vm->boot_marker_seen == sizeof(marker) - 1) {
+			uint64_t us = (monotonic_ns() - vm->start_ns) / 1000;
+			log_write(
+			    LOG_LEVEL_WARN, __FILE__, __LINE__,
+			    "Guest-boot-time = %6llu us %llu ms (from wisp's start to \"%s\")",
+			    (unsigned long long)us, (unsigned long long)(us / 1000), marker);
+		}
+	}
+}
+
+static void serial_output(void *opaque, const uint8_t *bytes, size_t len)
+{
+	struct vm *vm = opaque;
+
+	if (vm->boot_timer)
+		watch_for_boot_marker(vm, bytes, len);
 	while (len) {
-		ssize_t written = write(STDOUT_FILENO, bytes, len);
+		ssize_t written = write(vm->serial_out_fd, bytes, len);
 		if (written < 0) {
 			if (errno == EINTR)
 				continue;
@@ -124,7 +160,7 @@ static int vm_add_devices(struct vm *vm)
 	struct irq_line kbd_irq = {.set = vm_set_irq, .opaque = vm, .irq = I8042_KBD_IRQ};
 	int err;
 
-	serial_init(&vm->serial, serial_irq, serial_to_stdout, vm);
+	serial_init(&vm->serial, serial_irq, serial_output, vm);
 	i8042_init(&vm->i8042, kbd_irq, i8042_reset_line, vm);
 	err = bus_add(&vm->pio_bus, SERIAL_COM1_BASE, 8, &serial_ops, &vm->serial);
 	if (!err)
@@ -162,8 +198,11 @@ static int vm_add_drives(struct vm *vm, const struct vmm_config *config)
 			err = blk_create(&blk, drive, &vm->mem);
 			if (err)
 				return err;
+			snprintf(vm->drive_ids[vm->nr_drives], CONFIG_ID_MAX, "%s", drive->id);
 			vm->drives[vm->nr_drives++] = blk;
-			err = virtio_attach(vm, blk_virtio(blk));
+			err = device_metrics_register_blk(drive->id, blk);
+			if (!err)
+				err = virtio_attach(vm, blk_virtio(blk));
 			if (err)
 				return err;
 		}
@@ -178,8 +217,11 @@ static int vm_add_nets(struct vm *vm, const struct vmm_config *config)
 		int err = net_create(&net, &config->nets[i], &vm->mem);
 		if (err)
 			return err;
+		snprintf(vm->net_ids[vm->nr_nets], CONFIG_ID_MAX, "%s", config->nets[i].id);
 		vm->nets[vm->nr_nets++] = net;
-		err = virtio_attach(vm, net_virtio(net));
+		err = device_metrics_register_net(config->nets[i].id, net);
+		if (!err)
+			err = virtio_attach(vm, net_virtio(net));
 		if (err)
 			return err;
 	}
@@ -207,8 +249,15 @@ static int vm_build_cmdline(struct vm *vm, const struct vmm_config *config)
 		if (!config->drives[i].root)
 			continue;
 		used = strlen(vm->cmdline);
-		n = snprintf(vm->cmdline + used, size - used, " root=/dev/vda %s",
-			     config->drives[i].read_only ? "ro" : "rw");
+		/* With a partuuid the kernel finds the root partition itself (Firecracker's
+		 * is_root_device + partuuid); else the root drive is the whole /dev/vda. */
+		if (*config->drives[i].partuuid)
+			n = snprintf(vm->cmdline + used, size - used, " root=PARTUUID=%s %s",
+				     config->drives[i].partuuid,
+				     config->drives[i].read_only ? "ro" : "rw");
+		else
+			n = snprintf(vm->cmdline + used, size - used, " root=/dev/vda %s",
+				     config->drives[i].read_only ? "ro" : "rw");
 		if (n < 0 || (size_t)n >= size - used)
 			goto too_long;
 	}
@@ -241,6 +290,23 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_eventfd < 0)
 		return -errno;
+	err = vcpus_pause_init(&vm->pause);
+	if (err)
+		return err;
+	vm->boot_timer = config->process.boot_timer;
+	vm->start_ns = config->process.start_ns ? config->process.start_ns : monotonic_ns();
+	vm->serial_out_fd = STDOUT_FILENO;
+	if (*config->serial_out_path) {
+		vm->serial_out_fd =
+		    open(config->serial_out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (vm->serial_out_fd < 0) {
+			err = -errno;
+			log_error("serial_out_path %s: cannot open: %s", config->serial_out_path,
+				  strerror(errno));
+			*bad_input = true;
+			return err;
+		}
+	}
 	err = kvm_open(&vm->kvm, "/dev/kvm");
 	if (!err)
 		err = kvm_create_vm(&vm->kvm);
@@ -318,6 +384,10 @@ void vm_request_exit(struct vm *vm, int code)
 		uint64_t one = 1;
 		if (write(vm->exit_eventfd, &one, sizeof(one)) < 0)
 			log_error("cannot signal the end of the VM: %s", strerror(errno));
+		/* Paused vCPU threads, and a VMM thread waiting for them, must see it. */
+		pthread_mutex_lock(&vm->pause.lock);
+		pthread_cond_broadcast(&vm->pause.changed);
+		pthread_mutex_unlock(&vm->pause.lock);
 	}
 }
 

@@ -35,17 +35,24 @@ struct vm {
 	struct boot_entry boot;
 	int exit_eventfd;
 	atomic_int exit_code; /* -1 while the VM runs */
+	struct vcpu_pause pause;
 	struct event_loop loop;
 	unsigned int nr_virtio;
 	struct virtio_attachment virtio[VIRTIO_MAX_DEVICES];
 	unsigned int nr_drives;
 	struct blk_device *drives[CONFIG_MAX_DRIVES];
+	char drive_ids[CONFIG_MAX_DRIVES][CONFIG_ID_MAX];
 	unsigned int nr_nets;
 	struct net_device *nets[CONFIG_MAX_NETS];
+	char net_ids[CONFIG_MAX_NETS][CONFIG_ID_MAX];
 	char cmdline[LAYOUT_CMDLINE_MAX];
 	/* console input: paused while the UART's FIFO is full */
 	bool stdin_paused;
 	int signal_fd;
+	int serial_out_fd; /* stdout, or PUT /serial's file */
+	bool boot_timer;
+	size_t boot_marker_seen; /* bytes of the marker matched so far */
+	uint64_t start_ns;	 /* CLOCK_MONOTONIC when wisp started */
 };
 
 /* A kernel (and optional initrd) mapped from files and checked, before any KVM work, so

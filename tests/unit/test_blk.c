@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include "devices/virtio/blk.h"
 #include "event_loop.h"
 #include "log.h"
+#include "rate_limiter.h"
 #include "test_support.h"
 
 #define MEM_SIZE   (16u << 20)
@@ -720,6 +722,259 @@ static void test_async_falls_back_to_sync(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- rate limiting ---- */
+
+#define MS 1000000ULL
+
+static uint64_t fake_now = 1000 * MS;
+
+static uint64_t fake_clock(void)
+{
+	return fake_now;
+}
+
+static struct rate_limiter_config ops_per_s(uint64_t ops)
+{
+	return (struct rate_limiter_config){.ops = {.size = ops, .refill_time_ms = 1000}};
+}
+
+static struct rate_limiter_config bytes_per_s(uint64_t bytes)
+{
+	return (struct rate_limiter_config){.bandwidth = {.size = bytes, .refill_time_ms = 1000}};
+}
+
+/* The driver's side of the rings as new, for a device that starts over. */
+static void clear_rings(struct fixture *f)
+{
+	memset(gpa(f, USED_GPA), 0, 8 + 8 * QSIZE);
+	memset(gpa(f, AVAIL_GPA), 0, 6 + 2 * QSIZE);
+	f->q.next_desc = f->q.avail_idx = 0;
+}
+
+/* The fixture's drive made again with `limits` (blk_create honours them), on the fake
+ * clock, and started over new rings. */
+static void limit_drive(struct fixture *f, struct rate_limiter_config limits)
+{
+	struct drive_config config = drive(f);
+
+	blk_destroy(f->blk);
+	clear_rings(f);
+	config.rate_limiter = limits;
+	assert_int_equal(blk_create(&f->blk, &config, &f->mem), 0);
+	rate_limiter_set_clock(blk_rate_limiter(f->blk), fake_clock);
+	f->dev = blk_virtio(f->blk);
+	start_device(f);
+}
+
+/* The limiter's timer firing, as the event loop would run it, then the completions. */
+static void fire_timer(struct fixture *f)
+{
+	blk_handle_rate_limiter(f->blk);
+	complete_all(f);
+}
+
+static uint64_t throttled(struct fixture *f)
+{
+	return metric(&blk_metrics(f->blk)->rate_limiter_throttled_events);
+}
+
+static void test_rate_limited_drive_completes_what_the_budget_allows(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t st[5];
+
+	limit_drive(f, ops_per_s(2));
+	for (int i = 0; i < 5; i++)
+		st[i] = add_request(f, VIRTIO_BLK_T_IN, (uint64_t)i, DATA_GPA + 512 * i, 512);
+	kick(f);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(status_at(f, st[2]), 0xff); /* untouched: back in the ring */
+	assert_int_equal(throttled(f), 1);
+	assert_int_equal(blk_inflight(f->blk), 0);
+	assert_true(rate_limiter_blocked(blk_rate_limiter(f->blk)));
+
+	/* Another kick, or the timer before its time: still held back. */
+	kick(f);
+	fake_now += 499 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(throttled(f), 3);
+
+	/* One op every 500 ms. */
+	fake_now += 1 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 3);
+	assert_int_equal(throttled(f), 4);
+	fake_now += 1000 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 5);
+	assert_int_equal(throttled(f), 4);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(status_at(f, st[i]), VIRTIO_BLK_S_OK);
+		assert_int_equal(used_elem(f, (uint16_t)i).id, 3 * i); /* in ring order */
+	}
+	assert_int_equal(metric(&blk_metrics(f->blk)->read_count), 5);
+	assert_false(rate_limiter_blocked(blk_rate_limiter(f->blk)));
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+/* Reads and writes cost their bytes, flush and GET_ID one op and no bytes, invalid
+ * requests nothing. */
+static void test_rate_limiter_accounting_by_request_type(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t bad;
+
+	limit_drive(f, bytes_per_s(1024));
+	add_request(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 1024);
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	add_request(f, VIRTIO_BLK_T_GET_ID, 0, DATA2_GPA, VIRTIO_BLK_ID_BYTES);
+	add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 512);
+	kick(f);
+	assert_int_equal(used_idx(f), 3);
+	assert_int_equal(throttled(f), 1);
+	/* 512 bytes at 1024 per second: exactly 500 ms. */
+	fake_now += 499 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 3);
+	fake_now += 1 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 4);
+
+	limit_drive(f, ops_per_s(2));
+	bad = add_request(f, 11, 0, DATA_GPA, 512);		 /* unsupported */
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);		 /* op 1 */
+	add_request(f, VIRTIO_BLK_T_IN, SECTORS, DATA_GPA, 512); /* out of range */
+	add_request(f, VIRTIO_BLK_T_GET_ID, 0, DATA2_GPA, 20);	 /* op 2 */
+	add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 0);	 /* op 3: held */
+	kick(f);
+	assert_int_equal(used_idx(f), 4);
+	assert_int_equal(status_at(f, bad), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(metric(&blk_metrics(f->blk)->invalid_requests), 2);
+	assert_int_equal(throttled(f), 1);
+	fake_now += 500 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 5);
+}
+
+/* A request larger than the bucket passes a full bucket and leaves it in debt. */
+static void test_rate_limiter_oversize_request_passes_then_waits(void **state)
+{
+	struct fixture *f = *state;
+
+	limit_drive(f, bytes_per_s(1024));
+	add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 4096);
+	add_request(f, VIRTIO_BLK_T_IN, 0, DATA_GPA, 512);
+	kick(f);
+	assert_int_equal(used_idx(f), 1);
+	/* 3072 bytes of debt and 512 more: 3.5 s. */
+	fake_now += 3499 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 1);
+	fake_now += 1 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 2);
+	assert_int_equal(metric(&blk_metrics(f->blk)->read_bytes), 4608);
+}
+
+static void test_update_rate_limiter_takes_effect(void **state)
+{
+	struct fixture *f = *state;
+	struct rate_limiter_config one = ops_per_s(1), none = {0};
+
+	rate_limiter_set_clock(blk_rate_limiter(f->blk), fake_clock);
+	assert_int_equal(blk_update_rate_limiter(f->blk, &one), 0);
+	assert_int_equal(blk_drive_config(f->blk)->rate_limiter.ops.size, 1);
+	for (int i = 0; i < 3; i++)
+		add_request(f, VIRTIO_BLK_T_IN, (uint64_t)i, DATA_GPA + 512 * i, 512);
+	kick(f);
+	assert_int_equal(used_idx(f), 1);
+
+	/* Off: what was held back goes at once, without the timer. */
+	assert_int_equal(blk_update_rate_limiter(f->blk, &none), 0);
+	complete_all(f);
+	assert_int_equal(used_idx(f), 3);
+	assert_false(rate_limiter_blocked(blk_rate_limiter(f->blk)));
+	assert_int_equal(blk_drive_config(f->blk)->rate_limiter.ops.size, 0);
+
+	/* On again: a new bucket starts full. */
+	struct rate_limiter_config two = ops_per_s(2);
+	assert_int_equal(blk_update_rate_limiter(f->blk, &two), 0);
+	for (int i = 0; i < 3; i++)
+		add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(used_idx(f), 5);
+	/* A larger bucket takes the held request through, not waiting for the timer. */
+	struct rate_limiter_config three = ops_per_s(3);
+	assert_int_equal(blk_update_rate_limiter(f->blk, &three), 0);
+	complete_all(f);
+	assert_int_equal(used_idx(f), 6);
+}
+
+static void test_reset_leaves_no_stale_throttling(void **state)
+{
+	struct fixture *f = *state;
+	struct itimerspec timer;
+
+	limit_drive(f, ops_per_s(1));
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(used_idx(f), 1);
+	assert_int_equal(timerfd_gettime(rate_limiter_timer_fd(blk_rate_limiter(f->blk)), &timer),
+			 0);
+	assert_true(timer.it_value.tv_sec || timer.it_value.tv_nsec);
+
+	virtio_mmio_ops.reset(f->dev);
+	assert_false(rate_limiter_blocked(blk_rate_limiter(f->blk)));
+	assert_int_equal(timerfd_gettime(rate_limiter_timer_fd(blk_rate_limiter(f->blk)), &timer),
+			 0);
+	assert_false(timer.it_value.tv_sec || timer.it_value.tv_nsec);
+
+	/* Set up again: the bucket is as empty as before the reset. */
+	clear_rings(f);
+	start_device(f);
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(used_idx(f), 0);
+	fake_now += 1000 * MS;
+	fire_timer(f);
+	assert_int_equal(used_idx(f), 1);
+}
+
+/* The way the VMM runs it, on the real clock: attach registers the timer, the event loop
+ * runs it, destroy unregisters it. */
+static void test_rate_limiter_timer_runs_through_event_loop(void **state)
+{
+	struct fixture *f = *state;
+	struct rate_limiter_config fast = {.ops = {.size = 1, .refill_time_ms = 20}};
+	struct event_loop loop;
+	int timer_fd, watched = 0;
+
+	limit_drive(f, fast);
+	rate_limiter_set_clock(blk_rate_limiter(f->blk), rate_limiter_monotonic_ns);
+	assert_int_equal(event_loop_init(&loop), 0);
+	assert_int_equal(f->dev->ops->attach(f->dev, &loop), 0);
+	timer_fd = rate_limiter_timer_fd(blk_rate_limiter(f->blk));
+	for (int i = 0; i < EVENT_LOOP_MAX_SOURCES; i++)
+		watched += loop.sources[i].fd == timer_fd;
+	assert_int_equal(watched, 1);
+
+	for (int i = 0; i < 3; i++)
+		add_request(f, VIRTIO_BLK_T_IN, (uint64_t)i, DATA_GPA + 512 * i, 512);
+	virtio_queue_notified(f->dev, 0);
+	for (int i = 0; i < 200 && used_idx(f) < 3; i++)
+		assert_int_equal(event_loop_run_once(&loop, 1000), 0);
+	assert_int_equal(used_idx(f), 3);
+	assert_true(throttled(f) >= 2);
+
+	blk_destroy(f->blk);
+	f->blk = NULL;
+	for (int i = 0; i < EVENT_LOOP_MAX_SOURCES; i++)
+		assert_true(loop.sources[i].fd < 0);
+	event_loop_close(&loop);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LEVEL_ERROR);
@@ -758,6 +1013,18 @@ int main(void)
 	    T(test_save_restore, async_rw),
 	    T(test_create_errors, sync_rw),
 	    T(test_async_falls_back_to_sync, async_rw),
+	    T(test_rate_limited_drive_completes_what_the_budget_allows, sync_rw),
+	    T(test_rate_limited_drive_completes_what_the_budget_allows, async_rw),
+	    T(test_rate_limiter_accounting_by_request_type, sync_rw),
+	    T(test_rate_limiter_accounting_by_request_type, async_rw),
+	    T(test_rate_limiter_oversize_request_passes_then_waits, sync_rw),
+	    T(test_rate_limiter_oversize_request_passes_then_waits, async_rw),
+	    T(test_update_rate_limiter_takes_effect, sync_rw),
+	    T(test_update_rate_limiter_takes_effect, async_rw),
+	    T(test_reset_leaves_no_stale_throttling, sync_rw),
+	    T(test_reset_leaves_no_stale_throttling, async_rw),
+	    T(test_rate_limiter_timer_runs_through_event_loop, sync_rw),
+	    T(test_rate_limiter_timer_runs_through_event_loop, async_rw),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -346,7 +346,7 @@ static void test_missing_kernel_is_rejected(void **state)
 	(void)state;
 
 	r = PARSE("--vcpus", "2", "--initrd", "i");
-	assert_rejected(&r, "--kernel", "required");
+	assert_rejected(&r, "--kernel", "what to boot");
 	{
 		char *argv[] = {"wisp", NULL};
 		struct vmm_config config;

@@ -14,12 +14,14 @@
 #include <linux/if_tun.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "devices/virtio/net.h"
 #include "log.h"
+#include "rate_limiter.h"
 #include "test_support.h"
 
 #define MEM_SIZE  (16ULL << 20)
@@ -52,19 +54,16 @@ static void count_interrupt(struct virtio_device *dev)
 
 static const uint8_t test_mac[6] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
 
-static int create_on_pair(struct fixture *f, struct net_device **net, const uint8_t *mac,
-			  int sndbuf)
+static int create_with_config(struct fixture *f, struct net_device **net,
+			      const struct net_config *config, int sndbuf)
 {
-	struct net_config config = {.id = "net0", .tap = "test0", .has_mac = mac != NULL};
 	int sv[2];
 
-	if (mac)
-		memcpy(config.mac, mac, 6);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv))
 		return -1;
 	if (sndbuf)
 		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	if (net_create_on_fd(net, sv[0], &config, &f->mem, 0)) {
+	if (net_create_on_fd(net, sv[0], config, &f->mem, 0)) {
 		close(sv[0]);
 		close(sv[1]);
 		return -1;
@@ -72,6 +71,16 @@ static int create_on_pair(struct fixture *f, struct net_device **net, const uint
 	f->tap = sv[0];
 	f->peer = sv[1];
 	return 0;
+}
+
+static int create_on_pair(struct fixture *f, struct net_device **net, const uint8_t *mac,
+			  int sndbuf)
+{
+	struct net_config config = {.id = "net0", .tap = "test0", .has_mac = mac != NULL};
+
+	if (mac)
+		memcpy(config.mac, mac, 6);
+	return create_with_config(f, net, &config, sndbuf);
 }
 
 static int make_fixture(void **state, int sndbuf)
@@ -733,6 +742,303 @@ static void test_snapshot_restores_mac_and_keeps_no_buffer_taken(void **state)
 	close(copy_peer);
 }
 
+/* ---- rate limiting ---- */
+
+#define MS 1000000ULL
+
+static uint64_t fake_now = 1000 * MS;
+
+static uint64_t fake_clock(void)
+{
+	return fake_now;
+}
+
+static const struct rate_limiter_config unlimited;
+
+/* `ops` frames every 10 s: the real timer, armed for fake waits that long, never fires
+ * while a test runs. */
+static struct rate_limiter_config frames_per_10s(uint64_t ops)
+{
+	return (struct rate_limiter_config){.ops = {.size = ops, .refill_time_ms = 10000}};
+}
+
+static void use_fake_clock(struct net_device *net)
+{
+	rate_limiter_set_clock(net_rate_limiter(net, VIRTIO_NET_RX_QUEUE), fake_clock);
+	rate_limiter_set_clock(net_rate_limiter(net, VIRTIO_NET_TX_QUEUE), fake_clock);
+}
+
+/* The fixture's device made again with these limiters (net_create honours them), on the
+ * fake clock, attached. */
+static void limit_net(struct fixture *f, struct rate_limiter_config rx,
+		      struct rate_limiter_config tx)
+{
+	struct net_config config = {.id = "net0",
+				    .tap = "test0",
+				    .has_mac = true,
+				    .rx_rate_limiter = rx,
+				    .tx_rate_limiter = tx};
+
+	memcpy(config.mac, test_mac, 6);
+	net_destroy(f->net);
+	close(f->peer);
+	assert_int_equal(create_with_config(f, &f->net, &config, 0), 0);
+	f->dev = net_virtio(f->net);
+	f->dev->signal = count_interrupt;
+	assert_int_equal(f->dev->ops->attach(f->dev, &f->loop), 0);
+	use_fake_clock(f->net);
+}
+
+/* A frame of HDR + `len` bytes on the tx ring, its bytes after the header from `seed`. */
+static void add_tx_frame(struct fixture *f, uint32_t len, uint8_t seed)
+{
+	struct seg seg = {alloc_buf(f, HDR + len, 0), HDR + len, false};
+
+	fill_frame(gpa(f, seg.gpa), HDR + len, seed);
+	add_chain(f, &f->tx, &seg, 1);
+}
+
+static void expect_peer_frame(struct fixture *f, uint32_t len, uint8_t seed)
+{
+	uint8_t got[2048], expect[2048];
+
+	fill_frame(expect, HDR + len, seed);
+	assert_int_equal(peer_recv(f, got, sizeof(got)), HDR + len);
+	assert_memory_equal(got, expect, HDR + len);
+}
+
+static void assert_timer_disarmed(struct rate_limiter *limiter)
+{
+	struct itimerspec timer;
+
+	assert_int_equal(timerfd_gettime(rate_limiter_timer_fd(limiter), &timer), 0);
+	assert_false(timer.it_value.tv_sec || timer.it_value.tv_nsec);
+}
+
+static void test_tx_rate_limiter_holds_frames_in_the_ring(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t got[2048];
+
+	limit_net(f, unlimited, frames_per_10s(2));
+	start(f, V1);
+	for (int i = 0; i < 4; i++)
+		add_tx_frame(f, 100, (uint8_t)i);
+	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
+	expect_peer_frame(f, 100, 0);
+	expect_peer_frame(f, 100, 1);
+	assert_int_equal(peer_recv(f, got, sizeof(got)), -1);
+	assert_int_equal(used_idx(f, &f->tx), 2);
+	assert_int_equal(net_metrics(f->net)->tx_rate_limiter_throttled, 1);
+	assert_int_equal(ready_sources(f), 0); /* waits for the timer: no EPOLLOUT, no spin */
+
+	/* A kick, or the timer before its time: still held back. */
+	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
+	fake_now += 4999 * MS;
+	net_handle_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	assert_int_equal(used_idx(f, &f->tx), 2);
+	assert_int_equal(net_metrics(f->net)->tx_rate_limiter_throttled, 3);
+
+	fake_now += 1 * MS; /* one frame every 5 s */
+	net_handle_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	expect_peer_frame(f, 100, 2);
+	assert_int_equal(used_idx(f, &f->tx), 3);
+	fake_now += 5000 * MS;
+	net_handle_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	expect_peer_frame(f, 100, 3);
+	assert_int_equal(used_idx(f, &f->tx), 4);
+	assert_int_equal(net_metrics(f->net)->tx_packets_count, 4);
+	assert_int_equal(net_metrics(f->net)->tx_rate_limiter_throttled, 4);
+	assert_false(rate_limiter_blocked(net_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE)));
+}
+
+/* Bytes count the whole chain, vnet header included, as in Firecracker. */
+static void test_tx_rate_limiter_bandwidth_counts_the_header(void **state)
+{
+	struct fixture *f = *state;
+	struct rate_limiter_config bytes = {
+	    .bandwidth = {.size = 2 * (HDR + 100), .refill_time_ms = 10000}};
+
+	limit_net(f, unlimited, bytes);
+	start(f, V1);
+	for (int i = 0; i < 3; i++)
+		add_tx_frame(f, 100, (uint8_t)i);
+	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
+	assert_int_equal(used_idx(f, &f->tx), 2);
+	fake_now += 4999 * MS;
+	net_handle_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	assert_int_equal(used_idx(f, &f->tx), 2);
+	fake_now += 1 * MS;
+	net_handle_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	assert_int_equal(used_idx(f, &f->tx), 3);
+	assert_int_equal(net_metrics(f->net)->tx_bytes_count, 300);
+}
+
+/* A frame the rx limiter refuses is kept, not dropped, and the TAP is not read meanwhile;
+ * for each way a frame reaches the guest. */
+static void rx_throttled(struct fixture *f, uint64_t features, uint32_t buffer_len)
+{
+	uint8_t sent[3][HDR + 100];
+	uint64_t bufs[3];
+
+	limit_net(f, frames_per_10s(1), unlimited);
+	start(f, features);
+	for (int i = 0; i < 3; i++)
+		bufs[i] = add_rx_buffer(f, buffer_len, NULL);
+	for (int i = 0; i < 3; i++)
+		peer_send(f, HDR + 100, (uint8_t)(30 + i), sent[i]);
+	assert_int_equal(event_loop_run_once(&f->loop, 100), 0);
+	assert_int_equal(used_idx(f, &f->rx), 1);
+	assert_int_equal(net_metrics(f->net)->rx_rate_limiter_throttled, 1);
+	assert_int_equal(net_metrics(f->net)->rx_dropped, 0);
+	assert_int_equal(ready_sources(f), 0); /* the TAP is not read */
+	assert_true(frame_queued_for_device(f));
+
+	/* The driver's kick, or the timer before its time, changes nothing. */
+	virtio_queue_notified(f->dev, VIRTIO_NET_RX_QUEUE);
+	net_handle_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE);
+	assert_int_equal(used_idx(f, &f->rx), 1);
+
+	fake_now += 10000 * MS;
+	net_handle_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE); /* the frame held, then the next */
+	assert_int_equal(used_idx(f, &f->rx), 2);
+	assert_false(frame_queued_for_device(f));
+	fake_now += 10000 * MS;
+	net_handle_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE);
+	assert_int_equal(used_idx(f, &f->rx), 3);
+	for (uint16_t i = 0; i < 3; i++) {
+		struct vring_used_elem e = used_elem(f, &f->rx, i);
+		assert_int_equal(e.id, i);
+		assert_int_equal(e.len, HDR + 100);
+		assert_int_equal(((struct virtio_net_hdr_v1 *)gpa(f, bufs[i]))->num_buffers, 1);
+		assert_memory_equal((uint8_t *)gpa(f, bufs[i]) + HDR, sent[i] + HDR, 100);
+	}
+	assert_int_equal(net_metrics(f->net)->rx_packets_count, 3);
+	assert_int_equal(net_metrics(f->net)->rx_dropped, 0);
+	/* Back to reading the TAP. */
+	assert_false(rate_limiter_blocked(net_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE)));
+	add_rx_buffer(f, buffer_len, NULL);
+	virtio_queue_notified(f->dev, VIRTIO_NET_RX_QUEUE);
+	peer_send(f, HDR + 100, 40, NULL);
+	assert_int_equal(ready_sources(f), 1);
+}
+
+static void test_rx_rate_limiter_holds_a_frame_copied(void **state)
+{
+	rx_throttled(*state, V1, 1526);
+}
+
+static void test_rx_rate_limiter_holds_a_frame_read_directly(void **state)
+{
+	rx_throttled(*state, V1, VIRTIO_NET_MAX_FRAME + 1000);
+}
+
+static void test_rx_rate_limiter_holds_a_merged_frame(void **state)
+{
+	rx_throttled(*state, MRG, 1526);
+}
+
+static void test_update_rate_limiters_takes_effect(void **state)
+{
+	struct fixture *f = *state;
+	struct rate_limiter_config one = frames_per_10s(1);
+	uint8_t got[2048];
+
+	use_fake_clock(f->net);
+	start(f, V1);
+	assert_int_equal(net_update_rate_limiters(f->net, NULL, &one), 0);
+	assert_false(rate_limiter_enabled(net_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE)));
+	for (int i = 0; i < 3; i++)
+		add_tx_frame(f, 60, (uint8_t)i);
+	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
+	assert_int_equal(used_idx(f, &f->tx), 1);
+	/* Off: the held frames go at once, without the timer. */
+	assert_int_equal(net_update_rate_limiters(f->net, NULL, &unlimited), 0);
+	assert_int_equal(used_idx(f, &f->tx), 3);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(peer_recv(f, got, sizeof(got)), HDR + 60);
+
+	assert_int_equal(net_update_rate_limiters(f->net, &one, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		add_rx_buffer(f, 1526, NULL);
+		peer_send(f, HDR + 60, (uint8_t)(50 + i), NULL);
+	}
+	assert_int_equal(event_loop_run_once(&f->loop, 100), 0);
+	assert_int_equal(used_idx(f, &f->rx), 1);
+	assert_int_equal(net_update_rate_limiters(f->net, &unlimited, &unlimited), 0);
+	assert_int_equal(used_idx(f, &f->rx), 2);
+	assert_int_equal(net_metrics(f->net)->rx_dropped, 0);
+}
+
+static void test_reset_leaves_no_stale_throttling(void **state)
+{
+	struct fixture *f = *state;
+	struct rate_limiter *rx, *tx;
+
+	limit_net(f, frames_per_10s(1), frames_per_10s(1));
+	rx = net_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE);
+	tx = net_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	start(f, V1);
+	add_rx_buffer(f, 1526, NULL);
+	add_rx_buffer(f, 1526, NULL);
+	peer_send(f, HDR + 60, 1, NULL);
+	peer_send(f, HDR + 60, 2, NULL);
+	assert_int_equal(event_loop_run_once(&f->loop, 100), 0);
+	add_tx_frame(f, 60, 1);
+	add_tx_frame(f, 60, 2);
+	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
+	assert_true(rate_limiter_blocked(rx));
+	assert_true(rate_limiter_blocked(tx));
+
+	mmio_write(f->dev, VIRTIO_MMIO_STATUS, 0);
+	assert_false(rate_limiter_blocked(rx));
+	assert_false(rate_limiter_blocked(tx));
+	assert_timer_disarmed(rx);
+	assert_timer_disarmed(tx);
+	/* A late timer event finds nothing to do. */
+	net_handle_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE);
+	net_handle_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE);
+	assert_int_equal(ready_sources(f), 0);
+}
+
+/* The way the VMM runs it, on the real clock: attach registers both timers, the event loop
+ * runs them, destroy unregisters them. */
+static void test_rate_limiter_timers_run_through_event_loop(void **state)
+{
+	struct fixture *f = *state;
+	struct rate_limiter_config fast = {.ops = {.size = 1, .refill_time_ms = 20}};
+	int timers[2], watched = 0;
+
+	limit_net(f, fast, fast);
+	rate_limiter_set_clock(net_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE),
+			       rate_limiter_monotonic_ns);
+	rate_limiter_set_clock(net_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE),
+			       rate_limiter_monotonic_ns);
+	timers[0] = rate_limiter_timer_fd(net_rate_limiter(f->net, VIRTIO_NET_RX_QUEUE));
+	timers[1] = rate_limiter_timer_fd(net_rate_limiter(f->net, VIRTIO_NET_TX_QUEUE));
+	for (int i = 0; i < EVENT_LOOP_MAX_SOURCES; i++)
+		watched += f->loop.sources[i].fd == timers[0] || f->loop.sources[i].fd == timers[1];
+	assert_int_equal(watched, 2);
+
+	start(f, V1);
+	for (int i = 0; i < 3; i++) {
+		add_tx_frame(f, 60, (uint8_t)i);
+		add_rx_buffer(f, 1526, NULL);
+		peer_send(f, HDR + 60, (uint8_t)i, NULL);
+	}
+	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
+	for (int i = 0; i < 200 && (used_idx(f, &f->tx) < 3 || used_idx(f, &f->rx) < 3); i++)
+		assert_int_equal(event_loop_run_once(&f->loop, 1000), 0);
+	assert_int_equal(used_idx(f, &f->tx), 3);
+	assert_int_equal(used_idx(f, &f->rx), 3);
+
+	net_destroy(f->net);
+	for (int i = 0; i < EVENT_LOOP_MAX_SOURCES; i++)
+		assert_true(f->loop.sources[i].fd < 0);
+	close(f->peer);
+	assert_int_equal(create_on_pair(f, &f->net, test_mac, 0), 0); /* for the teardown */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -759,6 +1065,14 @@ int main(void)
 	    T(test_reset_stops_receiving),
 	    T(test_hangup_stops_watching_and_tx_fails_cleanly),
 	    T(test_snapshot_restores_mac_and_keeps_no_buffer_taken),
+	    T(test_tx_rate_limiter_holds_frames_in_the_ring),
+	    T(test_tx_rate_limiter_bandwidth_counts_the_header),
+	    T(test_rx_rate_limiter_holds_a_frame_copied),
+	    T(test_rx_rate_limiter_holds_a_frame_read_directly),
+	    T(test_rx_rate_limiter_holds_a_merged_frame),
+	    T(test_update_rate_limiters_takes_effect),
+	    T(test_reset_leaves_no_stale_throttling),
+	    T(test_rate_limiter_timers_run_through_event_loop),
 #undef T
 	};
 	signal(SIGPIPE, SIG_IGN); /* a socket whose peer closed raises it; a TAP does not */

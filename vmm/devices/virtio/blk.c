@@ -2,6 +2,7 @@
 #include "blk.h"
 
 #include "../../log.h"
+#include "../../rate_limiter.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -18,7 +19,7 @@
 #include <unistd.h>
 
 #define BLK_STATE_VERSION 1
-#define BLK_PENDING	  (-1) /* the request went to the disk; it completes later */
+#define BLK_PENDING	  (-1) /* a valid request, for the rate limiter and the disk */
 
 /* One request between vq_pop and vq_push. The chain lives here, not on a stack, because
  * io_uring reads its iovecs after queue_notify has returned. */
@@ -52,6 +53,7 @@ struct blk_device {
 	bool stalled; /* buffers left in the ring for want of a record */
 	bool io_error_logged;
 	bool submit_error_logged;
+	struct rate_limiter limiter;
 	struct blk_metrics metrics;
 };
 
@@ -158,24 +160,21 @@ static struct iovec *iov_skip(struct iovec *iov, unsigned int *nr, size_t bytes)
 	return iov;
 }
 
-static uint8_t get_id(struct blk_device *blk, struct blk_request *req)
+static void get_id(struct blk_device *blk, struct blk_request *req)
 {
 	char serial[VIRTIO_BLK_ID_BYTES] = {0};
 
-	if (req->len == 0)
-		return invalid(blk, VIRTIO_BLK_S_IOERR);
 	/* Zero padded, and not NUL terminated when the id takes all 20 bytes. */
 	memcpy(serial, blk->config.id, strnlen(blk->config.id, sizeof(serial)));
 	if (req->len > sizeof(serial))
 		req->len = sizeof(serial);
 	vq_chain_write(&req->chain, 0, serial, req->len);
-	return VIRTIO_BLK_S_OK;
 }
 
 /*
- * Checks a popped chain against the drive. Returns the status to complete it with at
- * once, BLK_PENDING if it needs the disk, or -EIO if it has no status byte: that is a
- * driver bug the device cannot even report, so the device needs a reset.
+ * Checks a popped chain against the drive. Returns the status to complete an invalid
+ * request with at once, BLK_PENDING for a valid one, or -EIO if it has no status byte:
+ * that is a driver bug the device cannot even report, so the device needs a reset.
  */
 static int prepare(struct blk_device *blk, struct blk_request *req)
 {
@@ -203,7 +202,7 @@ static int prepare(struct blk_device *blk, struct blk_request *req)
 		req->data = chain->iov + chain->nr_readable;
 		req->len = chain->writable_len - 1;
 		if (req->type == VIRTIO_BLK_T_GET_ID)
-			return get_id(blk, req);
+			return req->len ? BLK_PENDING : invalid(blk, VIRTIO_BLK_S_IOERR);
 		break;
 	case VIRTIO_BLK_T_OUT:
 		if (blk->config.read_only)
@@ -224,7 +223,7 @@ static int prepare(struct blk_device *blk, struct blk_request *req)
 	    sectors > blk->capacity - sector)
 		return invalid(blk, VIRTIO_BLK_S_IOERR);
 	req->offset = sector * VIRTIO_BLK_SECTOR_SIZE; /* <= the image size: no overflow */
-	return req->len ? BLK_PENDING : VIRTIO_BLK_S_OK;
+	return BLK_PENDING;
 }
 
 static const char *op_name(uint32_t type)
@@ -328,7 +327,23 @@ static void flush_submissions(struct blk_device *blk)
 	}
 }
 
-/* 1: completed (pushed), 0: submitted to io_uring, -EIO: the device needs a reset. */
+/* Firecracker's accounting: a valid request is one op, and a read or write also costs its
+ * data bytes (a flush or GET_ID none). Invalid requests cost nothing: they never reach
+ * the disk, as in Firecracker, where they fail parsing before the limiter. */
+static bool admit(struct blk_device *blk, const struct blk_request *req)
+{
+	struct rate_limiter *limiter = &blk->limiter;
+	bool data = req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT;
+
+	if (!rate_limiter_enabled(limiter) ||
+	    rate_limiter_consume(limiter, data ? req->len : 0, 1, rate_limiter_now(limiter)))
+		return true;
+	atomic_fetch_add(&blk->metrics.rate_limiter_throttled_events, 1);
+	return false;
+}
+
+/* 1: completed (pushed), 0: submitted to io_uring, -EAGAIN: throttled, nothing done (the
+ * chain goes back to the ring), -EIO: the device needs a reset. */
 static int handle_request(struct blk_device *blk, struct blk_request *req)
 {
 	int status = prepare(blk, req);
@@ -337,6 +352,17 @@ static int handle_request(struct blk_device *blk, struct blk_request *req)
 		return -EIO;
 	if (status != BLK_PENDING) {
 		complete(blk, req, (uint8_t)status, true);
+		return 1;
+	}
+	if (!admit(blk, req))
+		return -EAGAIN;
+	if (req->type == VIRTIO_BLK_T_GET_ID) {
+		get_id(blk, req);
+		complete(blk, req, VIRTIO_BLK_S_OK, true);
+		return 1;
+	}
+	if (req->type != VIRTIO_BLK_T_FLUSH && req->len == 0) {
+		complete(blk, req, VIRTIO_BLK_S_OK, true); /* no data to move */
 		return 1;
 	}
 	if (blk->engine == IO_ENGINE_ASYNC) {
@@ -388,6 +414,12 @@ static void process_queue(struct blk_device *blk)
 				break;
 			}
 			ret = handle_request(blk, req);
+			if (ret == -EAGAIN) {
+				/* Kicks stay off: the rate limiter's timer resumes. */
+				release_request(blk, req);
+				vq_unpop(vq, 1);
+				goto out;
+			}
 			if (ret < 0) {
 				release_request(blk, req);
 				fail_queue(blk, "block request without a status byte");
@@ -494,11 +526,49 @@ static void blk_event(void *opaque, uint32_t events)
 	blk_complete_async(opaque);
 }
 
+void blk_handle_rate_limiter(struct blk_device *blk)
+{
+	rate_limiter_timer_expired(&blk->limiter);
+	pthread_mutex_lock(&blk->vdev.lock);
+	if (queue_live(blk))
+		process_queue(blk);
+	pthread_mutex_unlock(&blk->vdev.lock);
+}
+
+static void limiter_timer_event(void *opaque, uint32_t events)
+{
+	(void)events;
+	blk_handle_rate_limiter(opaque);
+}
+
+int blk_update_rate_limiter(struct blk_device *blk, const struct rate_limiter_config *config)
+{
+	bool throttled;
+
+	pthread_mutex_lock(&blk->vdev.lock);
+	throttled = rate_limiter_blocked(&blk->limiter);
+	rate_limiter_update(&blk->limiter, config);
+	blk->config.rate_limiter = *config;
+	/* The update disarmed the timer: the request held back is retried here. */
+	if (throttled && queue_live(blk))
+		process_queue(blk);
+	pthread_mutex_unlock(&blk->vdev.lock);
+	return 0;
+}
+
 static int blk_attach(struct virtio_device *dev, struct event_loop *loop)
 {
 	struct blk_device *blk = to_blk(dev);
 	int err;
 
+	err = event_loop_add(loop, rate_limiter_timer_fd(&blk->limiter), EPOLLIN,
+			     limiter_timer_event, blk);
+	if (err) {
+		log_error("drive '%s': cannot watch its rate limiter's timer: %s", blk->config.id,
+			  strerror(-err));
+		return err;
+	}
+	blk->loop = loop;
 	if (blk->engine != IO_ENGINE_ASYNC)
 		return 0;
 	err = event_loop_add(loop, blk->event_fd, EPOLLIN, blk_event, blk);
@@ -507,7 +577,6 @@ static int blk_attach(struct virtio_device *dev, struct event_loop *loop)
 			  strerror(-err));
 		return err;
 	}
-	blk->loop = loop;
 	return 0;
 }
 
@@ -517,6 +586,7 @@ static void blk_reset(struct virtio_device *dev)
 
 	drain_locked(blk, false);
 	blk->stalled = false;
+	rate_limiter_unblock(&blk->limiter); /* the request it held back went with the rings */
 }
 
 static int blk_save(struct virtio_device *dev, void *buf, size_t size)
@@ -548,6 +618,7 @@ static int blk_restore(struct virtio_device *dev, const void *buf, size_t size)
 		return -EINVAL;
 	}
 	blk->stalled = false;
+	rate_limiter_unblock(&blk->limiter);
 	return 0;
 }
 
@@ -592,6 +663,76 @@ static int image_size(struct blk_device *blk, uint64_t *size)
 	return -EINVAL;
 }
 
+/* Opens `path` as this drive's image (and its O_DIRECT twin with direct=on): the fds in
+ * *fd and *direct_fd, its size in sectors in *capacity. Logs what failed. */
+static int open_image(struct blk_device *blk, const char *path, int *fd_out, int *direct_fd_out,
+		      uint64_t *capacity)
+{
+	int flags = (blk->config.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	int saved_fd = blk->fd, fd, direct_fd = -1, err;
+	uint64_t size;
+
+	fd = open(path, flags);
+	if (fd < 0) {
+		err = -errno;
+		log_error("drive '%s': cannot open %s: %s", blk->config.id, path, strerror(errno));
+		return err;
+	}
+	if (blk->config.direct) {
+		direct_fd = open(path, flags | O_DIRECT);
+		if (direct_fd < 0)
+			log_warn("drive '%s': %s cannot be opened with O_DIRECT (%s): direct=on "
+				 "is ignored, I/O goes through the page cache",
+				 blk->config.id, path, strerror(errno));
+	}
+	blk->fd = fd; /* image_size looks at blk->fd */
+	err = image_size(blk, &size);
+	blk->fd = saved_fd;
+	if (err) {
+		close(fd);
+		if (direct_fd >= 0)
+			close(direct_fd);
+		return err;
+	}
+	*capacity = size / VIRTIO_BLK_SECTOR_SIZE;
+	if (size % VIRTIO_BLK_SECTOR_SIZE)
+		log_warn("drive '%s': %s is %llu bytes, not a multiple of %d: the last %llu "
+			 "bytes are not exposed",
+			 blk->config.id, path, (unsigned long long)size, VIRTIO_BLK_SECTOR_SIZE,
+			 (unsigned long long)(size % VIRTIO_BLK_SECTOR_SIZE));
+	*fd_out = fd;
+	*direct_fd_out = direct_fd;
+	return 0;
+}
+
+int blk_update_path(struct blk_device *blk, const char *path)
+{
+	int fd, direct_fd, err;
+	uint64_t capacity;
+
+	if (strlen(path) >= sizeof(blk->config.path))
+		return -ENAMETOOLONG;
+	pthread_mutex_lock(&blk->vdev.lock);
+	/* Requests in flight finish on the old file; none start until the swap is done. */
+	err = drain_locked(blk, true);
+	if (!err)
+		err = open_image(blk, path, &fd, &direct_fd, &capacity);
+	if (err)
+		goto out;
+	close(blk->fd);
+	if (blk->direct_fd >= 0)
+		close(blk->direct_fd);
+	blk->fd = fd;
+	blk->direct_fd = direct_fd;
+	blk->capacity = capacity;
+	strcpy(blk->config.path, path);
+	/* The driver re-reads the capacity on a configuration change interrupt. */
+	virtio_config_changed(&blk->vdev);
+out:
+	pthread_mutex_unlock(&blk->vdev.lock);
+	return err;
+}
+
 static void teardown_async(struct blk_device *blk)
 {
 	if (blk->ring_ready)
@@ -618,39 +759,17 @@ static int setup_async(struct blk_device *blk)
 int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem)
 {
 	struct blk_device *blk = calloc(1, sizeof(*blk));
-	uint64_t size;
 	int err;
 
 	if (!blk)
 		return -ENOMEM;
 	blk->fd = blk->event_fd = blk->direct_fd = -1;
 	blk->config = *config;
+	rate_limiter_init(&blk->limiter, &config->rate_limiter);
 
-	blk->fd = open(blk->config.path, (config->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (blk->fd < 0) {
-		err = -errno;
-		log_error("drive '%s': cannot open %s: %s", blk->config.id, blk->config.path,
-			  strerror(errno));
-		goto fail;
-	}
-	if (config->direct) {
-		blk->direct_fd = open(blk->config.path, (config->read_only ? O_RDONLY : O_RDWR) |
-							    O_CLOEXEC | O_DIRECT);
-		if (blk->direct_fd < 0)
-			log_warn("drive '%s': %s cannot be opened with O_DIRECT (%s): direct=on "
-				 "is ignored, I/O goes through the page cache",
-				 blk->config.id, blk->config.path, strerror(errno));
-	}
-	err = image_size(blk, &size);
+	err = open_image(blk, blk->config.path, &blk->fd, &blk->direct_fd, &blk->capacity);
 	if (err)
 		goto fail;
-	blk->capacity = size / VIRTIO_BLK_SECTOR_SIZE;
-	if (size % VIRTIO_BLK_SECTOR_SIZE)
-		log_warn("drive '%s': %s is %llu bytes, not a multiple of %d: the last %llu "
-			 "bytes are not exposed",
-			 blk->config.id, blk->config.path, (unsigned long long)size,
-			 VIRTIO_BLK_SECTOR_SIZE,
-			 (unsigned long long)(size % VIRTIO_BLK_SECTOR_SIZE));
 
 	blk->engine = config->engine;
 	if (blk->engine == IO_ENGINE_ASYNC) {
@@ -670,6 +789,13 @@ int blk_create(struct blk_device **out, const struct drive_config *config, const
 	for (unsigned int i = 0; i < blk->pool_size; i++)
 		blk->free_list[i] = (uint16_t)(blk->pool_size - 1 - i);
 	blk->nr_free = blk->pool_size;
+	/* Always: a PATCH may turn limiting on after the timer was registered in attach. */
+	err = rate_limiter_open_timer(&blk->limiter);
+	if (err) {
+		log_error("drive '%s': cannot create its rate limiter's timer: %s", blk->config.id,
+			  strerror(-err));
+		goto fail;
+	}
 
 	virtio_init(&blk->vdev, &blk_ops, 1, mem, blk->config.id);
 	*out = blk;
@@ -687,8 +813,12 @@ void blk_destroy(struct blk_device *blk)
 		return;
 	if (blk->pool)
 		drain_locked(blk, false);
-	if (blk->loop)
-		event_loop_remove(blk->loop, blk->event_fd);
+	if (blk->loop) {
+		event_loop_remove(blk->loop, rate_limiter_timer_fd(&blk->limiter));
+		if (blk->event_fd >= 0)
+			event_loop_remove(blk->loop, blk->event_fd);
+	}
+	rate_limiter_close_timer(&blk->limiter);
 	teardown_async(blk);
 	if (blk->fd >= 0)
 		close(blk->fd);
@@ -723,4 +853,9 @@ struct blk_metrics *blk_metrics(struct blk_device *blk)
 int blk_event_fd(const struct blk_device *blk)
 {
 	return blk->event_fd;
+}
+
+struct rate_limiter *blk_rate_limiter(struct blk_device *blk)
+{
+	return &blk->limiter;
 }

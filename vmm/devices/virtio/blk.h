@@ -4,6 +4,10 @@
  * notification) and Async (io_uring; completions arrive through an eventfd that the
  * device registers with the VMM thread's event loop in `attach`).
  *
+ * Rate limiting (Firecracker's): each valid request costs one op, a read or write also its
+ * data bytes, before it is executed. A request the limiter refuses goes back to the ring
+ * and the queue waits for the limiter's timer, which `attach` registers too.
+ *
  * Snapshots: the device keeps no state of its own beyond the image's capacity, which
  * restore checks. A snapshot must be taken with the device quiesced: save fails with
  * -EBUSY while io_uring requests are in flight, so the VMM calls blk_drain() first.
@@ -62,7 +66,8 @@ struct virtio_blk_config {
 
 /* Firecracker's block metrics, as far as wisp has them. io_errors counts host I/O
  * failures, invalid_requests requests the guest got wrong (range, length, type,
- * writes to a read-only drive). */
+ * writes to a read-only drive). rate_limiter_throttled_events: requests held back by the
+ * rate limiter (each time one is refused, so a request may count more than once). */
 struct blk_metrics {
 	_Atomic uint64_t read_bytes;
 	_Atomic uint64_t write_bytes;
@@ -71,9 +76,11 @@ struct blk_metrics {
 	_Atomic uint64_t flush_count;
 	_Atomic uint64_t io_errors;
 	_Atomic uint64_t invalid_requests;
+	_Atomic uint64_t rate_limiter_throttled_events;
 };
 
 struct blk_device;
+struct rate_limiter;
 
 /* Opens the drive's image and sets the device up; the config's strings are copied. An
  * Async drive whose io_uring cannot be set up falls back to Sync with a warning.
@@ -95,6 +102,19 @@ struct blk_metrics *blk_metrics(struct blk_device *blk);
  * interrupts the guest. VMM thread. */
 int blk_event_fd(const struct blk_device *blk);
 void blk_complete_async(struct blk_device *blk);
+/* PATCH /drives: replaces the buckets whose configuration changes (they start full) and
+ * retries a request held back. 0 (nothing can fail yet). VMM thread; takes dev->lock. */
+/* PATCH /drives path_on_host on a running VM: drains what is in flight, switches to the
+ * new image and raises a configuration change so the guest sees its size. On error
+ * (logged) the old image stays. VMM thread. */
+int blk_update_path(struct blk_device *blk, const char *path);
+int blk_update_rate_limiter(struct blk_device *blk, const struct rate_limiter_config *config);
+/* What `attach` hooks to the rate limiter's timerfd: takes dev->lock and processes the
+ * queue again. VMM thread; tests call it directly. */
+void blk_handle_rate_limiter(struct blk_device *blk);
+/* The drive's limiter, for tests to set its clock; use it under dev->lock. */
+struct rate_limiter *blk_rate_limiter(struct blk_device *blk);
+
 /* Requests submitted to io_uring and not yet completed. */
 unsigned int blk_inflight(struct blk_device *blk);
 /* Waits until no request is in flight, completing each to the guest; 0 or -errno.

@@ -1,6 +1,7 @@
 #include "net.h"
 
 #include "../../log.h"
+#include "../../rate_limiter.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -26,7 +27,15 @@ enum rx_result {
 	RX_DONE,       /* a frame was delivered or dropped: go on */
 	RX_TAP_EMPTY,  /* nothing (more) to read */
 	RX_NO_BUFFERS, /* the driver has to add buffers first */
+	RX_THROTTLED,  /* the rate limiter holds the frame (in net->frame) back */
 	RX_BROKEN,     /* the receive queue is broken */
+};
+
+/* What became of the frame in net->tx_chain. */
+enum tx_result {
+	TX_DONE,      /* sent or dropped */
+	TX_TAP_FULL,  /* EPOLLOUT resumes */
+	TX_THROTTLED, /* the rate limiter's timer resumes */
 };
 
 struct net_device {
@@ -43,9 +52,13 @@ struct net_device {
 	bool rx_stopped; /* not reading the TAP: device not live, or no receive buffers */
 	bool tx_blocked; /* the TAP was full: transmission resumes on EPOLLOUT */
 	bool tap_gone;	 /* the TAP hung up or went away: no longer watched */
+	bool tx_paid;	 /* the frame at the head of the tx ring passed the limiter, not the TAP */
 	bool rx_fail_logged, tx_fail_logged;
-	/* Receiving through a copy: the frame (with MRG_RXBUF it may wait there for buffers),
-	 * and the chains it is spread over until they are pushed together. */
+	/* While the rx limiter is blocked the TAP is not read: its frames wait in the kernel. */
+	struct rate_limiter rx_limiter, tx_limiter;
+	/* Receiving through a copy: the frame (it may wait there for buffers with MRG_RXBUF,
+	 * or for the rx limiter), and the chains it is spread over until they are pushed
+	 * together. */
 	uint8_t *frame; /* VIRTIO_NET_MAX_FRAME + 1 bytes: one more tells a truncated read */
 	uint32_t frame_len;
 	uint16_t held_head[VIRTIO_NET_QUEUE_SIZE];
@@ -83,10 +96,17 @@ static bool live(const struct net_device *net)
 	return virtio_device_live(&net->vdev);
 }
 
+static uint32_t tap_events(const struct net_device *net)
+{
+	bool reading = !net->rx_stopped && !rate_limiter_blocked(&net->rx_limiter);
+
+	return (reading ? EPOLLIN : 0) | (net->tx_blocked ? EPOLLOUT : 0);
+}
+
 /* Brings the event loop's interest in the TAP in line with the device's state. */
 static void watch(struct net_device *net)
 {
-	uint32_t events = (net->rx_stopped ? 0 : EPOLLIN) | (net->tx_blocked ? EPOLLOUT : 0);
+	uint32_t events = tap_events(net);
 	int err;
 
 	if (net->tap_gone || events == net->events)
@@ -167,11 +187,21 @@ static int set_offloads(struct net_device *net, unsigned int offloads)
 	return 0;
 }
 
+/* Firecracker's accounting, both ways: a frame is one op and its length, vnet header
+ * included, in bytes. */
+static bool admit(struct rate_limiter *limiter, uint32_t len, _Atomic uint64_t *throttled)
+{
+	if (!rate_limiter_enabled(limiter) ||
+	    rate_limiter_consume(limiter, len, 1, rate_limiter_now(limiter)))
+		return true;
+	atomic_fetch_add(throttled, 1);
+	return false;
+}
+
 /* ---- transmit ---- */
 
-/* Sends the frame in net->tx_chain: 0 when done with it (sent or dropped), -EAGAIN when
- * the TAP is full. The TAP takes the vnet header as it is. */
-static int tx_frame(struct net_device *net)
+/* Sends the frame in net->tx_chain. The TAP takes the vnet header as it is. */
+static enum tx_result tx_frame(struct net_device *net)
 {
 	const struct vq_chain *chain = &net->tx_chain;
 	ssize_t sent;
@@ -179,22 +209,28 @@ static int tx_frame(struct net_device *net)
 	if (chain->nr_writable || chain->readable_len < VIRTIO_NET_HDR_LEN ||
 	    chain->readable_len > VIRTIO_NET_MAX_FRAME) {
 		atomic_fetch_add(&net->metrics.tx_malformed_frames, 1);
-		return 0;
+		return TX_DONE;
 	}
+	/* Paid once, even if the TAP is full and the frame is tried again. */
+	if (!net->tx_paid &&
+	    !admit(&net->tx_limiter, chain->readable_len, &net->metrics.tx_rate_limiter_throttled))
+		return TX_THROTTLED;
+	net->tx_paid = true;
 	sent = writev(net->fd, chain->iov, (int)chain->nr_readable);
 	if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return -EAGAIN;
+		return TX_TAP_FULL;
+	net->tx_paid = false;
 	if (sent < 0) {
 		atomic_fetch_add(&net->metrics.tx_fails, 1);
 		if (!net->tx_fail_logged)
 			log_warn("net '%s': TAP %s refuses a frame: %s (dropped; logged once)",
 				 net->id, net->tap, strerror(errno));
 		net->tx_fail_logged = true;
-		return 0;
+		return TX_DONE;
 	}
 	atomic_fetch_add(&net->metrics.tx_packets_count, 1);
 	atomic_fetch_add(&net->metrics.tx_bytes_count, chain->readable_len - VIRTIO_NET_HDR_LEN);
-	return 0;
+	return TX_DONE;
 }
 
 static void process_tx(struct net_device *net)
@@ -209,9 +245,11 @@ static void process_tx(struct net_device *net)
 	for (;;) {
 		vq_set_notification(vq, false);
 		while ((r = vq_pop(vq, &net->tx_chain)) == 1) {
-			if (tx_frame(net) == -EAGAIN) {
+			enum tx_result sent = tx_frame(net);
+			if (sent != TX_DONE) {
+				/* Kicks stay off: EPOLLOUT or the limiter's timer resumes. */
 				vq_unpop(vq, 1);
-				net->tx_blocked = true; /* kicks stay off: EPOLLOUT resumes */
+				net->tx_blocked = sent == TX_TAP_FULL;
 				goto out;
 			}
 			if (vq_push(vq, net->tx_chain.head, 0)) {
@@ -336,6 +374,14 @@ static enum rx_result rx_direct(struct net_device *net)
 		vq_unpop(rx_queue(net), 1); /* never used: the driver does not see the frame */
 		return RX_DONE;
 	}
+	if (!admit(&net->rx_limiter, (uint32_t)len, &net->metrics.rx_rate_limiter_throttled)) {
+		/* The chain goes back; the frame waits in net->frame, as one read through it. */
+		iov_peek(iov, chain->nr_writable, net->frame, (size_t)len);
+		memcpy(net->frame, &hdr, sizeof(hdr));
+		net->frame_len = (uint32_t)len;
+		vq_unpop(rx_queue(net), 1);
+		return RX_THROTTLED;
+	}
 	vq_chain_write(chain, 0, &hdr, sizeof(hdr));
 	return rx_push(net, chain->head, (uint32_t)len);
 }
@@ -393,6 +439,10 @@ static enum rx_result rx_merge(struct net_device *net)
 							     net->frame_len - copied);
 		copied += net->held_len[nr++];
 	}
+	if (!admit(&net->rx_limiter, net->frame_len, &net->metrics.rx_rate_limiter_throttled)) {
+		vq_unpop(vq, nr);
+		return RX_THROTTLED;
+	}
 	le = htole16(nr);
 	vq_chain_write(&net->rx_first, offsetof(struct virtio_net_hdr_v1, num_buffers), &le,
 		       sizeof(le));
@@ -405,7 +455,30 @@ static enum rx_result rx_merge(struct net_device *net)
 	return RX_DONE;
 }
 
-/* One frame from the TAP to the guest. Without MRG_RXBUF a chain is popped first (so a
+/* Without MRG_RXBUF: the frame in net->frame goes whole into the chain popped into
+ * net->rx_first, or is dropped if it does not fit. */
+static enum rx_result rx_single(struct net_device *net)
+{
+	struct virtqueue *vq = rx_queue(net);
+	uint32_t len = net->frame_len;
+
+	if (len > net->rx_first.writable_len) {
+		vq_unpop(vq, 1);
+		net->frame_len = 0;
+		rx_drop(net, "larger than the driver's buffer");
+		return RX_DONE;
+	}
+	if (!admit(&net->rx_limiter, len, &net->metrics.rx_rate_limiter_throttled)) {
+		vq_unpop(vq, 1);
+		return RX_THROTTLED;
+	}
+	vq_chain_write(&net->rx_first, 0, net->frame, len);
+	net->frame_len = 0;
+	return rx_push(net, net->rx_first.head, len);
+}
+
+/* One frame from the TAP to the guest, or the one waiting in net->frame (for buffers with
+ * MRG_RXBUF, or for the rx limiter). Without MRG_RXBUF a chain is popped first (so a
  * frame is only read when there is somewhere to put it) and the frame goes whole into it
  * or is dropped: through a copy unless the chain is larger than any frame, so that the
  * guest never gets part of a frame. */
@@ -415,9 +488,9 @@ static enum rx_result rx_frame(struct net_device *net)
 	enum rx_result r;
 	int popped;
 
-	if (net->frame_len)
-		return rx_merge(net); /* a frame waiting for more buffers */
 	if (virtio_has_feature(&net->vdev, VIRTIO_NET_F_MRG_RXBUF)) {
+		if (net->frame_len)
+			return rx_merge(net);
 		if (vq->state.broken)
 			return RX_BROKEN;
 		if (!vq_has_available(vq))
@@ -430,6 +503,8 @@ static enum rx_result rx_frame(struct net_device *net)
 		return rx_buffers_came(vq) ? RX_DONE : RX_NO_BUFFERS;
 	if (popped < 0)
 		return RX_BROKEN;
+	if (net->frame_len)
+		return rx_single(net);
 	if (net->rx_first.writable_len > VIRTIO_NET_MAX_FRAME)
 		return rx_direct(net);
 	r = rx_read(net);
@@ -437,16 +512,7 @@ static enum rx_result rx_frame(struct net_device *net)
 		vq_unpop(vq, 1);
 		return r;
 	}
-	r = RX_DONE;
-	if (net->frame_len > net->rx_first.writable_len) {
-		vq_unpop(vq, 1);
-		rx_drop(net, "larger than the driver's buffer");
-	} else {
-		vq_chain_write(&net->rx_first, 0, net->frame, net->frame_len);
-		r = rx_push(net, net->rx_first.head, net->frame_len);
-	}
-	net->frame_len = 0;
-	return r;
+	return rx_single(net);
 }
 
 static void process_rx(struct net_device *net)
@@ -459,8 +525,8 @@ static void process_rx(struct net_device *net)
 		enum rx_result r = rx_frame(net);
 		if (r == RX_DONE)
 			continue;
-		if (r == RX_TAP_EMPTY)
-			break;
+		if (r == RX_TAP_EMPTY || r == RX_THROTTLED)
+			break; /* throttled: watch() stops reading until the limiter's timer */
 		if (r == RX_BROKEN) {
 			virtio_queue_failed(&net->vdev, VIRTIO_NET_RX_QUEUE);
 			net->rx_stopped = true;
@@ -497,6 +563,61 @@ void net_handle_tap(struct net_device *net, uint32_t events)
 static void tap_event(void *opaque, uint32_t events)
 {
 	net_handle_tap(opaque, events);
+}
+
+static bool receiving(const struct net_device *net)
+{
+	return live(net) && !net->rx_stopped && !net->tap_gone;
+}
+
+void net_handle_rate_limiter(struct net_device *net, unsigned int queue)
+{
+	pthread_mutex_lock(&net->vdev.lock);
+	if (queue == VIRTIO_NET_TX_QUEUE) {
+		rate_limiter_timer_expired(&net->tx_limiter);
+		if (live(net))
+			process_tx(net);
+	} else {
+		rate_limiter_timer_expired(&net->rx_limiter);
+		if (receiving(net))
+			process_rx(net); /* the frame held back first */
+	}
+	watch(net);
+	pthread_mutex_unlock(&net->vdev.lock);
+}
+
+static void rx_limiter_event(void *opaque, uint32_t events)
+{
+	(void)events;
+	net_handle_rate_limiter(opaque, VIRTIO_NET_RX_QUEUE);
+}
+
+static void tx_limiter_event(void *opaque, uint32_t events)
+{
+	(void)events;
+	net_handle_rate_limiter(opaque, VIRTIO_NET_TX_QUEUE);
+}
+
+int net_update_rate_limiters(struct net_device *net, const struct rate_limiter_config *rx,
+			     const struct rate_limiter_config *tx)
+{
+	pthread_mutex_lock(&net->vdev.lock);
+	/* An update disarms the timer: what the limiter held back is retried here. */
+	if (tx) {
+		bool throttled = rate_limiter_blocked(&net->tx_limiter);
+		rate_limiter_update(&net->tx_limiter, tx);
+		if (throttled && live(net))
+			process_tx(net);
+	}
+	if (rx) {
+		bool throttled = rate_limiter_blocked(&net->rx_limiter);
+		rate_limiter_update(&net->rx_limiter, rx);
+		if (throttled && receiving(net))
+			process_rx(net);
+	}
+	watch(net);
+	pthread_mutex_unlock(&net->vdev.lock);
+	return 0;
 }
 
 /* ---- virtio_device_ops ---- */
@@ -547,10 +668,14 @@ static void net_reset(struct virtio_device *dev)
 {
 	struct net_device *net = to_net(dev);
 
-	/* The transport reset the queues: a waiting frame and a blocked one are forgotten. */
+	/* The transport reset the queues: a waiting frame and a blocked one are forgotten. The
+	 * limiters keep their tokens (a reset is no way around them). */
 	net->rx_stopped = true;
 	net->tx_blocked = false;
+	net->tx_paid = false;
 	net->frame_len = 0;
+	rate_limiter_unblock(&net->rx_limiter);
+	rate_limiter_unblock(&net->tx_limiter);
 	set_offloads(net, 0); /* frames queued from now on suit any driver */
 	watch(net);
 }
@@ -558,16 +683,31 @@ static void net_reset(struct virtio_device *dev)
 static int net_attach(struct virtio_device *dev, struct event_loop *loop)
 {
 	struct net_device *net = to_net(dev);
-	uint32_t events = (net->rx_stopped ? 0 : EPOLLIN) | (net->tx_blocked ? EPOLLOUT : 0);
+	uint32_t events = tap_events(net);
 	int err = event_loop_add(loop, net->fd, events, tap_event, net);
 
 	if (err) {
 		log_error("net '%s': cannot watch TAP %s: %s", net->id, net->tap, strerror(-err));
 		return err;
 	}
+	err = event_loop_add(loop, rate_limiter_timer_fd(&net->rx_limiter), EPOLLIN,
+			     rx_limiter_event, net);
+	if (err)
+		goto fail_rx;
+	err = event_loop_add(loop, rate_limiter_timer_fd(&net->tx_limiter), EPOLLIN,
+			     tx_limiter_event, net);
+	if (err)
+		goto fail_tx;
 	net->loop = loop;
 	net->events = events;
 	return 0;
+
+fail_tx:
+	event_loop_remove(loop, rate_limiter_timer_fd(&net->rx_limiter));
+fail_rx:
+	event_loop_remove(loop, net->fd);
+	log_error("net '%s': cannot watch its rate limiters' timers: %s", net->id, strerror(-err));
+	return err;
 }
 
 static int net_save(struct virtio_device *dev, void *buf, size_t size)
@@ -602,6 +742,9 @@ static int net_restore(struct virtio_device *dev, const void *buf, size_t size)
 		return err;
 	memcpy(net->mac, state.mac, sizeof(net->mac));
 	net->frame_len = 0;
+	net->tx_paid = false;
+	rate_limiter_unblock(&net->rx_limiter);
+	rate_limiter_unblock(&net->tx_limiter);
 	/* Whether the restored device is live is for the TAP's events to find out (the
 	 * transport may restore the status after this); EPOLLOUT comes at once and serves a
 	 * kick taken just before the snapshot. */
@@ -645,9 +788,20 @@ int net_create_on_fd(struct net_device **out, int fd, const struct net_config *c
 	if (!net)
 		return -ENOMEM;
 	snprintf(net->id, sizeof(net->id), "%s", config->id);
+	rate_limiter_init(&net->rx_limiter, &config->rx_rate_limiter);
+	rate_limiter_init(&net->tx_limiter, &config->tx_rate_limiter);
 	net->frame = malloc(VIRTIO_NET_MAX_FRAME + 1);
 	if (!net->frame)
 		goto fail;
+	/* Always: a PATCH may turn limiting on after attach registered the timers. */
+	err = rate_limiter_open_timer(&net->rx_limiter);
+	if (!err)
+		err = rate_limiter_open_timer(&net->tx_limiter);
+	if (err) {
+		log_error("net '%s': cannot create its rate limiters' timers: %s", net->id,
+			  strerror(-err));
+		goto fail;
+	}
 	flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
 		err = -errno;
@@ -672,6 +826,8 @@ int net_create_on_fd(struct net_device **out, int fd, const struct net_config *c
 	return 0;
 
 fail:
+	rate_limiter_close_timer(&net->rx_limiter);
+	rate_limiter_close_timer(&net->tx_limiter);
 	free(net->frame);
 	free(net);
 	return err;
@@ -767,6 +923,12 @@ void net_destroy(struct net_device *net)
 		return;
 	if (net->loop && !net->tap_gone)
 		event_loop_remove(net->loop, net->fd);
+	if (net->loop) {
+		event_loop_remove(net->loop, rate_limiter_timer_fd(&net->rx_limiter));
+		event_loop_remove(net->loop, rate_limiter_timer_fd(&net->tx_limiter));
+	}
+	rate_limiter_close_timer(&net->rx_limiter);
+	rate_limiter_close_timer(&net->tx_limiter);
 	close(net->fd);
 	pthread_mutex_destroy(&net->vdev.lock);
 	free(net->frame);
@@ -801,4 +963,9 @@ unsigned int net_tap_offloads(const struct net_device *net)
 unsigned int net_active_offloads(const struct net_device *net)
 {
 	return net->offloads;
+}
+
+struct rate_limiter *net_rate_limiter(struct net_device *net, unsigned int queue)
+{
+	return queue == VIRTIO_NET_TX_QUEUE ? &net->tx_limiter : &net->rx_limiter;
 }

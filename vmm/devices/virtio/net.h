@@ -7,9 +7,15 @@
  * Threads: the guest's register accesses arrive on vCPU threads; queue notifications and
  * the TAP's readiness (registered in `attach`) on the VMM thread. dev->lock covers all of it.
  *
+ * Rate limiting (Firecracker's): a frame costs one op and its length, vnet header included,
+ * in bytes, from the tx limiter before it goes to the TAP and from the rx limiter before it
+ * goes to the guest. A frame refused stays (in the ring for tx, in the device for rx) and
+ * that direction waits for its limiter's timer; rx stops reading the TAP meanwhile.
+ *
  * Snapshots: the device part is the MAC and the negotiated offloads (re-applied to the TAP
  * on restore). Between events the device keeps no chain popped and unused, so the queues'
- * state says it all; a frame waiting for receive buffers at the time is lost, as on a wire.
+ * state says it all; a frame waiting for receive buffers or for the rx limiter at the time
+ * is lost, as on a wire. The limiters' tokens are not saved: after a restore they start full.
  */
 #ifndef WISP_VIRTIO_NET_H
 #define WISP_VIRTIO_NET_H
@@ -74,7 +80,9 @@ struct virtio_net_config {
 /* Firecracker's net metrics, as far as wisp has them. Bytes count frames without the
  * vnet header. rx_dropped: frames from the TAP the guest could not be given (too large
  * for its buffers, or an offload it did not accept); tx_malformed_frames: chains the
- * driver got wrong (writable parts, shorter than the header, longer than the maximum). */
+ * driver got wrong (writable parts, shorter than the header, longer than the maximum).
+ * {rx,tx}_rate_limiter_throttled: each time the limiter refused a frame (the same frame
+ * may count more than once). */
 struct net_metrics {
 	_Atomic uint64_t rx_bytes_count;
 	_Atomic uint64_t tx_bytes_count;
@@ -84,9 +92,12 @@ struct net_metrics {
 	_Atomic uint64_t tx_fails;
 	_Atomic uint64_t tx_malformed_frames;
 	_Atomic uint64_t rx_dropped;
+	_Atomic uint64_t rx_rate_limiter_throttled;
+	_Atomic uint64_t tx_rate_limiter_throttled;
 };
 
 struct net_device;
+struct rate_limiter;
 
 /* Attaches to the existing TAP interface config->tap (opening /dev/net/tun; creating the
  * interface would need CAP_NET_ADMIN) and sets the device up; the config's strings are
@@ -117,5 +128,17 @@ unsigned int net_active_offloads(const struct net_device *net);
  * EPOLLERR/EPOLLHUP (the interface went away) stop watching it. Takes dev->lock. VMM
  * thread; tests call it directly. */
 void net_handle_tap(struct net_device *net, uint32_t events);
+
+/* PATCH /network-interfaces: replaces the buckets whose configuration changes (they start
+ * full) of the rx and/or tx limiter (NULL: unchanged) and retries what they held back.
+ * 0 (nothing can fail yet). VMM thread; takes dev->lock. */
+int net_update_rate_limiters(struct net_device *net, const struct rate_limiter_config *rx,
+			     const struct rate_limiter_config *tx);
+/* What `attach` hooks to the timerfd of queue's limiter (VIRTIO_NET_RX_QUEUE or
+ * VIRTIO_NET_TX_QUEUE): takes dev->lock, resumes that direction. VMM thread; tests call it
+ * directly. */
+void net_handle_rate_limiter(struct net_device *net, unsigned int queue);
+/* The queue's limiter, for tests to set its clock; use it under dev->lock. */
+struct rate_limiter *net_rate_limiter(struct net_device *net, unsigned int queue);
 
 #endif

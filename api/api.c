@@ -1,0 +1,520 @@
+#include "api.h"
+
+#include "../vmm/metrics.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Firecracker's texts, which clients may match on. */
+#define MSG_BEFORE_START "The requested operation is not supported before starting the microVM."
+#define MSG_AFTER_START	 "The requested operation is not supported after starting the microVM."
+
+struct fixed_route {
+	const char *path;
+	enum api_endpoint endpoint;
+	unsigned int methods; /* 1 << enum http_method */
+};
+
+#define GET   (1u << HTTP_GET)
+#define PUT   (1u << HTTP_PUT)
+#define PATCH (1u << HTTP_PATCH)
+
+static const struct fixed_route fixed_routes[] = {
+    {"/", API_INSTANCE_INFO, GET},
+    {"/version", API_VERSION, GET},
+    {"/vm/config", API_VM_CONFIG, GET},
+    {"/machine-config", API_MACHINE_CONFIG, GET | PUT | PATCH},
+    {"/boot-source", API_BOOT_SOURCE, PUT},
+    {"/actions", API_ACTIONS, PUT},
+    {"/vm", API_VM, PATCH},
+    {"/logger", API_LOGGER, PUT},
+    {"/metrics", API_METRICS, PUT},
+    {"/serial", API_SERIAL, PUT},
+};
+
+/* Firecracker resources that later issues bring (snapshots, balloon) or that wisp leaves
+ * out; a Firecracker client gets a clear 400 for them. */
+static const char *const not_yet_prefixes[] = {
+    "/snapshot/create", "/snapshot/load", "/balloon",  "/mmds",	 "/vsock",
+    "/entropy",		"/cpu-config",	  "/hotplug/", "/pmem/",
+};
+
+static int route_with_id(const char *path, const char *prefix, const char **id)
+{
+	size_t len = strlen(prefix);
+
+	if (strncmp(path, prefix, len) || !path[len] || strchr(path + len, '/'))
+		return 0;
+	*id = path + len;
+	return 1;
+}
+
+int api_route(enum http_method method, const char *path, struct api_route *route, char *err,
+	      size_t err_size)
+{
+	const char *id = NULL;
+	unsigned int methods = 0;
+
+	memset(route, 0, sizeof(*route));
+	for (size_t i = 0; i < sizeof(fixed_routes) / sizeof(fixed_routes[0]); i++)
+		if (!strcmp(path, fixed_routes[i].path)) {
+			route->endpoint = fixed_routes[i].endpoint;
+			methods = fixed_routes[i].methods;
+		}
+	if (!methods && route_with_id(path, "/drives/", &id)) {
+		route->endpoint = API_DRIVES;
+		methods = PUT | PATCH;
+	} else if (!methods && route_with_id(path, "/network-interfaces/", &id)) {
+		route->endpoint = API_NETWORK_INTERFACES;
+		methods = PUT | PATCH;
+	}
+	if (!methods)
+		for (size_t i = 0; i < sizeof(not_yet_prefixes) / sizeof(not_yet_prefixes[0]);
+		     i++) {
+			size_t len = strlen(not_yet_prefixes[i]);
+			if (!strncmp(path, not_yet_prefixes[i], len) &&
+			    (!path[len] || path[len] == '/' ||
+			     not_yet_prefixes[i][len - 1] == '/')) {
+				route->endpoint = API_NOT_YET;
+				route->resource = not_yet_prefixes[i];
+				return 0;
+			}
+		}
+	if (!(methods & (1u << method))) {
+		snprintf(err, err_size, "Invalid request method and/or path: %s %s.",
+			 http_method_name(method), path);
+		return -ENOENT;
+	}
+	if (id)
+		snprintf(route->id, sizeof(route->id), "%s", id);
+	return 0;
+}
+
+void api_state_init(struct api_state *state, const struct vmm_config *config,
+		    const char *instance_id, const char *version, const struct api_vmm_ops *ops,
+		    void *opaque)
+{
+	memset(state, 0, sizeof(*state));
+	state->config = *config;
+	state->instance_id = instance_id;
+	state->version = version;
+	state->ops = ops;
+	state->opaque = opaque;
+}
+
+static void reply_json(struct api_reply *reply, int status, json_t *body)
+{
+	reply->status = status;
+	reply->body = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	if (!reply->body) {
+		reply->status = 500;
+		reply->lost_memory = true;
+	}
+	json_decref(body);
+}
+
+void api_fault(struct api_reply *reply, int status, const char *message)
+{
+	reply_json(reply, status, json_pack("{s:s}", "fault_message", message));
+}
+
+static void reply_done(struct api_reply *reply)
+{
+	reply->status = 204;
+	reply->body = NULL;
+}
+
+static const char *state_name(enum api_vm_state state)
+{
+	return state == API_VM_RUNNING	? "Running"
+	       : state == API_VM_PAUSED ? "Paused"
+					: "Not started";
+}
+
+static void handle_get(struct api_state *state, enum api_endpoint endpoint, struct api_reply *reply)
+{
+	switch (endpoint) {
+	case API_INSTANCE_INFO:
+		reply_json(reply, 200,
+			   json_pack("{s:s,s:s,s:s,s:s}", "id", state->instance_id, "state",
+				     state_name(state->vm_state), "vmm_version", state->version,
+				     "app_name", "wisp"));
+		return;
+	case API_VERSION:
+		reply_json(reply, 200, json_pack("{s:s}", "firecracker_version", state->version));
+		return;
+	case API_VM_CONFIG:
+		reply_json(reply, 200, fc_vm_config_json(&state->config));
+		return;
+	default:
+		reply_json(reply, 200, fc_machine_config_json(&state->config));
+		return;
+	}
+}
+
+/* Runs fc_* on a copy, so that a failed request leaves the configuration as it was. */
+typedef int (*config_update)(const json_t *body, const char *id, struct vmm_config *config,
+			     char *err, size_t err_size);
+
+static int update_boot_source(const json_t *body, const char *id, struct vmm_config *config,
+			      char *err, size_t err_size)
+{
+	(void)id;
+	return fc_boot_source_put(body, config, err, err_size);
+}
+
+static int update_machine_config(const json_t *body, const char *id, struct vmm_config *config,
+				 char *err, size_t err_size)
+{
+	(void)id;
+	return fc_machine_config_put(body, config, err, err_size);
+}
+
+static int patch_machine_config(const json_t *body, const char *id, struct vmm_config *config,
+				char *err, size_t err_size)
+{
+	(void)id;
+	return fc_machine_config_patch(body, config, err, err_size);
+}
+
+static int update_serial(const json_t *body, const char *id, struct vmm_config *config, char *err,
+			 size_t err_size)
+{
+	(void)id;
+	return fc_serial_put(body, config->serial_out_path, sizeof(config->serial_out_path), err,
+			     err_size);
+}
+
+static int apply_preboot(struct api_state *state, config_update update, const json_t *body,
+			 const char *id, char *err, size_t err_size)
+{
+	struct vmm_config *copy = malloc(sizeof(*copy));
+	int ret;
+
+	if (!copy) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	*copy = state->config;
+	ret = update(body, id, copy, err, err_size);
+	if (!ret)
+		state->config = *copy;
+	free(copy);
+	return ret;
+}
+
+static int handle_action(struct api_state *state, const json_t *body, char *err, size_t err_size)
+{
+	enum fc_action action;
+	int ret = fc_action_parse(body, &action, err, err_size);
+
+	if (ret)
+		return ret;
+	switch (action) {
+	case FC_ACTION_INSTANCE_START:
+		if (state->vm_state != API_VM_NOT_STARTED) {
+			snprintf(err, err_size, MSG_AFTER_START);
+			return -EINVAL;
+		}
+		if (!*state->config.kernel_path) {
+			snprintf(err, err_size,
+				 "Cannot start microvm without kernel configuration: "
+				 "PUT /boot-source first.");
+			return -EINVAL;
+		}
+		ret = state->ops->start(state->opaque, &state->config, err, err_size);
+		if (!ret)
+			state->vm_state = API_VM_RUNNING;
+		return ret;
+	case FC_ACTION_SEND_CTRL_ALT_DEL:
+		if (state->vm_state == API_VM_NOT_STARTED) {
+			snprintf(err, err_size, MSG_BEFORE_START);
+			return -EINVAL;
+		}
+		return state->ops->send_ctrl_alt_del(state->opaque, err, err_size);
+	case FC_ACTION_FLUSH_METRICS:
+	default:
+		return state->ops->flush_metrics(state->opaque, err, err_size);
+	}
+}
+
+static int handle_vm_state(struct api_state *state, const json_t *body, char *err, size_t err_size)
+{
+	enum fc_vm_state wanted;
+	int ret = fc_vm_patch(body, &wanted, err, err_size);
+
+	if (ret)
+		return ret;
+	if (wanted == FC_VM_PAUSED) {
+		ret = state->ops->pause(state->opaque, err, err_size);
+		if (!ret)
+			state->vm_state = API_VM_PAUSED;
+	} else {
+		ret = state->ops->resume(state->opaque, err, err_size);
+		if (!ret)
+			state->vm_state = API_VM_RUNNING;
+	}
+	return ret;
+}
+
+static int drive_exists(const struct vmm_config *config, const char *id)
+{
+	for (unsigned int i = 0; i < config->nr_drives; i++)
+		if (!strcmp(config->drives[i].id, id))
+			return 1;
+	return 0;
+}
+
+static int net_exists(const struct vmm_config *config, const char *id)
+{
+	for (unsigned int i = 0; i < config->nr_nets; i++)
+		if (!strcmp(config->nets[i].id, id))
+			return 1;
+	return 0;
+}
+
+static int handle_patch_device(struct api_state *state, const struct api_route *route,
+			       const json_t *body, char *err, size_t err_size)
+{
+	int ret;
+
+	if (route->endpoint == API_DRIVES) {
+		struct fc_drive_patch patch;
+		ret = fc_drive_patch(body, route->id, &patch, err, err_size);
+		if (!ret && !drive_exists(&state->config, patch.id)) {
+			snprintf(err, err_size, "drive '%s' does not exist", patch.id);
+			ret = -ENOENT;
+		}
+		if (!ret)
+			ret = state->ops->patch_drive(state->opaque, &patch, err, err_size);
+		for (unsigned int i = 0; !ret && i < state->config.nr_drives; i++) {
+			struct drive_config *drive = &state->config.drives[i];
+			if (strcmp(drive->id, patch.id))
+				continue;
+			if (patch.has_path)
+				memcpy(drive->path, patch.path, sizeof(drive->path));
+			fc_rate_limiter_patch_apply(&patch.rate_limiter, &drive->rate_limiter);
+		}
+		return ret;
+	}
+	struct fc_net_patch patch;
+	ret = fc_net_patch(body, route->id, &patch, err, err_size);
+	if (!ret && !net_exists(&state->config, patch.id)) {
+		snprintf(err, err_size, "network interface '%s' does not exist", patch.id);
+		ret = -ENOENT;
+	}
+	if (!ret)
+		ret = state->ops->patch_net(state->opaque, &patch, err, err_size);
+	for (unsigned int i = 0; !ret && i < state->config.nr_nets; i++) {
+		struct net_config *net = &state->config.nets[i];
+		if (strcmp(net->id, patch.id))
+			continue;
+		fc_rate_limiter_patch_apply(&patch.rx, &net->rx_rate_limiter);
+		fc_rate_limiter_patch_apply(&patch.tx, &net->tx_rate_limiter);
+	}
+	return ret;
+}
+
+static int handle_put(struct api_state *state, const struct api_route *route, const json_t *body,
+		      char *err, size_t err_size)
+{
+	bool started = state->vm_state != API_VM_NOT_STARTED;
+
+	if (route->endpoint == API_ACTIONS)
+		return handle_action(state, body, err, err_size);
+	if (started) {
+		snprintf(err, err_size, MSG_AFTER_START);
+		return -EINVAL;
+	}
+	switch (route->endpoint) {
+	case API_BOOT_SOURCE:
+		return apply_preboot(state, update_boot_source, body, NULL, err, err_size);
+	case API_MACHINE_CONFIG:
+		return apply_preboot(state, update_machine_config, body, NULL, err, err_size);
+	case API_DRIVES:
+		return apply_preboot(state, fc_drive_put, body, route->id, err, err_size);
+	case API_NETWORK_INTERFACES:
+		return apply_preboot(state, fc_net_put, body, route->id, err, err_size);
+	case API_SERIAL:
+		return apply_preboot(state, update_serial, body, NULL, err, err_size);
+	case API_LOGGER: {
+		struct logger_config logger = state->config.logger;
+		int ret = fc_logger_put(body, &logger, err, err_size);
+		if (!ret)
+			ret = state->ops->set_logger(state->opaque, &logger, err, err_size);
+		if (!ret)
+			state->config.logger = logger;
+		return ret;
+	}
+	case API_METRICS: {
+		char path[CONFIG_PATH_MAX];
+		int ret = fc_metrics_put(body, path, sizeof(path), err, err_size);
+		if (!ret && *state->config.metrics_path) {
+			snprintf(err, err_size, "Reinitialization of metrics not allowed.");
+			ret = -EINVAL;
+		}
+		if (!ret)
+			ret = state->ops->set_metrics(state->opaque, path, err, err_size);
+		if (!ret)
+			memcpy(state->config.metrics_path, path, sizeof(path));
+		return ret;
+	}
+	default:
+		snprintf(err, err_size, "internal error: no PUT handler");
+		return -EINVAL;
+	}
+}
+
+static int handle_patch(struct api_state *state, const struct api_route *route, const json_t *body,
+			char *err, size_t err_size)
+{
+	bool started = state->vm_state != API_VM_NOT_STARTED;
+
+	if (route->endpoint == API_MACHINE_CONFIG) {
+		if (started) {
+			snprintf(err, err_size, MSG_AFTER_START);
+			return -EINVAL;
+		}
+		return apply_preboot(state, patch_machine_config, body, NULL, err, err_size);
+	}
+	if (!started) {
+		snprintf(err, err_size, MSG_BEFORE_START);
+		return -EINVAL;
+	}
+	if (route->endpoint == API_VM)
+		return handle_vm_state(state, body, err, err_size);
+	return handle_patch_device(state, route, body, err, err_size);
+}
+
+static void api_handle_request(struct api_state *state, enum http_method method, const char *path,
+			       const char *body, size_t body_len, struct api_reply *reply,
+			       struct api_route *matched)
+{
+	struct api_route route;
+	char err[512] = "";
+	json_error_t json_err;
+	json_t *json;
+	int ret;
+
+	memset(reply, 0, sizeof(*reply));
+	matched->endpoint = API_NOT_YET;
+	if (api_route(method, path, &route, err, sizeof(err))) {
+		api_fault(reply, 400, err);
+		return;
+	}
+	*matched = route;
+	if (route.endpoint == API_NOT_YET) {
+		snprintf(err, sizeof(err), "%s is not supported by wisp yet.", route.resource);
+		api_fault(reply, 400, err);
+		return;
+	}
+	if (strlen(route.id) >= CONFIG_ID_MAX) {
+		snprintf(err, sizeof(err), "the id in the path is longer than %d characters",
+			 CONFIG_ID_MAX - 1);
+		api_fault(reply, 400, err);
+		return;
+	}
+	if (method == HTTP_GET) {
+		handle_get(state, route.endpoint, reply);
+		return;
+	}
+	if (!body || !body_len) {
+		api_fault(reply, 400, "Empty request body: this request needs a JSON body.");
+		return;
+	}
+	json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &json_err);
+	if (!json) {
+		snprintf(err, sizeof(err),
+			 "An error occurred when deserializing the json body of a request: %s at "
+			 "line %d column %d.",
+			 json_err.text, json_err.line, json_err.column);
+		api_fault(reply, 400, err);
+		return;
+	}
+	ret = method == HTTP_PUT ? handle_put(state, &route, json, err, sizeof(err))
+				 : handle_patch(state, &route, json, err, sizeof(err));
+	json_decref(json);
+	if (ret) {
+		api_fault(reply, 400, err);
+		return;
+	}
+	reply_done(reply);
+}
+
+/* Firecracker's per-endpoint request counters: a count, and fails for PUT and PATCH. */
+static void count_request(enum http_method method, enum api_endpoint endpoint, bool failed)
+{
+	metrics_counter_t *count = NULL, *fails = NULL;
+
+	if (method == HTTP_GET) {
+		if (endpoint == API_INSTANCE_INFO)
+			metrics_inc(&metrics.api.get.instance_info_count);
+		else if (endpoint == API_VERSION)
+			metrics_inc(&metrics.api.get.vmm_version_count);
+		else if (endpoint == API_MACHINE_CONFIG)
+			metrics_inc(&metrics.api.get.machine_cfg_count);
+		return;
+	}
+#define COUNTERS(kind, name)                                                                       \
+	(count = &metrics.api.kind.name##_count, fails = &metrics.api.kind.name##_fails)
+	if (method == HTTP_PUT) {
+		switch (endpoint) {
+		case API_ACTIONS:
+			COUNTERS(put, actions);
+			break;
+		case API_BOOT_SOURCE:
+			COUNTERS(put, boot_source);
+			break;
+		case API_DRIVES:
+			COUNTERS(put, drive);
+			break;
+		case API_LOGGER:
+			COUNTERS(put, logger);
+			break;
+		case API_MACHINE_CONFIG:
+			COUNTERS(put, machine_cfg);
+			break;
+		case API_METRICS:
+			COUNTERS(put, metrics);
+			break;
+		case API_NETWORK_INTERFACES:
+			COUNTERS(put, network);
+			break;
+		case API_SERIAL:
+			COUNTERS(put, serial);
+			break;
+		default:
+			break;
+		}
+	} else {
+		switch (endpoint) {
+		case API_DRIVES:
+			COUNTERS(patch, drive);
+			break;
+		case API_NETWORK_INTERFACES:
+			COUNTERS(patch, network);
+			break;
+		case API_MACHINE_CONFIG:
+			COUNTERS(patch, machine_cfg);
+			break;
+		default:
+			break;
+		}
+	}
+#undef COUNTERS
+	if (count)
+		metrics_inc(count);
+	if (fails && failed)
+		metrics_inc(fails);
+}
+
+void api_handle(struct api_state *state, enum http_method method, const char *path,
+		const char *body, size_t body_len, struct api_reply *reply)
+{
+	struct api_route route;
+
+	api_handle_request(state, method, path, body, body_len, reply, &route);
+	count_request(method, route.endpoint, reply->status >= 400);
+}

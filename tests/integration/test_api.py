@@ -1,0 +1,241 @@
+"""The Firecracker-compatible API on real KVM: a guest booted with curl exactly as
+Firecracker's getting-started guide does it, pause/resume, drive updates, every documented
+error answered with 400 and a fault_message, slow clients that block nobody, and
+--config-file."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+from apitest import ApiVm, guest_cmdline
+from test_virtio import SCRATCH, make_rootfs
+from wisptest import check
+
+NETNS = f"wisp-api-{os.getpid()}"
+HOST_IP, GUEST_IP = "172.30.78.1", "172.30.78.2"
+
+
+def _check_api(condition, message, vm):
+    check(condition, message + "\n" + vm.describe())
+
+
+def _netns(*args):
+    subprocess.run(["ip", "netns", "exec", NETNS, *args], check=True)
+
+
+def test_boot_with_curl_as_in_firecrackers_getting_started_guide(env):
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        root = make_rootfs(env, tmp)
+        subprocess.run(["ip", "netns", "add", NETNS], check=True)
+        try:
+            _netns("ip", "link", "set", "lo", "up")
+            _netns("ip", "tuntap", "add", "dev", "apitap0", "mode", "tap")
+            _netns("ip", "addr", "add", f"{HOST_IP}/24", "dev", "apitap0")
+            _netns("ip", "link", "set", "apitap0", "up")
+            command = (f"ip addr add {GUEST_IP}/24 dev eth0; ip link set eth0 up; "
+                       f"cat /sys/class/net/eth0/address; busybox ping -c 1 -W 20 {HOST_IP} && "
+                       "echo ping-ok; cat /proc/mounts; busybox nproc")
+            with ApiVm(env, prefix=("ip", "netns", "exec", NETNS)) as vm:
+                status, info = vm.request("GET", "/")
+                _check_api(status == 200 and info["state"] == "Not started",
+                           f"GET / before boot: {status} {info}", vm)
+                vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                              "boot_args": guest_cmdline(command)})
+                vm.ok("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": root,
+                                                "is_root_device": True,
+                                                "is_read_only": False})
+                vm.ok("PUT", "/network-interfaces/eth0",
+                      {"iface_id": "eth0", "guest_mac": "06:00:ac:10:00:02",
+                       "host_dev_name": "apitap0"})
+                vm.ok("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256})
+                config = vm.ok("GET", "/machine-config")
+                _check_api(config["vcpu_count"] == 2 and config["mem_size_mib"] == 256,
+                           f"GET /machine-config: {config}", vm)
+                vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+                status, info = vm.request("GET", "/")
+                _check_api(status == 200 and info["state"] == "Running",
+                           f"GET / after InstanceStart: {status} {info}", vm)
+                vm.wait_for("wisp-init: command exit status")
+                exit_status = vm.wait()
+                console = vm.console
+                _check_api("06:00:ac:10:00:02" in console, "the guest MAC is not the one set",
+                           vm)
+                _check_api("ping-ok" in console, "the guest could not reach the host", vm)
+                _check_api("/dev/root / ext4 rw" in console or " / ext4 rw" in console,
+                           "the root drive is not / (ext4, rw)", vm)
+                _check_api("\n2\r\n" in console or "\n2\n" in console,
+                           "nproc should say 2", vm)
+                _check_api(exit_status == 0, f"wisp ended with {exit_status}", vm)
+        finally:
+            subprocess.run(["ip", "netns", "delete", NETNS], check=False)
+
+
+def test_pause_stops_the_guest_and_resume_continues_it(env):
+    command = "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"
+    with ApiVm(env) as vm:
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline(command)})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("tick-3")
+        vm.ok("PATCH", "/vm", {"state": "Paused"})
+        status, info = vm.request("GET", "/")
+        _check_api(info["state"] == "Paused", f"GET / while paused: {info}", vm)
+        time.sleep(0.5)  # a tick already in the UART's FIFO may still come out
+        frozen = vm.console.count("tick-")
+        time.sleep(3)
+        _check_api(vm.console.count("tick-") == frozen,
+                   "the guest kept printing while paused", vm)
+        vm.ok("PATCH", "/vm", {"state": "Resumed"})
+        vm.wait_for(f"tick-{frozen + 3}", timeout=60)
+        status, info = vm.request("GET", "/")
+        _check_api(info["state"] == "Running", f"GET / after resume: {info}", vm)
+
+
+def test_drive_path_can_be_patched_after_start_but_not_before(env):
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        first, second = os.path.join(tmp, "first.img"), os.path.join(tmp, "second.img")
+        with open(first, "wb") as f:
+            f.write(b"FIRSTIMG" + bytes(1024 * 1024 - 8))
+        with open(second, "wb") as f:
+            f.write(b"SECONDIM" + bytes(2 * 1024 * 1024 - 8))
+        # The guest reports the drive's size and first bytes until they change.
+        command = ("echo start; while true; do s=$(cat /sys/block/vda/size); "
+                   "echo size-$s; if [ $s = 4096 ]; then "
+                   "dd if=/dev/vda bs=4096 count=1 iflag=direct | head -c 8; echo; break; fi; "
+                   "sleep 0.3; done")
+        with ApiVm(env) as vm:
+            vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                          "initrd_path": env.initrd_busybox,
+                                          "boot_args": guest_cmdline(command)})
+            vm.ok("PUT", "/drives/data", {"drive_id": "data", "path_on_host": first,
+                                          "is_root_device": False})
+            status, reply = vm.request("PATCH", "/drives/data",
+                                       {"drive_id": "data", "path_on_host": second})
+            _check_api(status == 400 and "before starting" in reply["fault_message"],
+                       f"PATCH before boot should be 400: {status} {reply}", vm)
+            vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            vm.wait_for("size-2048")
+            vm.ok("PATCH", "/drives/data", {"drive_id": "data", "path_on_host": second})
+            vm.wait_for("SECONDIM", timeout=60)
+            check(vm.wait() == 0, "wisp should end with 0\n" + vm.describe())
+
+
+# (method, path, body, words the fault_message must contain). All before InstanceStart.
+ERROR_CASES = [
+    ("GET", "/no-such-path", None, "Invalid request method and/or path"),
+    ("DELETE", "/", None, "DELETE"),
+    ("POST", "/actions", {"action_type": "InstanceStart"}, "POST"),
+    ("PUT", "/", {}, "Invalid request method and/or path"),
+    ("GET", "/actions", None, "Invalid request method and/or path"),
+    ("PUT", "/boot-source", "{not json", "deserializing"),
+    ("PUT", "/boot-source", None, "body"),
+    ("PUT", "/boot-source", {"kernel_image_path": "/k", "foo": 1}, "foo"),
+    ("PUT", "/boot-source", {"boot_args": "x"}, "kernel_image_path"),
+    ("PUT", "/machine-config", {"vcpu_count": 0, "mem_size_mib": 128}, "vcpu_count"),
+    ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": "lots"}, "mem_size_mib"),
+    ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128,
+                                "huge_pages": "2M"}, "2M"),
+    ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128,
+                                "cpu_template": "T2"}, "T2"),
+    ("PUT", "/drives/a", {"drive_id": "b", "path_on_host": "/x", "is_root_device": False},
+     "does not match"),
+    ("PUT", "/drives/a", {"drive_id": "a", "path_on_host": "/x", "is_root_device": False,
+                          "io_engine": "Turbo"}, "io_engine"),
+    ("PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": "tap0",
+                                         "guest_mac": "zz"}, "guest_mac"),
+    ("PUT", "/actions", {"action_type": "Explode"}, "Explode"),
+    ("PUT", "/actions", {"action_type": "SendCtrlAltDel"}, "before starting"),
+    ("PUT", "/actions", {"action_type": "InstanceStart"}, "kernel"),
+    ("PATCH", "/vm", {"state": "Paused"}, "before starting"),
+    ("PATCH", "/drives/a", {"drive_id": "a", "path_on_host": "/y"}, "before starting"),
+    ("PUT", "/snapshot/create", {"snapshot_path": "/s", "mem_file_path": "/m"},
+     "not supported"),
+    ("PUT", "/balloon", {"amount_mib": 1, "deflate_on_oom": False}, "not supported"),
+]
+
+
+def test_every_documented_error_is_400_with_a_fault_message(env):
+    with ApiVm(env) as vm:
+        for method, path, body, words in ERROR_CASES:
+            status, reply = vm.request(method, path, body)
+            _check_api(status == 400, f"{method} {path} {body!r}: status {status}, not 400",
+                       vm)
+            _check_api(isinstance(reply, dict) and list(reply) == ["fault_message"],
+                       f"{method} {path}: the body is not {{fault_message}}: {reply!r}", vm)
+            _check_api(words in reply["fault_message"],
+                       f"{method} {path}: the fault_message does not say '{words}': "
+                       f"{reply['fault_message']!r}", vm)
+        # Too large a body: 400 naming the limit, before the body is even read.
+        big = json.dumps({"kernel_image_path": "x" * 60000})
+        status, reply = vm.request("PUT", "/boot-source", big)
+        _check_api(status == 400 and "51200" in reply["fault_message"],
+                   f"a 60 kB body: {status} {reply}", vm)
+        # Malformed HTTP, sent raw.
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.settimeout(30)
+            raw.connect(vm.socket)
+            raw.sendall(b"GARBAGE\r\n\r\n")
+            answer = raw.recv(4096).decode(errors="replace")
+        _check_api(answer.startswith("HTTP/1.1 400") and "fault_message" in answer,
+                   f"malformed HTTP: {answer!r}", vm)
+        # The API still works and nothing was configured by the failures.
+        config = vm.ok("GET", "/vm/config")
+        _check_api(config["drives"] == [] and config["network-interfaces"] == [],
+                   f"failed requests changed the configuration: {config}", vm)
+
+
+def test_silent_and_trickling_clients_do_not_block_others(env):
+    with ApiVm(env) as vm:
+        silent = socket.socket(socket.AF_UNIX)
+        silent.connect(vm.socket)
+        trickle = socket.socket(socket.AF_UNIX)
+        trickle.connect(vm.socket)
+        request = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        try:
+            trickle.sendall(request[:5])
+            # While one client says nothing and another sends a byte at a time, the
+            # rest of the world is served (curl's own timeout is the bound).
+            for byte in request[5:12]:
+                status, info = vm.request("GET", "/", timeout=20)
+                _check_api(status == 200 and info["state"] == "Not started",
+                           f"GET / beside slow clients: {status} {info}", vm)
+                trickle.sendall(bytes([byte]))
+                time.sleep(0.3)
+            trickle.sendall(request[12:])
+            trickle.settimeout(20)
+            answer = trickle.recv(4096)
+            _check_api(answer.startswith(b"HTTP/1.1 200"),
+                       f"the trickling client's own request: {answer!r}", vm)
+        finally:
+            silent.close()
+            trickle.close()
+
+
+def test_config_file_boots_without_the_api(env):
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        config = {
+            "boot-source": {"kernel_image_path": env.vmlinux,
+                            "initrd_path": env.initrd_busybox,
+                            "boot_args": guest_cmdline("echo from-config-file")},
+            "drives": [],
+            "machine-config": {"vcpu_count": 2, "mem_size_mib": 192},
+        }
+        path = os.path.join(tmp, "vm.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        result = env.run(["--no-api", "--config-file", path])
+        check("from-config-file" in result.console, "the config file's command did not run",
+              result)
+        check(result.status == 0, "wisp should end with 0", result)
+        config["machine-config"]["vcpu_typo"] = 1
+        with open(path, "w") as f:
+            json.dump(config, f)
+        bad = env.run(["--no-api", "--config-file", path])
+        check(bad.status == 2 and "vcpu_typo" in bad.stderr,
+              "a bad config file should give exit 2 naming the key", bad)
+        alone = env.run(["--no-api"])
+        check(alone.status == 2 and "--config-file" in alone.stderr,
+              "--no-api without --config-file should give exit 2", alone)

@@ -1,0 +1,878 @@
+/*
+ * Unit tests for the metrics (metrics.c): Firecracker's names, deltas between flushes,
+ * per-device sections and their aggregates, file and FIFO output, registration limits.
+ * Every line is parsed back with jansson. The unit tests link only $(LIBS), so jansson is
+ * loaded with dlopen (libjansson4 comes with libjansson-dev, which ci/install-deps.sh
+ * installs). Each test starts from metrics_reset() in a fresh temporary directory.
+ */
+#define _GNU_SOURCE /* F_SETPIPE_SZ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define WATCHDOG_SECONDS 20 /* a flush that blocked on a FIFO would hang the test */
+#define UTC_MS		 1700000000123ULL
+
+/* ---- jansson, through dlopen ---- */
+
+static struct {
+	void *library;
+	typeof(&json_loads) loads;
+	typeof(&json_object_get) object_get;
+	typeof(&json_object_size) object_size;
+	typeof(&json_integer_value) integer_value;
+	typeof(&json_object_iter) object_iter;
+	typeof(&json_object_iter_next) object_iter_next;
+	typeof(&json_object_iter_key) object_iter_key;
+	typeof(&json_delete) delete;
+} jansson;
+
+static int load_jansson(void **state)
+{
+	(void)state;
+	jansson.library = dlopen("libjansson.so.4", RTLD_NOW);
+	if (!jansson.library) {
+		fprintf(stderr, "libjansson.so.4: %s (apt-get install libjansson-dev)\n",
+			dlerror());
+		return -1;
+	}
+#define LOAD(field, symbol)                                                                        \
+	if (!(jansson.field = (typeof(jansson.field))dlsym(jansson.library, symbol)))              \
+		return -1;
+	LOAD(loads, "json_loads");
+	LOAD(object_get, "json_object_get");
+	LOAD(object_size, "json_object_size");
+	LOAD(integer_value, "json_integer_value");
+	LOAD(object_iter, "json_object_iter");
+	LOAD(object_iter_next, "json_object_iter_next");
+	LOAD(object_iter_key, "json_object_iter_key");
+	LOAD(delete, "json_delete");
+#undef LOAD
+	return 0;
+}
+
+static int unload_jansson(void **state)
+{
+	(void)state;
+	dlclose(jansson.library);
+	return 0;
+}
+
+/* One line: a single JSON object ended by its only newline. */
+static json_t *parse_line(const char *line)
+{
+	size_t len = strlen(line);
+	json_error_t error;
+	json_t *root;
+
+	assert_true(len > 2);
+	assert_int_equal(line[len - 1], '\n');
+	assert_ptr_equal(strchr(line, '\n'), line + len - 1);
+	root = jansson.loads(line, 0, &error);
+	if (!root)
+		fail_msg("not JSON (%s at %d): %s", error.text, error.position, line);
+	assert_true(json_is_object(root));
+	return root;
+}
+
+static void free_json(json_t *root)
+{
+	jansson.delete(root);
+}
+
+static json_t *section_of(json_t *root, const char *section)
+{
+	json_t *object = jansson.object_get(root, section);
+
+	if (!object || !json_is_object(object))
+		fail_msg("no section \"%s\"", section);
+	return object;
+}
+
+static uint64_t value_of(json_t *root, const char *section, const char *name)
+{
+	json_t *value = jansson.object_get(section_of(root, section), name);
+
+	if (!value || !json_is_integer(value))
+		fail_msg("no integer \"%s\" in \"%s\"", name, section);
+	return (uint64_t)jansson.integer_value(value);
+}
+
+/* The position of `key` among the object's keys, -1 if absent. */
+static int key_index(json_t *object, const char *key)
+{
+	int index = 0;
+
+	for (void *it = jansson.object_iter(object); it;
+	     it = jansson.object_iter_next(object, it), index++)
+		if (!strcmp(jansson.object_iter_key(it), key))
+			return index;
+	return -1;
+}
+
+/* ---- fixture ---- */
+
+struct fixture {
+	char dir[64];
+	char path[128];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/wisp-test-metrics-XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "%s/metrics", f->dir);
+	metrics_reset();
+	log_reset();
+	alarm(WATCHDOG_SECONDS);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	alarm(0);
+	metrics_reset();
+	unlink(f->path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void set_output(const char *path)
+{
+	char err[256] = "";
+
+	assert_int_equal(metrics_set_output(path, err, sizeof(err)), 0);
+	assert_string_equal(err, "");
+}
+
+static json_t *render(void)
+{
+	char *line = metrics_render(UTC_MS);
+	json_t *root;
+
+	assert_non_null(line);
+	root = parse_line(line);
+	free(line);
+	return root;
+}
+
+/* The file's lines, each parsed; returns how many. */
+static size_t read_lines(const char *path, json_t **roots, size_t max)
+{
+	FILE *file = fopen(path, "r");
+	char *line = NULL;
+	size_t size = 0, count = 0;
+
+	assert_non_null(file);
+	while (getline(&line, &size, file) > 0) {
+		assert_true(count < max);
+		roots[count++] = parse_line(line);
+	}
+	free(line);
+	fclose(file);
+	return count;
+}
+
+static void free_lines(json_t **roots, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free_json(roots[i]);
+}
+
+/* A device's own monotonic counters, as blk.c and net.c keep them. */
+struct fake_disk {
+	_Atomic uint64_t read_bytes;
+	_Atomic uint64_t write_bytes;
+	_Atomic uint64_t read_count;
+	_Atomic uint64_t flush_count;
+	bool reports_flush;
+};
+
+static void report_fake_disk(void *opaque, struct metrics_section *section)
+{
+	struct fake_disk *disk = opaque;
+
+	metrics_counter(section, "read_bytes", atomic_load(&disk->read_bytes));
+	metrics_counter(section, "write_bytes", atomic_load(&disk->write_bytes));
+	metrics_counter(section, "read_count", atomic_load(&disk->read_count));
+	if (disk->reports_flush)
+		metrics_counter(section, "flush_count", atomic_load(&disk->flush_count));
+}
+
+static void report_nothing(void *opaque, struct metrics_section *section)
+{
+	(void)opaque;
+	(void)section;
+}
+
+/* ---- the line ---- */
+
+static void test_line_is_one_json_object_stamped_first(void **state)
+{
+	json_t *root;
+	(void)state;
+
+	root = render();
+	assert_int_equal(key_index(root, "utc_timestamp_ms"), 0);
+	assert_int_equal(jansson.integer_value(jansson.object_get(root, "utc_timestamp_ms")),
+			 UTC_MS);
+	free_json(root);
+}
+
+static void test_utc_now_is_the_realtime_clock_in_ms(void **state)
+{
+	uint64_t before = (uint64_t)time(NULL) * 1000, now = metrics_utc_now_ms();
+	(void)state;
+
+	assert_true(now >= before && now < before + 2000);
+}
+
+static void assert_section_has_exactly(json_t *root, const char *section, const char *const *names,
+				       size_t count)
+{
+	json_t *object = section_of(root, section);
+
+	for (size_t i = 0; i < count; i++) {
+		if (!jansson.object_get(object, names[i]))
+			fail_msg("\"%s\" misses \"%s\"", section, names[i]);
+		assert_int_equal(key_index(object, names[i]), i); /* Firecracker's order */
+	}
+	assert_int_equal(jansson.object_size(object), count);
+}
+
+#define ASSERT_SECTION(root, section, ...)                                                         \
+	do {                                                                                       \
+		static const char *const names[] = {__VA_ARGS__};                                  \
+		assert_section_has_exactly(root, section, names,                                   \
+					   sizeof(names) / sizeof(names[0]));                      \
+	} while (0)
+
+/* Firecracker's names, written out by hand: the contract with its consumers. */
+static void test_every_fixed_metric_has_firecrackers_name(void **state)
+{
+	static const char *const latency_sections[] = {"exit_io_in_agg", "exit_io_out_agg",
+						       "exit_mmio_read_agg", "exit_mmio_write_agg"};
+	json_t *root = render();
+	(void)state;
+
+	ASSERT_SECTION(root, "api_server", "process_startup_time_us",
+		       "process_startup_time_cpu_us");
+	ASSERT_SECTION(root, "deprecated_api", "deprecated_http_api_calls");
+	ASSERT_SECTION(root, "get_api_requests", "instance_info_count", "machine_cfg_count",
+		       "vmm_version_count");
+	ASSERT_SECTION(root, "put_api_requests", "actions_count", "actions_fails",
+		       "boot_source_count", "boot_source_fails", "drive_count", "drive_fails",
+		       "logger_count", "logger_fails", "machine_cfg_count", "machine_cfg_fails",
+		       "metrics_count", "metrics_fails", "network_count", "network_fails",
+		       "serial_count", "serial_fails");
+	ASSERT_SECTION(root, "patch_api_requests", "drive_count", "drive_fails", "network_count",
+		       "network_fails", "machine_cfg_count", "machine_cfg_fails");
+	ASSERT_SECTION(root, "latencies_us", "full_create_snapshot", "diff_create_snapshot",
+		       "load_snapshot", "pause_vm", "resume_vm", "vmm_full_create_snapshot",
+		       "vmm_diff_create_snapshot", "vmm_load_snapshot", "vmm_pause_vm",
+		       "vmm_resume_vm");
+	ASSERT_SECTION(root, "logger", "missed_metrics_count", "metrics_fails", "missed_log_count");
+	ASSERT_SECTION(root, "seccomp", "num_faults");
+	ASSERT_SECTION(root, "vcpu", "exit_io_in", "exit_io_out", "exit_mmio_read",
+		       "exit_mmio_write", "failures", "exit_io_in_agg", "exit_io_out_agg",
+		       "exit_mmio_read_agg", "exit_mmio_write_agg");
+	for (size_t i = 0; i < sizeof(latency_sections) / sizeof(latency_sections[0]); i++)
+		ASSERT_SECTION(section_of(root, "vcpu"), latency_sections[i], "min_us", "max_us",
+			       "sum_us");
+	ASSERT_SECTION(root, "vmm", "panic_count");
+	ASSERT_SECTION(root, "signals", "sigbus", "sigsegv", "sigxfsz", "sigxcpu", "sigpipe",
+		       "sighup", "sigill");
+	assert_int_equal(jansson.object_size(root), 12); /* the timestamp and 11 sections */
+	free_json(root);
+}
+
+/* Every field of the struct, through the lists it is made from, reaches the line. */
+static void test_every_fixed_field_is_written(void **state)
+{
+	uint64_t next = 1;
+	json_t *root;
+	(void)state;
+
+#define SET_COUNTER(field)	  metrics_add(&metrics.field, next++);
+#define SET(path, kind, name)	  SET_##kind(path.name)
+#define SET_STORE(field)	  metrics_store(&metrics.field, next++);
+#define SET_LATENCY(field)	  metrics_latency_record(&metrics.field, next++);
+#define SET_API_GET(kind, name)	  SET(api.get, kind, name)
+#define SET_API_PUT(kind, name)	  SET(api.put, kind, name)
+#define SET_API_PATCH(kind, name) SET(api.patch, kind, name)
+#define SET_VCPU(kind, name)	  SET(vcpu, kind, name)
+#define SET_SIGNALS(kind, name)	  SET(signals, kind, name)
+	METRICS_GET_API_REQUESTS(SET_API_GET)
+	METRICS_PUT_API_REQUESTS(SET_API_PUT)
+	METRICS_PATCH_API_REQUESTS(SET_API_PATCH)
+	METRICS_VCPU(SET_VCPU)
+	METRICS_SIGNALS(SET_SIGNALS)
+
+	root = render();
+	next = 1;
+#define CHECK(section, name)	  assert_int_equal(value_of(root, section, #name), next++);
+#define CHECK_GET(kind, name)	  CHECK("get_api_requests", name)
+#define CHECK_PUT(kind, name)	  CHECK("put_api_requests", name)
+#define CHECK_PATCH(kind, name)	  CHECK("patch_api_requests", name)
+#define CHECK_SIGNALS(kind, name) CHECK("signals", name)
+	METRICS_GET_API_REQUESTS(CHECK_GET)
+	METRICS_PUT_API_REQUESTS(CHECK_PUT)
+	METRICS_PATCH_API_REQUESTS(CHECK_PATCH)
+	assert_int_equal(value_of(root, "vcpu", "exit_io_in"), next++);
+	assert_int_equal(value_of(root, "vcpu", "exit_io_out"), next++);
+	assert_int_equal(value_of(root, "vcpu", "exit_mmio_read"), next++);
+	assert_int_equal(value_of(root, "vcpu", "exit_mmio_write"), next++);
+	assert_int_equal(value_of(root, "vcpu", "failures"), next++);
+	assert_int_equal(value_of(section_of(root, "vcpu"), "exit_io_in_agg", "sum_us"), next++);
+	assert_int_equal(value_of(section_of(root, "vcpu"), "exit_io_out_agg", "max_us"), next++);
+	assert_int_equal(value_of(section_of(root, "vcpu"), "exit_mmio_read_agg", "min_us"),
+			 next++);
+	assert_int_equal(value_of(section_of(root, "vcpu"), "exit_mmio_write_agg", "min_us"),
+			 next++);
+	METRICS_SIGNALS(CHECK_SIGNALS)
+	free_json(root);
+}
+
+static void test_latency_keeps_min_max_and_sum(void **state)
+{
+	json_t *root, *vcpu;
+	(void)state;
+
+	metrics_latency_record(&metrics.vcpu.exit_io_out_agg, 30);
+	metrics_latency_record(&metrics.vcpu.exit_io_out_agg, 10);
+	metrics_latency_record(&metrics.vcpu.exit_io_out_agg, 50);
+	root = render();
+	vcpu = section_of(root, "vcpu");
+	assert_int_equal(value_of(vcpu, "exit_io_out_agg", "min_us"), 10);
+	assert_int_equal(value_of(vcpu, "exit_io_out_agg", "max_us"), 50);
+	assert_int_equal(value_of(vcpu, "exit_io_out_agg", "sum_us"), 90);
+	assert_int_equal(value_of(vcpu, "exit_io_in_agg", "min_us"), 0);
+	free_json(root);
+}
+
+/* ---- deltas ---- */
+
+static void test_counters_are_deltas_and_stores_are_values(void **state)
+{
+	struct fixture *f = *state;
+	static const uint64_t sums[] = {7, 5, 0};
+	json_t *lines[4];
+
+	set_output(f->path);
+	metrics_inc(&metrics.api.put.drive_count);
+	metrics_inc(&metrics.api.put.drive_count);
+	metrics_inc(&metrics.api.put.drive_count);
+	metrics_store(&metrics.api_server.process_startup_time_us, 1234);
+	metrics_latency_record(&metrics.vcpu.exit_mmio_read_agg, 7);
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	metrics_add(&metrics.api.put.drive_count, 2);
+	metrics_latency_record(&metrics.vcpu.exit_mmio_read_agg, 5);
+	assert_int_equal(metrics_flush(UTC_MS + 1), 0);
+	assert_int_equal(metrics_flush(UTC_MS + 2), 0);
+
+	assert_int_equal(read_lines(f->path, lines, 4), 3);
+	assert_int_equal(value_of(lines[0], "put_api_requests", "drive_count"), 3);
+	assert_int_equal(value_of(lines[1], "put_api_requests", "drive_count"), 2);
+	assert_int_equal(value_of(lines[2], "put_api_requests", "drive_count"), 0);
+	for (int i = 0; i < 3; i++) {
+		json_t *vcpu = section_of(lines[i], "vcpu");
+
+		assert_int_equal(value_of(lines[i], "api_server", "process_startup_time_us"), 1234);
+		assert_int_equal(value_of(vcpu, "exit_mmio_read_agg", "min_us"), i ? 5 : 7);
+		assert_int_equal(value_of(vcpu, "exit_mmio_read_agg", "max_us"), 7);
+		assert_int_equal(value_of(vcpu, "exit_mmio_read_agg", "sum_us"), sums[i]);
+		assert_int_equal(
+		    jansson.integer_value(jansson.object_get(lines[i], "utc_timestamp_ms")),
+		    UTC_MS + i);
+	}
+	free_lines(lines, 3);
+}
+
+static void test_render_does_not_move_the_baseline(void **state)
+{
+	json_t *root;
+	(void)state;
+
+	metrics_inc(&metrics.vcpu.exit_io_in);
+	root = render();
+	free_json(root);
+	root = render();
+	assert_int_equal(value_of(root, "vcpu", "exit_io_in"), 1);
+	free_json(root);
+}
+
+static void test_device_sections_are_written_as_deltas(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_disk disk = {.read_bytes = 4096, .read_count = 1};
+	json_t *lines[3];
+
+	assert_int_equal(metrics_register("block_rootfs", NULL, report_fake_disk, &disk), 0);
+	set_output(f->path);
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	disk.read_bytes += 8192;
+	disk.read_count += 2;
+	disk.write_bytes += 512;
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+
+	assert_int_equal(read_lines(f->path, lines, 3), 2);
+	ASSERT_SECTION(lines[0], "block_rootfs", "read_bytes", "write_bytes", "read_count");
+	assert_int_equal(value_of(lines[0], "block_rootfs", "read_bytes"), 4096);
+	assert_int_equal(value_of(lines[0], "block_rootfs", "read_count"), 1);
+	assert_int_equal(value_of(lines[1], "block_rootfs", "read_bytes"), 8192);
+	assert_int_equal(value_of(lines[1], "block_rootfs", "read_count"), 2);
+	assert_int_equal(value_of(lines[1], "block_rootfs", "write_bytes"), 512);
+	free_lines(lines, 2);
+}
+
+static void test_aggregate_is_the_sum_of_the_devices(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_disk rootfs = {.read_bytes = 100, .read_count = 1};
+	struct fake_disk scratch = {.read_bytes = 20, .write_bytes = 7, .reports_flush = true};
+	json_t *lines[3];
+
+	assert_int_equal(metrics_register("block_rootfs", "block", report_fake_disk, &rootfs), 0);
+	assert_int_equal(metrics_register("net_eth0", "net", report_nothing, NULL), 0);
+	assert_int_equal(metrics_register("block_scratch", "block", report_fake_disk, &scratch), 0);
+	set_output(f->path);
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	rootfs.read_bytes += 1000;
+	scratch.read_bytes += 30;
+	scratch.flush_count += 4;
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+
+	assert_int_equal(read_lines(f->path, lines, 3), 2);
+	for (int i = 0; i < 2; i++) {
+		static const char *const names[] = {"read_bytes", "write_bytes", "read_count",
+						    "flush_count"};
+
+		for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+			uint64_t scratch_value = value_of(lines[i], "block_scratch", names[n]);
+			uint64_t rootfs_value =
+			    n == 3 ? 0 : value_of(lines[i], "block_rootfs", names[n]);
+
+			assert_int_equal(value_of(lines[i], "block", names[n]),
+					 rootfs_value + scratch_value);
+		}
+		/* Per-device sections first, then the sums. */
+		assert_true(key_index(lines[i], "block_rootfs") < key_index(lines[i], "block"));
+		assert_true(key_index(lines[i], "block_scratch") < key_index(lines[i], "block"));
+		assert_true(key_index(lines[i], "net_eth0") < key_index(lines[i], "net"));
+		assert_int_equal(jansson.object_size(section_of(lines[i], "net")), 0);
+	}
+	assert_int_equal(value_of(lines[0], "block", "read_bytes"), 120);
+	assert_int_equal(value_of(lines[1], "block", "read_bytes"), 1030);
+	assert_int_equal(value_of(lines[1], "block", "flush_count"), 4);
+	assert_int_equal(value_of(lines[1], "block", "write_bytes"), 0);
+	free_lines(lines, 2);
+}
+
+static void test_a_section_can_report_and_aggregate(void **state)
+{
+	struct fake_disk zeros = {0}, disk = {.read_bytes = 5};
+	json_t *root;
+	(void)state;
+
+	/* How a device type keeps its aggregate in the line with no device attached. */
+	assert_int_equal(metrics_register("block", NULL, report_fake_disk, &zeros), 0);
+	root = render();
+	ASSERT_SECTION(root, "block", "read_bytes", "write_bytes", "read_count");
+	free_json(root);
+	assert_int_equal(metrics_register("block_a", "block", report_fake_disk, &disk), 0);
+	root = render();
+	assert_int_equal(value_of(root, "block", "read_bytes"), 5);
+	free_json(root);
+}
+
+static void test_a_counter_that_goes_back_counts_from_zero(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_disk disk = {.read_count = 10};
+	json_t *lines[3];
+
+	assert_int_equal(metrics_register("block_a", NULL, report_fake_disk, &disk), 0);
+	set_output(f->path);
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	disk.read_count = 3; /* the device was recreated */
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	assert_int_equal(read_lines(f->path, lines, 3), 2);
+	assert_int_equal(value_of(lines[1], "block_a", "read_count"), 3);
+	free_lines(lines, 2);
+}
+
+struct bump_args {
+	metrics_counter_t *counter;
+	int times;
+};
+
+static void *bump(void *opaque)
+{
+	struct bump_args *args = opaque;
+
+	for (int i = 0; i < args->times; i++)
+		metrics_inc(args->counter);
+	return NULL;
+}
+
+static void test_counters_bumped_from_many_threads_add_up(void **state)
+{
+	struct bump_args args = {&metrics.vcpu.exit_mmio_write, 100000};
+	pthread_t threads[4];
+	json_t *root;
+	(void)state;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&threads[i], NULL, bump, &args), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(threads[i], NULL);
+	root = render();
+	assert_int_equal(value_of(root, "vcpu", "exit_mmio_write"), 400000);
+	free_json(root);
+}
+
+/* ---- output ---- */
+
+static void test_file_gets_one_line_appended_per_flush(void **state)
+{
+	struct fixture *f = *state;
+	FILE *file = fopen(f->path, "w");
+	char line[64];
+	struct stat st;
+	int count = 0;
+
+	assert_non_null(file);
+	fputs("earlier\n", file);
+	fclose(file);
+	set_output(f->path);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(metrics_flush(UTC_MS), 0);
+	file = fopen(f->path, "r");
+	assert_non_null(file);
+	assert_non_null(fgets(line, sizeof(line), file));
+	assert_string_equal(line, "earlier\n");
+	for (int c; (c = fgetc(file)) != EOF;)
+		count += c == '\n';
+	fclose(file);
+	assert_int_equal(count, 3);
+
+	metrics_reset();
+	unlink(f->path);
+	set_output(f->path);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_flush_without_output_writes_nothing_and_loses_nothing(void **state)
+{
+	struct fixture *f = *state;
+	json_t *lines[2];
+
+	metrics_inc(&metrics.api.get.instance_info_count);
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	metrics_inc(&metrics.api.get.instance_info_count);
+	set_output(f->path);
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	assert_int_equal(read_lines(f->path, lines, 2), 1);
+	assert_int_equal(value_of(lines[0], "get_api_requests", "instance_info_count"), 2);
+	free_lines(lines, 1);
+}
+
+static void test_output_errors_and_a_second_output(void **state)
+{
+	struct fixture *f = *state;
+	char err[256], missing[192];
+
+	snprintf(missing, sizeof(missing), "%s/no/such/dir/metrics", f->dir);
+	assert_int_equal(metrics_set_output(missing, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, missing));
+	assert_int_equal(metrics_set_output("", err, sizeof(err)), -EINVAL);
+	assert_int_equal(metrics_set_output(f->dir, err, sizeof(err)), -EISDIR);
+	set_output(f->path);
+	assert_int_equal(metrics_set_output(f->path, err, sizeof(err)), -EBUSY);
+	assert_non_null(strstr(err, "already"));
+}
+
+static void test_fifo_without_reader_does_not_block_and_counts_missed_lines(void **state)
+{
+	struct fixture *f = *state;
+	static char content[1 << 20];
+	size_t len = 0;
+	int reader, ret = 0, flushed = 0;
+	char *line, *save = NULL;
+	json_t *root;
+	ssize_t n;
+
+	assert_int_equal(mkfifo(f->path, 0600), 0);
+	set_output(f->path); /* no reader: opens all the same */
+	metrics_inc(&metrics.api.put.actions_count);
+	for (int i = 0; i < 1000 && ret == 0; i++) {
+		ret = metrics_flush(UTC_MS);
+		flushed += ret == 0;
+	}
+	assert_int_equal(ret, -EAGAIN);
+	assert_true(flushed > 0);
+	metrics_inc(&metrics.api.put.actions_count); /* after the last line that got out */
+	assert_int_equal(metrics_flush(UTC_MS), -EAGAIN);
+
+	/* A reader drains the FIFO: only whole lines were written. */
+	reader = open(f->path, O_RDONLY | O_NONBLOCK);
+	assert_true(reader >= 0);
+	while ((n = read(reader, content + len, sizeof(content) - 1 - len)) > 0)
+		len += (size_t)n;
+	assert_true(len > 0 && content[len - 1] == '\n');
+	content[len] = '\0';
+	for (line = strtok_r(content, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char whole[8192];
+
+		snprintf(whole, sizeof(whole), "%s\n", line);
+		free_json(parse_line(whole));
+		flushed--;
+	}
+	assert_int_equal(flushed, 0);
+
+	/* The next line that gets out carries what the missed ones would have. */
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	len = 0;
+	while ((n = read(reader, content + len, sizeof(content) - 1 - len)) > 0)
+		len += (size_t)n;
+	content[len] = '\0';
+	close(reader);
+	root = parse_line(content);
+	assert_int_equal(value_of(root, "put_api_requests", "actions_count"), 1);
+	assert_int_equal(value_of(root, "logger", "missed_metrics_count"), 2);
+	assert_int_equal(value_of(root, "logger", "metrics_fails"), 0);
+	free_json(root);
+}
+
+static void report_many(void *opaque, struct metrics_section *section)
+{
+	char name[METRICS_COUNTER_NAME_MAX];
+	(void)opaque;
+
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "a_rather_long_counter_name_%02d", i);
+		metrics_counter(section, name, 1000000u + (uint64_t)i);
+	}
+}
+
+static size_t read_fifo(int reader, char *content, size_t len, size_t size)
+{
+	ssize_t n;
+
+	while ((n = read(reader, content + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	content[len] = '\0';
+	return len;
+}
+
+/* Past PIPE_BUF a full pipe takes part of a line: the rest must follow, before the next. */
+static void test_fifo_gets_whole_lines_longer_than_pipe_buf(void **state)
+{
+	struct fixture *f = *state;
+	static char content[1 << 20];
+	int reader, ret = 0, flushed = 0;
+	char *line, *save = NULL, *rendered;
+	char name[32];
+	size_t len;
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(name, sizeof(name), "block_disk%d", i);
+		assert_int_equal(metrics_register(name, "block", report_many, NULL), 0);
+	}
+	rendered = metrics_render(UTC_MS);
+	assert_true(strlen(rendered) > 2 * PIPE_BUF);
+	free(rendered);
+	assert_int_equal(mkfifo(f->path, 0600), 0);
+	set_output(f->path);
+	for (int i = 0; i < 1000 && ret == 0; i++) {
+		ret = metrics_flush(UTC_MS);
+		flushed += ret == 0;
+	}
+	assert_int_equal(ret, -EAGAIN);
+
+	reader = open(f->path, O_RDONLY | O_NONBLOCK);
+	assert_true(reader >= 0);
+	len = read_fifo(reader, content, 0, sizeof(content));
+	assert_int_equal(metrics_flush(UTC_MS), 0);
+	flushed++;
+	len = read_fifo(reader, content, len, sizeof(content));
+	close(reader);
+	assert_true(len > 0 && content[len - 1] == '\n');
+	for (line = strtok_r(content, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		static char whole[1 << 16];
+
+		snprintf(whole, sizeof(whole), "%s\n", line);
+		free_json(parse_line(whole));
+		flushed--;
+	}
+	assert_int_equal(flushed, 0);
+}
+
+static void test_missed_log_lines_are_counted(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	json_t *root;
+
+	assert_int_equal(mkfifo(f->path, 0600), 0);
+	assert_int_equal(log_configure(f->path, true, true, err, sizeof(err)), 0);
+	for (int i = 0; i < 100000 && log_missed_line_count() < 3; i++)
+		log_warn("filling the FIFO with line %d", i);
+	root = render();
+	assert_int_equal(value_of(root, "logger", "missed_log_count"), 3);
+	free_json(root);
+	log_reset();
+}
+
+/* ---- limits ---- */
+
+static void test_registration_errors_change_nothing(void **state)
+{
+	char long_name[METRICS_SECTION_NAME_MAX + 1];
+	struct fake_disk disk = {0};
+	char *before, *after;
+	(void)state;
+
+	memset(long_name, 'b', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_int_equal(metrics_register("block_a", "block", report_fake_disk, &disk), 0);
+	before = metrics_render(UTC_MS);
+
+	assert_int_equal(metrics_register(NULL, NULL, report_nothing, NULL), -EINVAL);
+	assert_int_equal(metrics_register("", NULL, report_nothing, NULL), -EINVAL);
+	assert_int_equal(metrics_register("uart", NULL, NULL, NULL), -EINVAL);
+	assert_int_equal(metrics_register("uart", "", report_nothing, NULL), -EINVAL);
+	assert_int_equal(metrics_register(long_name, NULL, report_nothing, NULL), -ENAMETOOLONG);
+	assert_int_equal(metrics_register("uart", long_name, report_nothing, NULL), -ENAMETOOLONG);
+	assert_int_equal(metrics_register("block_a", NULL, report_nothing, NULL), -EEXIST);
+	assert_int_equal(metrics_register("vcpu", NULL, report_nothing, NULL), -EEXIST);
+	assert_int_equal(metrics_register("utc_timestamp_ms", NULL, report_nothing, NULL), -EEXIST);
+	assert_int_equal(metrics_register("uart", "logger", report_nothing, NULL), -EEXIST);
+	assert_int_equal(metrics_register("uart", "uart", report_nothing, NULL), -EINVAL);
+	/* One level of aggregation: not into a contributor, nor an aggregate into another. */
+	assert_int_equal(metrics_register("block_b", "block_a", report_nothing, NULL), -EINVAL);
+	assert_int_equal(metrics_register("block", "all", report_nothing, NULL), -EINVAL);
+
+	after = metrics_render(UTC_MS);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+	long_name[METRICS_SECTION_NAME_MAX - 1] = '\0'; /* the longest name that fits */
+	assert_int_equal(metrics_register(long_name, NULL, report_nothing, NULL), 0);
+}
+
+static void test_sections_are_limited(void **state)
+{
+	char name[32];
+	(void)state;
+
+	/* An aggregate takes a place too: 62 devices and their sum fill the 64. */
+	for (int i = 0; i < METRICS_MAX_SECTIONS - 2; i++) {
+		snprintf(name, sizeof(name), "net_%d", i);
+		assert_int_equal(metrics_register(name, "net", report_nothing, NULL), 0);
+	}
+	assert_int_equal(metrics_register("block_a", "block", report_nothing, NULL), -ENOSPC);
+	assert_int_equal(metrics_register("net_last", "net", report_nothing, NULL), 0);
+	assert_int_equal(metrics_register("uart", NULL, report_nothing, NULL), -ENOSPC);
+	metrics_reset();
+	assert_int_equal(metrics_register("uart", NULL, report_nothing, NULL), 0);
+}
+
+static void report_too_much(void *opaque, struct metrics_section *section)
+{
+	char name[32];
+	(void)opaque;
+
+	for (int i = 0; i < METRICS_MAX_COUNTERS + 2; i++) {
+		snprintf(name, sizeof(name), "counter_%d", i);
+		metrics_counter(section, name, (uint64_t)i);
+	}
+	metrics_counter(section, "a_counter_name_much_too_long_to_be_one_of_firecrackers", 1);
+}
+
+static void test_counters_past_the_limits_are_dropped_and_counted(void **state)
+{
+	json_t *root;
+	(void)state;
+
+	assert_int_equal(metrics_register("uart", NULL, report_too_much, NULL), 0);
+	root = render();
+	assert_int_equal(jansson.object_size(section_of(root, "uart")), METRICS_MAX_COUNTERS);
+	assert_int_equal(value_of(root, "uart", "counter_47"), 47);
+	assert_null(jansson.object_get(section_of(root, "uart"), "counter_48"));
+	/* Sections report before the fixed metrics are read: the drops show at once. */
+	assert_int_equal(value_of(root, "logger", "metrics_fails"), 3);
+	free_json(root);
+}
+
+static void test_names_are_escaped(void **state)
+{
+	json_t *root;
+	(void)state;
+
+	assert_int_equal(metrics_register("net_\"odd\\id\"\n", NULL, report_nothing, NULL), 0);
+	root = render();
+	assert_true(json_is_object(jansson.object_get(root, "net_\"odd\\id\"\n")));
+	free_json(root);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+	const struct CMUnitTest tests[] = {
+	    T(test_line_is_one_json_object_stamped_first),
+	    T(test_utc_now_is_the_realtime_clock_in_ms),
+	    T(test_every_fixed_metric_has_firecrackers_name),
+	    T(test_every_fixed_field_is_written),
+	    T(test_latency_keeps_min_max_and_sum),
+	    T(test_counters_are_deltas_and_stores_are_values),
+	    T(test_render_does_not_move_the_baseline),
+	    T(test_device_sections_are_written_as_deltas),
+	    T(test_aggregate_is_the_sum_of_the_devices),
+	    T(test_a_section_can_report_and_aggregate),
+	    T(test_a_counter_that_goes_back_counts_from_zero),
+	    T(test_counters_bumped_from_many_threads_add_up),
+	    T(test_file_gets_one_line_appended_per_flush),
+	    T(test_flush_without_output_writes_nothing_and_loses_nothing),
+	    T(test_output_errors_and_a_second_output),
+	    T(test_fifo_without_reader_does_not_block_and_counts_missed_lines),
+	    T(test_fifo_gets_whole_lines_longer_than_pipe_buf),
+	    T(test_missed_log_lines_are_counted),
+	    T(test_registration_errors_change_nothing),
+	    T(test_sections_are_limited),
+	    T(test_counters_past_the_limits_are_dropped_and_counted),
+	    T(test_names_are_escaped),
+	};
+
+	return cmocka_run_group_tests(tests, load_jansson, unload_jansson);
+}

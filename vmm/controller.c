@@ -1,0 +1,409 @@
+#include "controller.h"
+
+#include "log.h"
+#include "metrics.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#define CONFIG_FILE_MAX (1 << 20)
+
+int controller_load_config_file(const char *path, struct vmm_config *config, char *err,
+				size_t err_size)
+{
+	FILE *file = fopen(path, "re");
+	char *text = NULL;
+	size_t len;
+	int ret;
+
+	if (!file) {
+		ret = -errno;
+		snprintf(err, err_size, "--config-file %s: cannot open: %s", path, strerror(errno));
+		return ret;
+	}
+	text = malloc(CONFIG_FILE_MAX + 1);
+	if (!text) {
+		ret = -ENOMEM;
+		snprintf(err, err_size, "--config-file %s: out of memory", path);
+		goto out;
+	}
+	len = fread(text, 1, CONFIG_FILE_MAX + 1, file);
+	if (ferror(file) || len > CONFIG_FILE_MAX) {
+		ret = -EINVAL;
+		snprintf(err, err_size, "--config-file %s: %s", path,
+			 ferror(file) ? "cannot read it" : "larger than 1 MiB");
+		goto out;
+	}
+	{
+		char why[512];
+		ret = fc_config_file_parse(text, len, config, why, sizeof(why));
+		if (ret)
+			snprintf(err, err_size, "--config-file %s: %s", path, why);
+	}
+out:
+	free(text);
+	fclose(file);
+	return ret;
+}
+
+/* Builds and starts the VM from config; on failure err says why (the log has details). */
+static int controller_boot(struct controller *ctl, const struct vmm_config *config, char *err,
+			   size_t err_size)
+{
+	struct guest_files files;
+	int ret;
+
+	ctl->bad_input = true;
+	ret = guest_files_open(&files, config);
+	if (ret) {
+		snprintf(err, err_size, "cannot load the kernel %s or initrd %s: %s",
+			 config->kernel_path, *config->initrd_path ? config->initrd_path : "(none)",
+			 strerror(-ret));
+		return ret;
+	}
+	ret = vm_create(&ctl->vm, config, &files, &ctl->bad_input);
+	guest_files_close(&files);
+	if (ret) {
+		snprintf(err, err_size, "cannot create the VM: %s (the log says more)",
+			 strerror(-ret));
+		return ret;
+	}
+	ctl->vm_created = true;
+	ret = vm_start(&ctl->vm);
+	if (ret) {
+		ctl->bad_input = false;
+		snprintf(err, err_size, "cannot start the vCPUs: %s", strerror(-ret));
+	}
+	return ret;
+}
+
+static int op_start(void *opaque, const struct vmm_config *config, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+
+	if (ctl->vm_created) {
+		/* A VM that failed half-way cannot be torn down and built again. */
+		snprintf(err, err_size,
+			 "an earlier InstanceStart failed after creating the VM; "
+			 "start a new wisp");
+		return -EINVAL;
+	}
+	return controller_boot(ctl, config, err, err_size);
+}
+
+static int op_pause(void *opaque, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	int ret = vcpus_pause(&ctl->vm);
+
+	if (ret)
+		snprintf(err, err_size, "cannot pause: the VM is ending");
+	return ret;
+}
+
+static int op_resume(void *opaque, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	(void)err;
+	(void)err_size;
+	vcpus_resume(&ctl->vm);
+	return 0;
+}
+
+static int op_send_ctrl_alt_del(void *opaque, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	int ret;
+
+	ret = i8042_send_ctrl_alt_del(&ctl->vm.i8042);
+	if (ret)
+		snprintf(err, err_size, "the keyboard controller's buffer is full: try again");
+	return ret;
+}
+
+static int op_flush_metrics(void *opaque, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	int ret;
+
+	if (ctl->metrics_timer_fd < 0) {
+		snprintf(err, err_size, "Cannot flush metrics: PUT /metrics first.");
+		return -EINVAL;
+	}
+	ret = metrics_flush(metrics_utc_now_ms());
+	if (ret && ret != -EAGAIN) {
+		snprintf(err, err_size, "Cannot flush metrics: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static void on_metrics_timer(void *opaque, uint32_t events)
+{
+	struct controller *ctl = opaque;
+	uint64_t expirations;
+	int ret;
+	(void)events;
+
+	if (read(ctl->metrics_timer_fd, &expirations, sizeof(expirations)) < 0)
+		return;
+	ret = metrics_flush(metrics_utc_now_ms());
+	if (ret && ret != -EAGAIN)
+		log_warn("metrics: the periodic flush failed: %s", strerror(-ret));
+}
+
+/* The periodic flush joins whichever loop runs now (before or after InstanceStart). */
+static int watch_metrics_timer(struct controller *ctl)
+{
+	if (ctl->metrics_timer_fd < 0 || !ctl->loop)
+		return 0;
+	return event_loop_add(ctl->loop, ctl->metrics_timer_fd, EPOLLIN, on_metrics_timer, ctl);
+}
+
+static int op_set_metrics(void *opaque, const char *path, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	struct itimerspec period = {.it_interval = {METRICS_FLUSH_PERIOD_MS / 1000, 0},
+				    .it_value = {METRICS_FLUSH_PERIOD_MS / 1000, 0}};
+	int ret = metrics_set_output(path, err, err_size);
+
+	if (ret)
+		return ret;
+	ctl->metrics_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (ctl->metrics_timer_fd < 0 || timerfd_settime(ctl->metrics_timer_fd, 0, &period, NULL) ||
+	    watch_metrics_timer(ctl)) {
+		ret = -errno;
+		snprintf(err, err_size, "cannot set up the metrics timer: %s", strerror(errno));
+		return ret;
+	}
+	/* As Firecracker does: a first line at once. */
+	ret = metrics_flush(metrics_utc_now_ms());
+	return ret == -EAGAIN ? 0 : ret;
+}
+
+static int op_set_logger(void *opaque, const struct logger_config *logger, char *err,
+			 size_t err_size)
+{
+	(void)opaque;
+	if (logger->has_level)
+		log_set_level(logger->level);
+	return log_configure(*logger->path ? logger->path : NULL, logger->show_level,
+			     logger->show_log_origin, err, err_size);
+}
+
+static int op_patch_drive(void *opaque, const struct fc_drive_patch *patch, char *err,
+			  size_t err_size)
+{
+	struct controller *ctl = opaque;
+	struct vm *vm = &ctl->vm;
+
+	for (unsigned int i = 0; i < vm->nr_drives; i++) {
+		struct blk_device *blk = vm->drives[i];
+		struct rate_limiter_config limiter;
+		int ret;
+
+		if (strcmp(vm->drive_ids[i], patch->id))
+			continue;
+		if (patch->has_path) {
+			ret = blk_update_path(blk, patch->path);
+			if (ret) {
+				snprintf(err, err_size, "drive '%s': cannot switch to %s: %s",
+					 patch->id, patch->path, strerror(-ret));
+				return ret;
+			}
+		}
+		limiter = blk_drive_config(blk)->rate_limiter;
+		fc_rate_limiter_patch_apply(&patch->rate_limiter, &limiter);
+		ret = blk_update_rate_limiter(blk, &limiter);
+		if (ret)
+			snprintf(err, err_size, "drive '%s': cannot update its rate limiter: %s",
+				 patch->id, strerror(-ret));
+		return ret;
+	}
+	snprintf(err, err_size, "drive '%s' does not exist", patch->id);
+	return -ENOENT;
+}
+
+static int op_patch_net(void *opaque, const struct fc_net_patch *patch, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	struct vm *vm = &ctl->vm;
+
+	for (unsigned int i = 0; i < vm->nr_nets; i++) {
+		struct rate_limiter_config rx = {0}, tx = {0};
+		int ret;
+
+		if (strcmp(vm->net_ids[i], patch->id))
+			continue;
+		/* The limiters in force are the configuration's: api.c updates it after us. */
+		for (unsigned int n = 0; n < ctl->api.config.nr_nets; n++)
+			if (!strcmp(ctl->api.config.nets[n].id, patch->id)) {
+				rx = ctl->api.config.nets[n].rx_rate_limiter;
+				tx = ctl->api.config.nets[n].tx_rate_limiter;
+			}
+		fc_rate_limiter_patch_apply(&patch->rx, &rx);
+		fc_rate_limiter_patch_apply(&patch->tx, &tx);
+		ret = net_update_rate_limiters(vm->nets[i], &rx, &tx);
+		if (ret)
+			snprintf(err, err_size,
+				 "network interface '%s': cannot update its rate "
+				 "limiters: %s",
+				 patch->id, strerror(-ret));
+		return ret;
+	}
+	snprintf(err, err_size, "network interface '%s' does not exist", patch->id);
+	return -ENOENT;
+}
+
+static const struct api_vmm_ops controller_ops = {
+    .start = op_start,
+    .pause = op_pause,
+    .resume = op_resume,
+    .send_ctrl_alt_del = op_send_ctrl_alt_del,
+    .flush_metrics = op_flush_metrics,
+    .patch_drive = op_patch_drive,
+    .patch_net = op_patch_net,
+    .set_logger = op_set_logger,
+    .set_metrics = op_set_metrics,
+};
+
+int controller_init(struct controller *ctl, const struct vmm_config *config, const char *version)
+{
+	int ret;
+
+	memset(ctl, 0, sizeof(*ctl));
+	ctl->version = version;
+	ctl->metrics_timer_fd = -1;
+	log_set_instance_id(config->process.id);
+	api_state_init(&ctl->api, config, config->process.id, version, &controller_ops, ctl);
+	/* Logger and metrics from --config-file, as the API would have set them. */
+	if (*config->logger.path || config->logger.has_level) {
+		char err[512];
+		ret = op_set_logger(ctl, &config->logger, err, sizeof(err));
+		if (ret) {
+			log_error("logger: %s", err);
+			return ret;
+		}
+	}
+	if (*config->metrics_path) {
+		char err[512];
+		ret = op_set_metrics(ctl, config->metrics_path, err, sizeof(err));
+		if (ret) {
+			log_error("metrics: %s", err);
+			return ret;
+		}
+	}
+	if (*config->process.api_sock) {
+		ret = api_server_start(&ctl->server, config->process.api_sock,
+				       config->process.max_payload);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void on_api_request(void *opaque, uint32_t events)
+{
+	struct controller *ctl = opaque;
+	(void)events;
+	api_server_serve(ctl->server, &ctl->api);
+}
+
+static void on_signal_before_start(void *opaque, uint32_t events)
+{
+	int *signal_fd_and_number = opaque; /* [0]: the fd, [1]: the signal taken */
+	struct signalfd_siginfo info;
+	(void)events;
+	if (read(signal_fd_and_number[0], &info, sizeof(info)) == sizeof(info))
+		signal_fd_and_number[1] = (int)info.ssi_signo;
+}
+
+/* Before InstanceStart: only API requests and signals. Returns 0 once the VM runs, or
+ * the exit status when wisp must end first. */
+static int controller_wait_for_start(struct controller *ctl)
+{
+	int signal_state[2] = {-1, 0};
+	struct event_loop loop;
+	sigset_t signals;
+	int ret = 0;
+
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGHUP);
+	signal_state[0] = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (signal_state[0] < 0 || event_loop_init(&loop) ||
+	    event_loop_add(&loop, signal_state[0], EPOLLIN, on_signal_before_start, signal_state) ||
+	    event_loop_add(&loop, api_server_request_fd(ctl->server), EPOLLIN, on_api_request,
+			   ctl)) {
+		log_error("cannot set up the loop that waits for InstanceStart: %s",
+			  strerror(errno));
+		return EXIT_VMM_FAILURE;
+	}
+	ctl->loop = &loop;
+	if (watch_metrics_timer(ctl)) {
+		log_error("cannot watch the metrics timer: %s", strerror(errno));
+		ret = EXIT_VMM_FAILURE;
+	}
+	while (!ret && ctl->api.vm_state == API_VM_NOT_STARTED && !signal_state[1]) {
+		if (event_loop_run_once(&loop, -1) < 0) {
+			ret = EXIT_VMM_FAILURE;
+			break;
+		}
+	}
+	if (signal_state[1]) {
+		log_info("signal %d before InstanceStart: ending", signal_state[1]);
+		ret = 128 + signal_state[1];
+	}
+	ctl->loop = NULL;
+	event_loop_close(&loop);
+	close(signal_state[0]);
+	return ret;
+}
+
+int controller_run(struct controller *ctl)
+{
+	int ret;
+
+	/* A kernel from the command line or --config-file: boot now, API or not. */
+	if (*ctl->api.config.kernel_path) {
+		char err[512];
+		if (controller_boot(ctl, &ctl->api.config, err, sizeof(err))) {
+			log_error("%s", err);
+			ret = ctl->bad_input ? EXIT_BAD_INPUT : EXIT_VMM_FAILURE;
+			goto out;
+		}
+		ctl->api.vm_state = API_VM_RUNNING;
+	}
+	if (ctl->api.vm_state == API_VM_NOT_STARTED) {
+		ret = controller_wait_for_start(ctl);
+		if (ret)
+			goto out;
+	}
+	if (ctl->server && event_loop_add(&ctl->vm.loop, api_server_request_fd(ctl->server),
+					  EPOLLIN, on_api_request, ctl)) {
+		log_error("cannot watch the API's requests: %s", strerror(errno));
+		ret = EXIT_VMM_FAILURE;
+		goto out;
+	}
+	ctl->loop = &ctl->vm.loop;
+	if (watch_metrics_timer(ctl)) {
+		log_error("cannot watch the metrics timer: %s", strerror(errno));
+		ret = EXIT_VMM_FAILURE;
+		goto out;
+	}
+	ret = vm_run(&ctl->vm);
+	/* Firecracker writes the metrics a last time on the way out. */
+	if (ctl->metrics_timer_fd >= 0)
+		metrics_flush(metrics_utc_now_ms());
+out:
+	api_server_remove_socket(ctl->server);
+	return ret;
+}
