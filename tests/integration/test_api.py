@@ -239,3 +239,81 @@ def test_config_file_boots_without_the_api(env):
         alone = env.run(["--no-api"])
         check(alone.status == 2 and "--config-file" in alone.stderr,
               "--no-api without --config-file should give exit 2", alone)
+
+
+def test_send_ctrl_alt_del_reboots_the_guest(env):
+    with ApiVm(env) as vm:
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline(
+                                          "echo waiting; sleep 120; echo not-reached")})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("waiting")
+        vm.ok("PUT", "/actions", {"action_type": "SendCtrlAltDel"})
+        status = vm.wait(timeout=60)
+        _check_api(status == 0 and "not-reached" not in vm.console,
+                   f"Ctrl-Alt-Del should reboot the guest and end wisp with 0, got {status}",
+                   vm)
+
+
+def _metrics_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_throttled_drive_keeps_its_limit_and_metrics_count_it(env):
+    # 1 MiB/s as 256 KiB every 250 ms: a 6 MiB read takes at least 5.75 s.
+    limit = 1024 * 1024
+    bucket = {"size": 256 * 1024, "refill_time": 250}
+    mib = 6
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        data = os.path.join(tmp, "data.img")
+        with open(data, "wb") as f:
+            f.write(os.urandom(1024 * 1024) * 8)
+        metrics_path = os.path.join(tmp, "metrics.json")
+        log_path = os.path.join(tmp, "wisp.log")
+        command = ("read a b < /proc/uptime; "
+                   f"dd if=/dev/vda of=/dev/null bs=65536 count={mib * 16} iflag=direct; "
+                   "read c d < /proc/uptime; echo elapsed $a $c; sleep 5")
+        with ApiVm(env, args=("--id", "throttle-test")) as vm:
+            vm.ok("PUT", "/logger", {"log_path": log_path, "level": "Info",
+                                     "show_level": True, "show_log_origin": True})
+            vm.ok("PUT", "/metrics", {"metrics_path": metrics_path})
+            vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                          "initrd_path": env.initrd_busybox,
+                                          "boot_args": guest_cmdline(command)})
+            vm.ok("PUT", "/drives/data", {"drive_id": "data", "path_on_host": data,
+                                          "is_root_device": False,
+                                          "rate_limiter": {"bandwidth": bucket}})
+            vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            vm.wait_for("elapsed", timeout=240)
+            vm.ok("PUT", "/actions", {"action_type": "FlushMetrics"})
+            vm.wait()
+            line = [l for l in vm.console.splitlines() if l.startswith("elapsed")][-1]
+            start, end = (float(x) for x in line.split()[1:3])
+            rate = mib * 1024 * 1024 / (end - start)
+            print(f"# throttled drive: {mib} MiB in {end - start:.2f} s = {rate / 1024:.0f} KiB/s "
+                  f"(limit {limit // 1024} KiB/s)", flush=True)
+            _check_api(rate <= 1.10 * limit,
+                       f"{mib} MiB in {end - start:.2f} s is {rate / 1024:.0f} KiB/s, more "
+                       f"than 10% over the {limit // 1024} KiB/s limit", vm)
+            lines = _metrics_lines(metrics_path)
+            throttled = sum(l.get("block_data", {}).get("rate_limiter_throttled_events", 0)
+                            for l in lines)
+            read = sum(l.get("block_data", {}).get("read_bytes", 0) for l in lines)
+            drives = sum(l["put_api_requests"]["drive_count"] for l in lines)
+            _check_api(throttled > 0, f"no throttled events in the metrics: {lines[-1]}", vm)
+            _check_api(read >= mib * 1024 * 1024,
+                       f"block_data.read_bytes adds up to {read}, less than {mib} MiB", vm)
+            _check_api(drives == 1, f"put_api_requests.drive_count adds up to {drives}", vm)
+            with open(log_path) as f:
+                log = f.read()
+            _check_api("[throttle-test:" in log and ":INFO:" in log and "reset line" in log,
+                       f"the log file lacks the instance id, level or message:\n{log}", vm)
+
+
+def test_boot_timer_logs_the_time_to_the_guests_marker(env):
+    result = env.boot(extra=["--boot-timer", "--id", "timed-1"])
+    check(result.ready() is not None, "the guest did not boot", result)
+    check("Guest-boot-time = " in result.stderr and " ms" in result.stderr,
+          "--boot-timer did not log the boot time", result)
