@@ -111,10 +111,12 @@ fail:
 	return err;
 }
 
-int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
+int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		   bool track_dirty_pages)
 {
 	struct kvm_userspace_memory_region region = {
 	    .slot = slot,
+	    .flags = track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0,
 	    .guest_phys_addr = gpa,
 	    .memory_size = size,
 	    .userspace_addr = (uint64_t)(uintptr_t)host,

@@ -3,6 +3,7 @@
 #define WISP_KVM_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct kvm {
@@ -15,7 +16,10 @@ struct kvm {
 int kvm_open(struct kvm *kvm, const char *path);
 /* Creates the VM with its in-kernel irqchip (PIC + IOAPIC + LAPICs) and PIT. */
 int kvm_create_vm(struct kvm *kvm);
-int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host);
+/* track_dirty_pages: KVM logs writes to the slot (machine-config track_dirty_pages, for
+ * diff snapshots). */
+int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
+		   bool track_dirty_pages);
 int kvm_irq_line(struct kvm *kvm, unsigned int irq, int level);
 /* KVM's supported CPUID (caller frees); NULL on failure. */
 struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm);

@@ -171,7 +171,7 @@ static int vm_add_devices(struct vm *vm)
 	return err;
 }
 
-static int vm_add_memory(struct vm *vm, uint64_t mem_mib)
+static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages)
 {
 	int err = gmem_layout(&vm->mem, mem_mib << 20);
 	if (err) {
@@ -181,7 +181,7 @@ static int vm_add_memory(struct vm *vm, uint64_t mem_mib)
 	err = gmem_map_anonymous(&vm->mem);
 	for (unsigned int i = 0; !err && i < vm->mem.nr_regions; i++)
 		err = kvm_add_memory(&vm->kvm, i, vm->mem.regions[i].gpa, vm->mem.regions[i].size,
-				     vm->mem.regions[i].host);
+				     vm->mem.regions[i].host, track_dirty_pages);
 	return err;
 }
 
@@ -311,7 +311,7 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	if (!err)
 		err = kvm_create_vm(&vm->kvm);
 	if (!err)
-		err = vm_add_memory(vm, config->mem_mib);
+		err = vm_add_memory(vm, config->mem_mib, config->track_dirty_pages);
 	if (!err)
 		err = event_loop_init(&vm->loop);
 	if (!err)

@@ -49,9 +49,11 @@ def test_boot_with_curl_as_in_firecrackers_getting_started_guide(env):
                 vm.ok("PUT", "/network-interfaces/eth0",
                       {"iface_id": "eth0", "guest_mac": "06:00:ac:10:00:02",
                        "host_dev_name": "apitap0"})
-                vm.ok("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256})
+                vm.ok("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256,
+                                                 "track_dirty_pages": True})
                 config = vm.ok("GET", "/machine-config")
-                _check_api(config["vcpu_count"] == 2 and config["mem_size_mib"] == 256,
+                _check_api(config["vcpu_count"] == 2 and config["mem_size_mib"] == 256
+                           and config["track_dirty_pages"] is True,
                            f"GET /machine-config: {config}", vm)
                 vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
                 status, info = vm.request("GET", "/")
