@@ -1,12 +1,10 @@
 /*
  * Unit tests for the metrics (metrics.c): Firecracker's names, deltas between flushes,
  * per-device sections and their aggregates, file and FIFO output, registration limits.
- * Every line is parsed back with jansson. The unit tests link only $(LIBS), so jansson is
- * loaded with dlopen (libjansson4 comes with libjansson-dev, which ci/install-deps.sh
- * installs). Each test starts from metrics_reset() in a fresh temporary directory.
+ * Every line is parsed back with jansson. Each test starts from metrics_reset() in a fresh
+ * temporary directory.
  */
 #define _GNU_SOURCE /* F_SETPIPE_SZ */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,51 +29,6 @@
 #define WATCHDOG_SECONDS 20 /* a flush that blocked on a FIFO would hang the test */
 #define UTC_MS		 1700000000123ULL
 
-/* ---- jansson, through dlopen ---- */
-
-static struct {
-	void *library;
-	typeof(&json_loads) loads;
-	typeof(&json_object_get) object_get;
-	typeof(&json_object_size) object_size;
-	typeof(&json_integer_value) integer_value;
-	typeof(&json_object_iter) object_iter;
-	typeof(&json_object_iter_next) object_iter_next;
-	typeof(&json_object_iter_key) object_iter_key;
-	typeof(&json_delete) delete;
-} jansson;
-
-static int load_jansson(void **state)
-{
-	(void)state;
-	jansson.library = dlopen("libjansson.so.4", RTLD_NOW);
-	if (!jansson.library) {
-		fprintf(stderr, "libjansson.so.4: %s (apt-get install libjansson-dev)\n",
-			dlerror());
-		return -1;
-	}
-#define LOAD(field, symbol)                                                                        \
-	if (!(jansson.field = (typeof(jansson.field))dlsym(jansson.library, symbol)))              \
-		return -1;
-	LOAD(loads, "json_loads");
-	LOAD(object_get, "json_object_get");
-	LOAD(object_size, "json_object_size");
-	LOAD(integer_value, "json_integer_value");
-	LOAD(object_iter, "json_object_iter");
-	LOAD(object_iter_next, "json_object_iter_next");
-	LOAD(object_iter_key, "json_object_iter_key");
-	LOAD(delete, "json_delete");
-#undef LOAD
-	return 0;
-}
-
-static int unload_jansson(void **state)
-{
-	(void)state;
-	dlclose(jansson.library);
-	return 0;
-}
-
 /* One line: a single JSON object ended by its only newline. */
 static json_t *parse_line(const char *line)
 {
@@ -86,7 +39,7 @@ static json_t *parse_line(const char *line)
 	assert_true(len > 2);
 	assert_int_equal(line[len - 1], '\n');
 	assert_ptr_equal(strchr(line, '\n'), line + len - 1);
-	root = jansson.loads(line, 0, &error);
+	root = json_loads(line, 0, &error);
 	if (!root)
 		fail_msg("not JSON (%s at %d): %s", error.text, error.position, line);
 	assert_true(json_is_object(root));
@@ -95,12 +48,12 @@ static json_t *parse_line(const char *line)
 
 static void free_json(json_t *root)
 {
-	jansson.delete(root);
+	json_delete(root);
 }
 
 static json_t *section_of(json_t *root, const char *section)
 {
-	json_t *object = jansson.object_get(root, section);
+	json_t *object = json_object_get(root, section);
 
 	if (!object || !json_is_object(object))
 		fail_msg("no section \"%s\"", section);
@@ -109,11 +62,11 @@ static json_t *section_of(json_t *root, const char *section)
 
 static uint64_t value_of(json_t *root, const char *section, const char *name)
 {
-	json_t *value = jansson.object_get(section_of(root, section), name);
+	json_t *value = json_object_get(section_of(root, section), name);
 
 	if (!value || !json_is_integer(value))
 		fail_msg("no integer \"%s\" in \"%s\"", name, section);
-	return (uint64_t)jansson.integer_value(value);
+	return (uint64_t)json_integer_value(value);
 }
 
 /* The position of `key` among the object's keys, -1 if absent. */
@@ -121,9 +74,9 @@ static int key_index(json_t *object, const char *key)
 {
 	int index = 0;
 
-	for (void *it = jansson.object_iter(object); it;
-	     it = jansson.object_iter_next(object, it), index++)
-		if (!strcmp(jansson.object_iter_key(it), key))
+	for (void *it = json_object_iter(object); it;
+	     it = json_object_iter_next(object, it), index++)
+		if (!strcmp(json_object_iter_key(it), key))
 			return index;
 	return -1;
 }
@@ -243,8 +196,7 @@ static void test_line_is_one_json_object_stamped_first(void **state)
 
 	root = render();
 	assert_int_equal(key_index(root, "utc_timestamp_ms"), 0);
-	assert_int_equal(jansson.integer_value(jansson.object_get(root, "utc_timestamp_ms")),
-			 UTC_MS);
+	assert_int_equal(json_integer_value(json_object_get(root, "utc_timestamp_ms")), UTC_MS);
 	free_json(root);
 }
 
@@ -262,11 +214,11 @@ static void assert_section_has_exactly(json_t *root, const char *section, const 
 	json_t *object = section_of(root, section);
 
 	for (size_t i = 0; i < count; i++) {
-		if (!jansson.object_get(object, names[i]))
+		if (!json_object_get(object, names[i]))
 			fail_msg("\"%s\" misses \"%s\"", section, names[i]);
 		assert_int_equal(key_index(object, names[i]), i); /* Firecracker's order */
 	}
-	assert_int_equal(jansson.object_size(object), count);
+	assert_int_equal(json_object_size(object), count);
 }
 
 #define ASSERT_SECTION(root, section, ...)                                                         \
@@ -311,7 +263,7 @@ static void test_every_fixed_metric_has_firecrackers_name(void **state)
 	ASSERT_SECTION(root, "vmm", "panic_count");
 	ASSERT_SECTION(root, "signals", "sigbus", "sigsegv", "sigxfsz", "sigxcpu", "sigpipe",
 		       "sighup", "sigill");
-	assert_int_equal(jansson.object_size(root), 12); /* the timestamp and 11 sections */
+	assert_int_equal(json_object_size(root), 12); /* the timestamp and 11 sections */
 	free_json(root);
 }
 
@@ -410,9 +362,8 @@ static void test_counters_are_deltas_and_stores_are_values(void **state)
 		assert_int_equal(value_of(vcpu, "exit_mmio_read_agg", "min_us"), i ? 5 : 7);
 		assert_int_equal(value_of(vcpu, "exit_mmio_read_agg", "max_us"), 7);
 		assert_int_equal(value_of(vcpu, "exit_mmio_read_agg", "sum_us"), sums[i]);
-		assert_int_equal(
-		    jansson.integer_value(jansson.object_get(lines[i], "utc_timestamp_ms")),
-		    UTC_MS + i);
+		assert_int_equal(json_integer_value(json_object_get(lines[i], "utc_timestamp_ms")),
+				 UTC_MS + i);
 	}
 	free_lines(lines, 3);
 }
@@ -488,7 +439,7 @@ static void test_aggregate_is_the_sum_of_the_devices(void **state)
 		assert_true(key_index(lines[i], "block_rootfs") < key_index(lines[i], "block"));
 		assert_true(key_index(lines[i], "block_scratch") < key_index(lines[i], "block"));
 		assert_true(key_index(lines[i], "net_eth0") < key_index(lines[i], "net"));
-		assert_int_equal(jansson.object_size(section_of(lines[i], "net")), 0);
+		assert_int_equal(json_object_size(section_of(lines[i], "net")), 0);
 	}
 	assert_int_equal(value_of(lines[0], "block", "read_bytes"), 120);
 	assert_int_equal(value_of(lines[1], "block", "read_bytes"), 1030);
@@ -827,9 +778,9 @@ static void test_counters_past_the_limits_are_dropped_and_counted(void **state)
 
 	assert_int_equal(metrics_register("uart", NULL, report_too_much, NULL), 0);
 	root = render();
-	assert_int_equal(jansson.object_size(section_of(root, "uart")), METRICS_MAX_COUNTERS);
+	assert_int_equal(json_object_size(section_of(root, "uart")), METRICS_MAX_COUNTERS);
 	assert_int_equal(value_of(root, "uart", "counter_47"), 47);
-	assert_null(jansson.object_get(section_of(root, "uart"), "counter_48"));
+	assert_null(json_object_get(section_of(root, "uart"), "counter_48"));
 	/* Sections report before the fixed metrics are read: the drops show at once. */
 	assert_int_equal(value_of(root, "logger", "metrics_fails"), 3);
 	free_json(root);
@@ -842,7 +793,7 @@ static void test_names_are_escaped(void **state)
 
 	assert_int_equal(metrics_register("net_\"odd\\id\"\n", NULL, report_nothing, NULL), 0);
 	root = render();
-	assert_true(json_is_object(jansson.object_get(root, "net_\"odd\\id\"\n")));
+	assert_true(json_is_object(json_object_get(root, "net_\"odd\\id\"\n")));
 	free_json(root);
 }
 
@@ -874,5 +825,5 @@ int main(void)
 	    T(test_names_are_escaped),
 	};
 
-	return cmocka_run_group_tests(tests, load_jansson, unload_jansson);
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,63 +1,17 @@
-#define _GNU_SOURCE /* O_DIRECT */
-#include "blk.h"
+#include "blk_internal.h"
 
 #include "../../log.h"
 #include "../../rate_limiter.h"
 
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <liburing.h>
-#include <linux/fs.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define BLK_STATE_VERSION 1
 #define BLK_PENDING	  (-1) /* a valid request, for the rate limiter and the disk */
-
-/* One request between vq_pop and vq_push. The chain lives here, not on a stack, because
- * io_uring reads its iovecs after queue_notify has returned. */
-struct blk_request {
-	struct vq_chain chain;
-	struct iovec *data; /* the data buffers, inside chain.iov */
-	unsigned int nr_data;
-	uint32_t type;
-	uint32_t len;	 /* data bytes */
-	uint64_t offset; /* in the image, bytes */
-	uint8_t *status; /* the chain's last writable byte */
-};
-
-struct blk_device {
-	struct virtio_device vdev; /* first: the transport's pointer converts back */
-	struct drive_config config;
-	int fd;
-	int direct_fd;	   /* O_DIRECT twin of fd (direct=on), or -1 */
-	uint64_t capacity; /* sectors */
-	enum io_engine engine;
-	struct io_uring ring;
-	bool ring_ready;
-	int event_fd;
-	struct event_loop *loop;
-	/* Async: one record per queue entry, so a driver that plays by the rules never
-	 * waits for one; Sync: a single record, reused. */
-	struct blk_request *pool;
-	unsigned int pool_size;
-	uint16_t free_list[VIRTIO_BLK_QUEUE_SIZE];
-	unsigned int nr_free;
-	bool stalled; /* buffers left in the ring for want of a record */
-	bool io_error_logged;
-	bool submit_error_logged;
-	struct rate_limiter limiter;
-	struct blk_metrics metrics;
-};
-
-_Static_assert(offsetof(struct blk_device, vdev) == 0, "the transport casts back");
 
 struct blk_state {
 	uint32_t version;
@@ -109,7 +63,8 @@ unsigned int blk_inflight(struct blk_device *blk)
 
 /* Hands the request back to the driver, or with push false (reset, teardown) only
  * frees its record: the rings then belong to nobody. */
-static void complete(struct blk_device *blk, struct blk_request *req, uint8_t status, bool push)
+void blk_complete_request(struct blk_device *blk, struct blk_request *req, uint8_t status,
+			  bool push)
 {
 	uint32_t written = 1;
 
@@ -146,7 +101,7 @@ static uint8_t invalid(struct blk_device *blk, uint8_t status)
 }
 
 /* Skips `bytes` of an iovec array in place; returns the first iovec left. */
-static struct iovec *iov_skip(struct iovec *iov, unsigned int *nr, size_t bytes)
+struct iovec *blk_iov_skip(struct iovec *iov, unsigned int *nr, size_t bytes)
 {
 	while (*nr && bytes >= iov->iov_len) {
 		bytes -= iov->iov_len;
@@ -208,7 +163,7 @@ static int prepare(struct blk_device *blk, struct blk_request *req)
 		if (blk->config.read_only)
 			return invalid(blk, VIRTIO_BLK_S_IOERR);
 		req->nr_data = chain->nr_readable;
-		req->data = iov_skip(chain->iov, &req->nr_data, sizeof(hdr));
+		req->data = blk_iov_skip(chain->iov, &req->nr_data, sizeof(hdr));
 		req->len = chain->readable_len - (uint32_t)sizeof(hdr);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
@@ -224,107 +179,6 @@ static int prepare(struct blk_device *blk, struct blk_request *req)
 		return invalid(blk, VIRTIO_BLK_S_IOERR);
 	req->offset = sector * VIRTIO_BLK_SECTOR_SIZE; /* <= the image size: no overflow */
 	return BLK_PENDING;
-}
-
-static const char *op_name(uint32_t type)
-{
-	return type == VIRTIO_BLK_T_IN ? "read" : type == VIRTIO_BLK_T_OUT ? "write" : "flush";
-}
-
-/* res: bytes transferred (0 for a flush) or -errno, as io_uring reports it. A host
- * failure is the guest's I/O error, never the VMM's; only the first one is logged so a
- * failing disk cannot flood the log. */
-static void finish_io(struct blk_device *blk, struct blk_request *req, int64_t res, bool push)
-{
-	int64_t expected = req->type == VIRTIO_BLK_T_FLUSH ? 0 : req->len;
-
-	if (res == expected) {
-		complete(blk, req, VIRTIO_BLK_S_OK, push);
-		return;
-	}
-	atomic_fetch_add(&blk->metrics.io_errors, 1);
-	if (!blk->io_error_logged) {
-		char why[64];
-
-		blk->io_error_logged = true;
-		if (res < 0)
-			snprintf(why, sizeof(why), "%s", strerror((int)-res));
-		else
-			snprintf(why, sizeof(why), "short transfer (%lld bytes)", (long long)res);
-		log_error("drive '%s': %s of %u bytes at offset %llu of %s failed: %s (further "
-			  "I/O errors are only counted)",
-			  blk->config.id, op_name(req->type), req->len,
-			  (unsigned long long)req->offset, blk->config.path, why);
-	}
-	complete(blk, req, VIRTIO_BLK_S_IOERR, push);
-}
-
-/* O_DIRECT wants sector-aligned buffers; a request whose buffers are not (legal, if
- * unusual) goes through the page cache instead, which Linux keeps coherent. */
-static int data_fd(const struct blk_device *blk, const struct blk_request *req)
-{
-	if (blk->direct_fd < 0)
-		return blk->fd;
-	for (unsigned int i = 0; i < req->nr_data; i++)
-		if (((uintptr_t)req->data[i].iov_base | req->data[i].iov_len) %
-		    VIRTIO_BLK_SECTOR_SIZE)
-			return blk->fd;
-	return blk->direct_fd;
-}
-
-static int64_t sync_io(struct blk_device *blk, struct blk_request *req)
-{
-	struct iovec *iov = req->data;
-	unsigned int nr = req->nr_data;
-	uint64_t offset = req->offset;
-	int fd = data_fd(blk, req);
-	int64_t done = 0;
-
-	if (req->type == VIRTIO_BLK_T_FLUSH)
-		return fdatasync(blk->fd) ? -errno : 0;
-	while (done < req->len) {
-		ssize_t n = req->type == VIRTIO_BLK_T_IN ? preadv(fd, iov, (int)nr, (off_t)offset)
-							 : pwritev(fd, iov, (int)nr, (off_t)offset);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break; /* the end of a shrunk image */
-		done += n;
-		offset += (uint64_t)n;
-		iov = iov_skip(iov, &nr, (size_t)n);
-	}
-	return done;
-}
-
-static int submit_async(struct blk_device *blk, struct blk_request *req)
-{
-	/* The ring has as many entries as the pool has records: never full. */
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&blk->ring);
-
-	if (!sqe)
-		return -EAGAIN;
-	if (req->type == VIRTIO_BLK_T_IN)
-		io_uring_prep_readv(sqe, data_fd(blk, req), req->data, req->nr_data, req->offset);
-	else if (req->type == VIRTIO_BLK_T_OUT)
-		io_uring_prep_writev(sqe, data_fd(blk, req), req->data, req->nr_data, req->offset);
-	else
-		io_uring_prep_fsync(sqe, blk->fd, IORING_FSYNC_DATASYNC);
-	io_uring_sqe_set_data(sqe, req);
-	return 0;
-}
-
-static void flush_submissions(struct blk_device *blk)
-{
-	int ret = io_uring_submit(&blk->ring);
-
-	/* Failed SQEs stay in the ring: the next notification or completion retries. */
-	if (ret < 0 && !blk->submit_error_logged) {
-		blk->submit_error_logged = true;
-		log_error("drive '%s': io_uring submission failed: %s", blk->config.id,
-			  strerror(-ret));
-	}
 }
 
 /* Firecracker's accounting: a valid request is one op, and a read or write also costs its
@@ -351,28 +205,21 @@ static int handle_request(struct blk_device *blk, struct blk_request *req)
 	if (status == -EIO)
 		return -EIO;
 	if (status != BLK_PENDING) {
-		complete(blk, req, (uint8_t)status, true);
+		blk_complete_request(blk, req, (uint8_t)status, true);
 		return 1;
 	}
 	if (!admit(blk, req))
 		return -EAGAIN;
 	if (req->type == VIRTIO_BLK_T_GET_ID) {
 		get_id(blk, req);
-		complete(blk, req, VIRTIO_BLK_S_OK, true);
+		blk_complete_request(blk, req, VIRTIO_BLK_S_OK, true);
 		return 1;
 	}
 	if (req->type != VIRTIO_BLK_T_FLUSH && req->len == 0) {
-		complete(blk, req, VIRTIO_BLK_S_OK, true); /* no data to move */
+		blk_complete_request(blk, req, VIRTIO_BLK_S_OK, true); /* no data to move */
 		return 1;
 	}
-	if (blk->engine == IO_ENGINE_ASYNC) {
-		if (!submit_async(blk, req))
-			return 0;
-		finish_io(blk, req, -EAGAIN, true);
-		return 1;
-	}
-	finish_io(blk, req, sync_io(blk, req), true);
-	return 1;
+	return blk_start_io(blk, req);
 }
 
 static void fail_queue(struct blk_device *blk, const char *reason)
@@ -433,7 +280,7 @@ static void process_queue(struct blk_device *blk)
 	}
 out:
 	if (blk->engine == IO_ENGINE_ASYNC)
-		flush_submissions(blk);
+		blk_flush_submissions(blk);
 	if (pushed)
 		virtio_notify_used(&blk->vdev, 0);
 }
@@ -442,56 +289,6 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned int index)
 {
 	(void)index; /* one queue: the transport checked the index */
 	process_queue(to_blk(dev));
-}
-
-static unsigned int reap(struct blk_device *blk, bool push)
-{
-	struct io_uring_cqe *cqe;
-	unsigned int head, count = 0;
-
-	io_uring_for_each_cqe(&blk->ring, head, cqe)
-	{
-		finish_io(blk, io_uring_cqe_get_data(cqe), cqe->res, push);
-		count++;
-	}
-	io_uring_cq_advance(&blk->ring, count);
-	return count;
-}
-
-/* With push false the requests only leave the kernel: the guest's memory is then no
- * longer written behind the back of a reset or a teardown. Needs dev->lock. */
-static int drain_locked(struct blk_device *blk, bool push)
-{
-	bool pushed = false;
-	int ret = 0;
-
-	if (blk->engine != IO_ENGINE_ASYNC)
-		return 0;
-	while (blk_inflight(blk)) {
-		ret = io_uring_submit_and_wait(&blk->ring, 1);
-		if (ret == -EINTR)
-			continue;
-		if (ret < 0) {
-			log_error("drive '%s': waiting for %u requests in flight failed: %s",
-				  blk->config.id, blk_inflight(blk), strerror(-ret));
-			break;
-		}
-		ret = 0;
-		pushed |= reap(blk, push) > 0;
-	}
-	if (pushed && push)
-		virtio_notify_used(&blk->vdev, 0);
-	return ret;
-}
-
-int blk_drain(struct blk_device *blk)
-{
-	int ret;
-
-	pthread_mutex_lock(&blk->vdev.lock);
-	ret = drain_locked(blk, true);
-	pthread_mutex_unlock(&blk->vdev.lock);
-	return ret;
 }
 
 static bool queue_live(const struct blk_device *blk)
@@ -512,8 +309,8 @@ void blk_complete_async(struct blk_device *blk)
 		log_debug("drive '%s': reading the io_uring eventfd failed: %s", blk->config.id,
 			  strerror(errno));
 	pthread_mutex_lock(&blk->vdev.lock);
-	flush_submissions(blk);
-	if (reap(blk, true))
+	blk_flush_submissions(blk);
+	if (blk_reap(blk, true))
 		virtio_notify_used(&blk->vdev, 0);
 	if (blk->stalled && queue_live(blk))
 		process_queue(blk);
@@ -584,7 +381,7 @@ static void blk_reset(struct virtio_device *dev)
 {
 	struct blk_device *blk = to_blk(dev);
 
-	drain_locked(blk, false);
+	blk_drain_locked(blk, false);
 	blk->stalled = false;
 	rate_limiter_unblock(&blk->limiter); /* the request it held back went with the rings */
 }
@@ -636,126 +433,6 @@ static const struct virtio_device_ops blk_ops = {
     .restore = blk_restore,
 };
 
-static int image_size(struct blk_device *blk, uint64_t *size)
-{
-	struct stat st;
-
-	if (fstat(blk->fd, &st) < 0) {
-		int err = -errno;
-		log_error("drive '%s': cannot stat %s: %s", blk->config.id, blk->config.path,
-			  strerror(errno));
-		return err;
-	}
-	if (S_ISREG(st.st_mode)) {
-		*size = (uint64_t)st.st_size;
-		return 0;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(blk->fd, BLKGETSIZE64, size) == 0)
-			return 0;
-		int err = -errno;
-		log_error("drive '%s': cannot get the size of block device %s: %s", blk->config.id,
-			  blk->config.path, strerror(errno));
-		return err;
-	}
-	log_error("drive '%s': %s is not a regular file or a block device", blk->config.id,
-		  blk->config.path);
-	return -EINVAL;
-}
-
-/* Opens `path` as this drive's image (and its O_DIRECT twin with direct=on): the fds in
- * *fd and *direct_fd, its size in sectors in *capacity. Logs what failed. */
-static int open_image(struct blk_device *blk, const char *path, int *fd_out, int *direct_fd_out,
-		      uint64_t *capacity)
-{
-	int flags = (blk->config.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	int saved_fd = blk->fd, fd, direct_fd = -1, err;
-	uint64_t size;
-
-	fd = open(path, flags);
-	if (fd < 0) {
-		err = -errno;
-		log_error("drive '%s': cannot open %s: %s", blk->config.id, path, strerror(errno));
-		return err;
-	}
-	if (blk->config.direct) {
-		direct_fd = open(path, flags | O_DIRECT);
-		if (direct_fd < 0)
-			log_warn("drive '%s': %s cannot be opened with O_DIRECT (%s): direct=on "
-				 "is ignored, I/O goes through the page cache",
-				 blk->config.id, path, strerror(errno));
-	}
-	blk->fd = fd; /* image_size looks at blk->fd */
-	err = image_size(blk, &size);
-	blk->fd = saved_fd;
-	if (err) {
-		close(fd);
-		if (direct_fd >= 0)
-			close(direct_fd);
-		return err;
-	}
-	*capacity = size / VIRTIO_BLK_SECTOR_SIZE;
-	if (size % VIRTIO_BLK_SECTOR_SIZE)
-		log_warn("drive '%s': %s is %llu bytes, not a multiple of %d: the last %llu "
-			 "bytes are not exposed",
-			 blk->config.id, path, (unsigned long long)size, VIRTIO_BLK_SECTOR_SIZE,
-			 (unsigned long long)(size % VIRTIO_BLK_SECTOR_SIZE));
-	*fd_out = fd;
-	*direct_fd_out = direct_fd;
-	return 0;
-}
-
-int blk_update_path(struct blk_device *blk, const char *path)
-{
-	int fd, direct_fd, err;
-	uint64_t capacity;
-
-	if (strlen(path) >= sizeof(blk->config.path))
-		return -ENAMETOOLONG;
-	pthread_mutex_lock(&blk->vdev.lock);
-	/* Requests in flight finish on the old file; none start until the swap is done. */
-	err = drain_locked(blk, true);
-	if (!err)
-		err = open_image(blk, path, &fd, &direct_fd, &capacity);
-	if (err)
-		goto out;
-	close(blk->fd);
-	if (blk->direct_fd >= 0)
-		close(blk->direct_fd);
-	blk->fd = fd;
-	blk->direct_fd = direct_fd;
-	blk->capacity = capacity;
-	strcpy(blk->config.path, path);
-	/* The driver re-reads the capacity on a configuration change interrupt. */
-	virtio_config_changed(&blk->vdev);
-out:
-	pthread_mutex_unlock(&blk->vdev.lock);
-	return err;
-}
-
-static void teardown_async(struct blk_device *blk)
-{
-	if (blk->ring_ready)
-		io_uring_queue_exit(&blk->ring);
-	blk->ring_ready = false;
-	if (blk->event_fd >= 0)
-		close(blk->event_fd);
-	blk->event_fd = -1;
-}
-
-static int setup_async(struct blk_device *blk)
-{
-	int err = io_uring_queue_init(VIRTIO_BLK_QUEUE_SIZE, &blk->ring, 0);
-
-	if (err)
-		return err;
-	blk->ring_ready = true;
-	blk->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (blk->event_fd < 0)
-		return -errno;
-	return io_uring_register_eventfd(&blk->ring, blk->event_fd);
-}
-
 int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem)
 {
 	struct blk_device *blk = calloc(1, sizeof(*blk));
@@ -767,17 +444,17 @@ int blk_create(struct blk_device **out, const struct drive_config *config, const
 	blk->config = *config;
 	rate_limiter_init(&blk->limiter, &config->rate_limiter);
 
-	err = open_image(blk, blk->config.path, &blk->fd, &blk->direct_fd, &blk->capacity);
+	err = blk_open_image(blk, blk->config.path, &blk->fd, &blk->direct_fd, &blk->capacity);
 	if (err)
 		goto fail;
 
 	blk->engine = config->engine;
 	if (blk->engine == IO_ENGINE_ASYNC) {
-		err = setup_async(blk);
+		err = blk_setup_async(blk);
 		if (err) {
 			log_warn("drive '%s': io_uring unavailable (%s): using the Sync engine",
 				 blk->config.id, strerror(-err));
-			teardown_async(blk);
+			blk_teardown_async(blk);
 			blk->engine = IO_ENGINE_SYNC;
 		}
 	}
@@ -812,14 +489,14 @@ void blk_destroy(struct blk_device *blk)
 	if (!blk)
 		return;
 	if (blk->pool)
-		drain_locked(blk, false);
+		blk_drain_locked(blk, false);
 	if (blk->loop) {
 		event_loop_remove(blk->loop, rate_limiter_timer_fd(&blk->limiter));
 		if (blk->event_fd >= 0)
 			event_loop_remove(blk->loop, blk->event_fd);
 	}
 	rate_limiter_close_timer(&blk->limiter);
-	teardown_async(blk);
+	blk_teardown_async(blk);
 	if (blk->fd >= 0)
 		close(blk->fd);
 	if (blk->direct_fd >= 0)

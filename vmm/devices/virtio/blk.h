@@ -102,12 +102,12 @@ struct blk_metrics *blk_metrics(struct blk_device *blk);
  * interrupts the guest. VMM thread. */
 int blk_event_fd(const struct blk_device *blk);
 void blk_complete_async(struct blk_device *blk);
-/* PATCH /drives: replaces the buckets whose configuration changes (they start full) and
- * retries a request held back. 0 (nothing can fail yet). VMM thread; takes dev->lock. */
 /* PATCH /drives path_on_host on a running VM: drains what is in flight, switches to the
  * new image and raises a configuration change so the guest sees its size. On error
  * (logged) the old image stays. VMM thread. */
 int blk_update_path(struct blk_device *blk, const char *path);
+/* PATCH /drives: replaces the buckets whose configuration changes (they start full) and
+ * retries a request held back. 0 (nothing can fail yet). VMM thread; takes dev->lock. */
 int blk_update_rate_limiter(struct blk_device *blk, const struct rate_limiter_config *config);
 /* What `attach` hooks to the rate limiter's timerfd: takes dev->lock and processes the
  * queue again. VMM thread; tests call it directly. */
