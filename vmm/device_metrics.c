@@ -23,8 +23,6 @@ static void report_blk(void *opaque, struct metrics_section *section)
 	/* not in Firecracker: a hostile or broken driver made the device need a reset */
 	metrics_counter(section, "device_needs_reset_count",
 			atomic_load(&blk_virtio(blk)->needs_reset_events));
-	metrics_counter(section, "interrupt_redeliveries",
-			atomic_load(&blk_virtio(blk)->interrupt_redeliveries));
 }
 
 static void report_net(void *opaque, struct metrics_section *section)
@@ -45,8 +43,6 @@ static void report_net(void *opaque, struct metrics_section *section)
 			atomic_load(&m->tx_rate_limiter_throttled));
 	metrics_counter(section, "device_needs_reset_count",
 			atomic_load(&net_virtio(net)->needs_reset_events));
-	metrics_counter(section, "interrupt_redeliveries",
-			atomic_load(&net_virtio(net)->interrupt_redeliveries));
 }
 
 static int register_section(const char *kind, const char *id, metrics_report_fn report,

@@ -8,89 +8,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
-
-#define IRQ_WATCH_PERIOD_S 1
-
-static void pulse_irqfd(struct virtio_attachment *attachment)
-{
-	struct virtio_device *dev = attachment->dev;
-	uint64_t one = 1;
-
-	if (write(attachment->irq_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("%s '%s': cannot raise its interrupt: %s", dev->ops->name, dev->id,
-			 strerror(errno));
-}
-
-static void arm_irq_watch(struct virtio_irq_watch *watch)
-{
-	struct itimerspec period = {.it_interval = {IRQ_WATCH_PERIOD_S, 0},
-				    .it_value = {IRQ_WATCH_PERIOD_S, 0}};
-
-	/* One syscall per quiet spell, not per interrupt. */
-	if (!atomic_exchange(&watch->armed, true) &&
-	    timerfd_settime(watch->timer_fd, 0, &period, NULL) < 0)
-		log_warn("cannot arm the interrupt watch: %s", strerror(errno));
-}
 
 static void signal_irqfd(struct virtio_device *dev)
 {
 	struct virtio_attachment *attachment = dev->owner;
-
-	pulse_irqfd(attachment);
-	if (attachment->watch)
-		arm_irq_watch(attachment->watch);
-}
-
-static void on_irq_watch(void *opaque, uint32_t events)
-{
-	struct vm *vm = opaque;
-	struct virtio_irq_watch *watch = &vm->irq_watch;
-	struct itimerspec off = {{0, 0}, {0, 0}};
-	bool outstanding = false;
-	uint64_t expirations;
-	(void)events;
-
-	if (read(watch->timer_fd, &expirations, sizeof(expirations)) < 0)
-		return;
-	/* Disarmed first: an interrupt raised from now on arms it again itself. */
-	atomic_store(&watch->armed, false);
-	timerfd_settime(watch->timer_fd, 0, &off, NULL);
-	for (unsigned int i = 0; i < vm->nr_virtio; i++) {
-		struct virtio_attachment *attachment = &vm->virtio[i];
-		struct virtio_device *dev = attachment->dev;
-		bool pending = atomic_load(&dev->interrupt_status) != 0;
-		uint64_t acks = atomic_load(&dev->interrupt_acks);
-
-		if (pending && attachment->pending_seen && acks == attachment->acks_seen &&
-		    virtio_device_live(dev)) {
-			if (!atomic_fetch_add(&dev->interrupt_redeliveries, 1))
-				log_warn("%s '%s': its interrupt stayed unacknowledged for a "
-					 "second: signalling it again (counted from now on)",
-					 dev->ops->name, dev->id);
-			pulse_irqfd(attachment);
-		}
-		attachment->pending_seen = pending;
-		attachment->acks_seen = acks;
-		outstanding |= pending;
-	}
-	if (outstanding)
-		arm_irq_watch(watch);
-}
-
-int virtio_irq_watch_init(struct vm *vm)
-{
-	struct virtio_irq_watch *watch = &vm->irq_watch;
-
-	atomic_init(&watch->armed, false);
-	watch->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (watch->timer_fd < 0) {
-		int err = -errno;
-		log_error("cannot create the interrupt watch's timer: %s", strerror(errno));
-		return err;
-	}
-	return event_loop_add(&vm->loop, watch->timer_fd, EPOLLIN, on_irq_watch, vm);
+	uint64_t one = 1;
+	if (write(attachment->irq_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("%s '%s': cannot raise its interrupt: %s", dev->ops->name, dev->id,
+			 strerror(errno));
 }
 
 /* A QueueNotify write that reached the VMM (KVM takes it through the ioeventfd
@@ -128,7 +54,6 @@ int virtio_attach(struct vm *vm, struct virtio_device *dev)
 	    .irq = VIRTIO_FIRST_IRQ + vm->nr_virtio,
 	    .irq_fd = -1,
 	};
-	attachment->watch = vm->irq_watch.timer_fd >= 0 ? &vm->irq_watch : NULL;
 	dev->owner = attachment;
 	dev->signal = signal_irqfd;
 	dev->kick = kick_eventfd;

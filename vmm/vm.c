@@ -312,11 +312,8 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 		err = kvm_create_vm(&vm->kvm);
 	if (!err)
 		err = vm_add_memory(vm, config->mem_mib, config->track_dirty_pages);
-	vm->irq_watch.timer_fd = -1;
 	if (!err)
 		err = event_loop_init(&vm->loop);
-	if (!err)
-		err = virtio_irq_watch_init(vm);
 	if (!err)
 		err = vm_add_devices(vm);
 	if (err)

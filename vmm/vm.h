@@ -39,7 +39,6 @@ struct vm {
 	struct event_loop loop;
 	unsigned int nr_virtio;
 	struct virtio_attachment virtio[VIRTIO_MAX_DEVICES];
-	struct virtio_irq_watch irq_watch;
 	unsigned int nr_drives;
 	struct blk_device *drives[CONFIG_MAX_DRIVES];
 	char drive_ids[CONFIG_MAX_DRIVES][CONFIG_ID_MAX];

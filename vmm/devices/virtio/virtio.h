@@ -124,8 +124,6 @@ struct virtio_device {
 	void *owner; /* the VMM's attachment (fds, event loop) */
 	const char *id;
 	_Atomic uint64_t needs_reset_events;
-	_Atomic uint64_t interrupt_acks;	 /* InterruptACK writes, for the redelivery watch */
-	_Atomic uint64_t interrupt_redeliveries; /* interrupts signalled again (see attach) */
 };
 
 extern const struct device_ops virtio_mmio_ops;

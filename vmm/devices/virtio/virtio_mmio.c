@@ -238,7 +238,6 @@ static void write_register(struct virtio_device *dev, uint64_t offset, uint32_t 
 		break;
 	case VIRTIO_MMIO_INTERRUPT_ACK:
 		atomic_fetch_and(&dev->interrupt_status, ~value);
-		atomic_fetch_add(&dev->interrupt_acks, 1);
 		break;
 	case VIRTIO_MMIO_STATUS:
 		write_status(dev, value);
