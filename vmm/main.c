@@ -103,10 +103,7 @@ int main(int argc, char *argv[])
 		return EXIT_BAD_INPUT;
 
 	/* Signals are taken by the event loop (signalfd): block them in every thread. */
-	sigemptyset(&signals);
-	sigaddset(&signals, SIGINT);
-	sigaddset(&signals, SIGTERM);
-	sigaddset(&signals, SIGHUP);
+	vm_ending_signals(&signals);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 

@@ -377,6 +377,14 @@ int vm_start(struct vm *vm)
 	return 0;
 }
 
+void vm_ending_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);
+}
+
 void vm_request_exit(struct vm *vm, int code)
 {
 	int expected = -1;
@@ -450,10 +458,7 @@ int vm_run(struct vm *vm)
 {
 	sigset_t signals;
 
-	sigemptyset(&signals);
-	sigaddset(&signals, SIGINT);
-	sigaddset(&signals, SIGTERM);
-	sigaddset(&signals, SIGHUP);
+	vm_ending_signals(&signals);
 	vm->signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm->signal_fd < 0 || event_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm) ||
 	    event_loop_add(&vm->loop, vm->exit_eventfd, EPOLLIN, on_exit_request, vm)) {

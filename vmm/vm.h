@@ -19,6 +19,7 @@
 #include "vcpu.h"
 #include "virtio_attach.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -76,6 +77,9 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 int vm_start(struct vm *vm);
 /* Runs the VMM thread's event loop until the VM ends; returns the exit status. */
 int vm_run(struct vm *vm);
+/* The signals that end wisp (SIGINT, SIGTERM, SIGHUP): blocked in every thread and
+ * taken through a signalfd by whichever loop runs. */
+void vm_ending_signals(sigset_t *set);
 /* Ends the VM with `code` (the first request wins); safe from any thread. */
 void vm_request_exit(struct vm *vm, int code);
 bool vm_exiting(const struct vm *vm);
