@@ -154,57 +154,6 @@ static void handle_get(struct api_state *state, enum api_endpoint endpoint, stru
 	}
 }
 
-/* Runs fc_* on a copy, so that a failed request leaves the configuration as it was. */
-typedef int (*config_update)(const json_t *body, const char *id, struct vmm_config *config,
-			     char *err, size_t err_size);
-
-static int update_boot_source(const json_t *body, const char *id, struct vmm_config *config,
-			      char *err, size_t err_size)
-{
-	(void)id;
-	return fc_boot_source_put(body, config, err, err_size);
-}
-
-static int update_machine_config(const json_t *body, const char *id, struct vmm_config *config,
-				 char *err, size_t err_size)
-{
-	(void)id;
-	return fc_machine_config_put(body, config, err, err_size);
-}
-
-static int patch_machine_config(const json_t *body, const char *id, struct vmm_config *config,
-				char *err, size_t err_size)
-{
-	(void)id;
-	return fc_machine_config_patch(body, config, err, err_size);
-}
-
-static int update_serial(const json_t *body, const char *id, struct vmm_config *config, char *err,
-			 size_t err_size)
-{
-	(void)id;
-	return fc_serial_put(body, config->serial_out_path, sizeof(config->serial_out_path), err,
-			     err_size);
-}
-
-static int apply_preboot(struct api_state *state, config_update update, const json_t *body,
-			 const char *id, char *err, size_t err_size)
-{
-	struct vmm_config *copy = malloc(sizeof(*copy));
-	int ret;
-
-	if (!copy) {
-		snprintf(err, err_size, "out of memory");
-		return -ENOMEM;
-	}
-	*copy = state->config;
-	ret = update(body, id, copy, err, err_size);
-	if (!ret)
-		state->config = *copy;
-	free(copy);
-	return ret;
-}
-
 static int handle_action(struct api_state *state, const json_t *body, char *err, size_t err_size)
 {
 	enum fc_action action;
@@ -259,62 +208,76 @@ static int handle_vm_state(struct api_state *state, const json_t *body, char *er
 	return ret;
 }
 
-static int drive_exists(const struct vmm_config *config, const char *id)
+static struct drive_config *find_drive(struct vmm_config *config, const char *id)
 {
 	for (unsigned int i = 0; i < config->nr_drives; i++)
 		if (!strcmp(config->drives[i].id, id))
-			return 1;
-	return 0;
+			return &config->drives[i];
+	return NULL;
 }
 
-static int net_exists(const struct vmm_config *config, const char *id)
+static struct net_config *find_net(struct vmm_config *config, const char *id)
 {
 	for (unsigned int i = 0; i < config->nr_nets; i++)
 		if (!strcmp(config->nets[i].id, id))
-			return 1;
+			return &config->nets[i];
+	return NULL;
+}
+
+/* The PATCH merged into the configuration's limiters goes to the VM, and into the
+ * configuration once the VM took it. */
+static int handle_patch_drive(struct api_state *state, const json_t *body, const char *id,
+			      char *err, size_t err_size)
+{
+	struct rate_limiter_config limiter;
+	struct fc_drive_patch patch;
+	struct drive_config *drive;
+	int ret = fc_drive_patch(body, id, &patch, err, err_size);
+
+	if (ret)
+		return ret;
+	drive = find_drive(&state->config, patch.id);
+	if (!drive) {
+		snprintf(err, err_size, "drive '%s' does not exist", patch.id);
+		return -ENOENT;
+	}
+	limiter = drive->rate_limiter;
+	fc_rate_limiter_patch_apply(&patch.rate_limiter, &limiter);
+	ret = state->ops->patch_drive(state->opaque, patch.id, patch.has_path ? patch.path : NULL,
+				      &limiter, err, err_size);
+	if (ret)
+		return ret;
+	if (patch.has_path)
+		memcpy(drive->path, patch.path, sizeof(drive->path));
+	drive->rate_limiter = limiter;
 	return 0;
 }
 
-static int handle_patch_device(struct api_state *state, const struct api_route *route,
-			       const json_t *body, char *err, size_t err_size)
+static int handle_patch_net(struct api_state *state, const json_t *body, const char *id, char *err,
+			    size_t err_size)
 {
-	int ret;
-
-	if (route->endpoint == API_DRIVES) {
-		struct fc_drive_patch patch;
-		ret = fc_drive_patch(body, route->id, &patch, err, err_size);
-		if (!ret && !drive_exists(&state->config, patch.id)) {
-			snprintf(err, err_size, "drive '%s' does not exist", patch.id);
-			ret = -ENOENT;
-		}
-		if (!ret)
-			ret = state->ops->patch_drive(state->opaque, &patch, err, err_size);
-		for (unsigned int i = 0; !ret && i < state->config.nr_drives; i++) {
-			struct drive_config *drive = &state->config.drives[i];
-			if (strcmp(drive->id, patch.id))
-				continue;
-			if (patch.has_path)
-				memcpy(drive->path, patch.path, sizeof(drive->path));
-			fc_rate_limiter_patch_apply(&patch.rate_limiter, &drive->rate_limiter);
-		}
-		return ret;
-	}
+	struct rate_limiter_config rx, tx;
 	struct fc_net_patch patch;
-	ret = fc_net_patch(body, route->id, &patch, err, err_size);
-	if (!ret && !net_exists(&state->config, patch.id)) {
+	struct net_config *net;
+	int ret = fc_net_patch(body, id, &patch, err, err_size);
+
+	if (ret)
+		return ret;
+	net = find_net(&state->config, patch.id);
+	if (!net) {
 		snprintf(err, err_size, "network interface '%s' does not exist", patch.id);
-		ret = -ENOENT;
+		return -ENOENT;
 	}
-	if (!ret)
-		ret = state->ops->patch_net(state->opaque, &patch, err, err_size);
-	for (unsigned int i = 0; !ret && i < state->config.nr_nets; i++) {
-		struct net_config *net = &state->config.nets[i];
-		if (strcmp(net->id, patch.id))
-			continue;
-		fc_rate_limiter_patch_apply(&patch.rx, &net->rx_rate_limiter);
-		fc_rate_limiter_patch_apply(&patch.tx, &net->tx_rate_limiter);
-	}
-	return ret;
+	rx = net->rx_rate_limiter;
+	tx = net->tx_rate_limiter;
+	fc_rate_limiter_patch_apply(&patch.rx, &rx);
+	fc_rate_limiter_patch_apply(&patch.tx, &tx);
+	ret = state->ops->patch_net(state->opaque, patch.id, &rx, &tx, err, err_size);
+	if (ret)
+		return ret;
+	net->rx_rate_limiter = rx;
+	net->tx_rate_limiter = tx;
+	return 0;
 }
 
 static int handle_put(struct api_state *state, const struct api_route *route, const json_t *body,
@@ -330,15 +293,16 @@ static int handle_put(struct api_state *state, const struct api_route *route, co
 	}
 	switch (route->endpoint) {
 	case API_BOOT_SOURCE:
-		return apply_preboot(state, update_boot_source, body, NULL, err, err_size);
+		return fc_boot_source_put(body, &state->config, err, err_size);
 	case API_MACHINE_CONFIG:
-		return apply_preboot(state, update_machine_config, body, NULL, err, err_size);
+		return fc_machine_config_put(body, &state->config, err, err_size);
 	case API_DRIVES:
-		return apply_preboot(state, fc_drive_put, body, route->id, err, err_size);
+		return fc_drive_put(body, route->id, &state->config, err, err_size);
 	case API_NETWORK_INTERFACES:
-		return apply_preboot(state, fc_net_put, body, route->id, err, err_size);
+		return fc_net_put(body, route->id, &state->config, err, err_size);
 	case API_SERIAL:
-		return apply_preboot(state, update_serial, body, NULL, err, err_size);
+		return fc_serial_put(body, state->config.serial_out_path,
+				     sizeof(state->config.serial_out_path), err, err_size);
 	case API_LOGGER: {
 		struct logger_config logger = state->config.logger;
 		int ret = fc_logger_put(body, &logger, err, err_size);
@@ -377,7 +341,7 @@ static int handle_patch(struct api_state *state, const struct api_route *route, 
 			snprintf(err, err_size, MSG_AFTER_START);
 			return -EINVAL;
 		}
-		return apply_preboot(state, patch_machine_config, body, NULL, err, err_size);
+		return fc_machine_config_patch(body, &state->config, err, err_size);
 	}
 	if (!started) {
 		snprintf(err, err_size, MSG_BEFORE_START);
@@ -385,7 +349,9 @@ static int handle_patch(struct api_state *state, const struct api_route *route, 
 	}
 	if (route->endpoint == API_VM)
 		return handle_vm_state(state, body, err, err_size);
-	return handle_patch_device(state, route, body, err, err_size);
+	if (route->endpoint == API_DRIVES)
+		return handle_patch_drive(state, body, route->id, err, err_size);
+	return handle_patch_net(state, body, route->id, err, err_size);
 }
 
 static void api_handle_request(struct api_state *state, enum http_method method, const char *path,

@@ -50,10 +50,12 @@ struct api_vmm_ops {
 	int (*resume)(void *opaque, char *err, size_t err_size);
 	int (*send_ctrl_alt_del)(void *opaque, char *err, size_t err_size);
 	int (*flush_metrics)(void *opaque, char *err, size_t err_size);
-	int (*patch_drive)(void *opaque, const struct fc_drive_patch *patch, char *err,
-			   size_t err_size);
-	int (*patch_net)(void *opaque, const struct fc_net_patch *patch, char *err,
-			 size_t err_size);
+	/* PATCH on a running VM: path NULL keeps the drive's image; the limiters are the
+	 * ones to be in force (the PATCH already merged in). */
+	int (*patch_drive)(void *opaque, const char *id, const char *path,
+			   const struct rate_limiter_config *limiter, char *err, size_t err_size);
+	int (*patch_net)(void *opaque, const char *id, const struct rate_limiter_config *rx,
+			 const struct rate_limiter_config *tx, char *err, size_t err_size);
 	int (*set_logger)(void *opaque, const struct logger_config *logger, char *err,
 			  size_t err_size);
 	int (*set_metrics)(void *opaque, const char *path, char *err, size_t err_size);

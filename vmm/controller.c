@@ -198,67 +198,54 @@ static int op_set_logger(void *opaque, const struct logger_config *logger, char 
 			     logger->show_log_origin, err, err_size);
 }
 
-static int op_patch_drive(void *opaque, const struct fc_drive_patch *patch, char *err,
-			  size_t err_size)
+static int op_patch_drive(void *opaque, const char *id, const char *path,
+			  const struct rate_limiter_config *limiter, char *err, size_t err_size)
 {
 	struct controller *ctl = opaque;
 	struct vm *vm = &ctl->vm;
 
 	for (unsigned int i = 0; i < vm->nr_drives; i++) {
-		struct blk_device *blk = vm->drives[i];
-		struct rate_limiter_config limiter;
 		int ret;
 
-		if (strcmp(vm->drive_ids[i], patch->id))
+		if (strcmp(vm->drive_ids[i], id))
 			continue;
-		if (patch->has_path) {
-			ret = blk_update_path(blk, patch->path);
+		if (path) {
+			ret = blk_update_path(vm->drives[i], path);
 			if (ret) {
-				snprintf(err, err_size, "drive '%s': cannot switch to %s: %s",
-					 patch->id, patch->path, strerror(-ret));
+				snprintf(err, err_size, "drive '%s': cannot switch to %s: %s", id,
+					 path, strerror(-ret));
 				return ret;
 			}
 		}
-		limiter = blk_drive_config(blk)->rate_limiter;
-		fc_rate_limiter_patch_apply(&patch->rate_limiter, &limiter);
-		ret = blk_update_rate_limiter(blk, &limiter);
+		ret = blk_update_rate_limiter(vm->drives[i], limiter);
 		if (ret)
 			snprintf(err, err_size, "drive '%s': cannot update its rate limiter: %s",
-				 patch->id, strerror(-ret));
+				 id, strerror(-ret));
 		return ret;
 	}
-	snprintf(err, err_size, "drive '%s' does not exist", patch->id);
+	snprintf(err, err_size, "drive '%s' does not exist", id);
 	return -ENOENT;
 }
 
-static int op_patch_net(void *opaque, const struct fc_net_patch *patch, char *err, size_t err_size)
+static int op_patch_net(void *opaque, const char *id, const struct rate_limiter_config *rx,
+			const struct rate_limiter_config *tx, char *err, size_t err_size)
 {
 	struct controller *ctl = opaque;
 	struct vm *vm = &ctl->vm;
 
 	for (unsigned int i = 0; i < vm->nr_nets; i++) {
-		struct rate_limiter_config rx = {0}, tx = {0};
 		int ret;
 
-		if (strcmp(vm->net_ids[i], patch->id))
+		if (strcmp(vm->net_ids[i], id))
 			continue;
-		/* The limiters in force are the configuration's: api.c updates it after us. */
-		for (unsigned int n = 0; n < ctl->api.config.nr_nets; n++)
-			if (!strcmp(ctl->api.config.nets[n].id, patch->id)) {
-				rx = ctl->api.config.nets[n].rx_rate_limiter;
-				tx = ctl->api.config.nets[n].tx_rate_limiter;
-			}
-		fc_rate_limiter_patch_apply(&patch->rx, &rx);
-		fc_rate_limiter_patch_apply(&patch->tx, &tx);
-		ret = net_update_rate_limiters(vm->nets[i], &rx, &tx);
+		ret = net_update_rate_limiters(vm->nets[i], rx, tx);
 		if (ret)
 			snprintf(err, err_size,
-				 "network interface '%s': cannot update its rate "
-				 "limiters: %s",
-				 patch->id, strerror(-ret));
+				 "network interface '%s': cannot update its rate limiters: %s", id,
+				 strerror(-ret));
 		return ret;
 	}
-	snprintf(err, err_size, "network interface '%s' does not exist", patch->id);
+	snprintf(err, err_size, "network interface '%s' does not exist", id);
 	return -ENOENT;
 }
 
@@ -334,10 +321,7 @@ static int controller_wait_for_start(struct controller *ctl)
 	sigset_t signals;
 	int ret = 0;
 
-	sigemptyset(&signals);
-	sigaddset(&signals, SIGINT);
-	sigaddset(&signals, SIGTERM);
-	sigaddset(&signals, SIGHUP);
+	vm_ending_signals(&signals);
 	signal_state[0] = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (signal_state[0] < 0 || event_loop_init(&loop) ||
 	    event_loop_add(&loop, signal_state[0], EPOLLIN, on_signal_before_start, signal_state) ||

@@ -39,15 +39,21 @@ static int stub(void *opaque, char *err, size_t size)
 	return 0;
 }
 
-static int stub_drive(void *opaque, const struct fc_drive_patch *patch, char *err, size_t size)
+static int stub_drive(void *opaque, const char *id, const char *path,
+		      const struct rate_limiter_config *limiter, char *err, size_t size)
 {
-	(void)patch;
+	(void)id;
+	(void)path;
+	(void)limiter;
 	return stub(opaque, err, size);
 }
 
-static int stub_net(void *opaque, const struct fc_net_patch *patch, char *err, size_t size)
+static int stub_net(void *opaque, const char *id, const struct rate_limiter_config *rx,
+		    const struct rate_limiter_config *tx, char *err, size_t size)
 {
-	(void)patch;
+	(void)id;
+	(void)rx;
+	(void)tx;
 	return stub(opaque, err, size);
 }
 
