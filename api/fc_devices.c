@@ -33,8 +33,11 @@ static bool is_valid_id(const char *id)
 	return true;
 }
 
+/* NULL (no id from a URL, as in the config file) passes. */
 static int check_path_id(const char *path_id, char *err, size_t err_size)
 {
+	if (!path_id)
+		return 0;
 	if (!*path_id)
 		return fields_error(err, err_size, "", "id in the path", "The ID cannot be empty.");
 	if (!is_valid_id(path_id))
@@ -184,11 +187,9 @@ int fc_drive_put_at(const json_t *body, const char *path_id, struct vmm_config *
 	struct drive_config drive;
 	int index, ret;
 
-	if (path_id) {
-		ret = check_path_id(path_id, err, err_size);
-		if (ret)
-			return ret;
-	}
+	ret = check_path_id(path_id, err, err_size);
+	if (ret)
+		return ret;
 	ret = read_drive(body, path_id, &drive, path, err, err_size);
 	if (ret)
 		return ret;
@@ -223,11 +224,9 @@ int fc_drive_patch(const json_t *body, const char *path_id, struct fc_drive_patc
 	int ret;
 
 	memset(&result, 0, sizeof(result));
-	if (path_id) {
-		ret = check_path_id(path_id, err, err_size);
-		if (ret)
-			return ret;
-	}
+	ret = check_path_id(path_id, err, err_size);
+	if (ret)
+		return ret;
 	ret = fields_check_body(body, &fc_drive_patch_body, "", err, err_size);
 	if (ret)
 		return ret;
@@ -356,11 +355,9 @@ int fc_net_put_at(const json_t *body, const char *path_id, struct vmm_config *co
 	struct net_config net;
 	int index, ret;
 
-	if (path_id) {
-		ret = check_path_id(path_id, err, err_size);
-		if (ret)
-			return ret;
-	}
+	ret = check_path_id(path_id, err, err_size);
+	if (ret)
+		return ret;
 	ret = read_net(body, path_id, &net, path, err, err_size);
 	if (ret)
 		return ret;
@@ -393,11 +390,9 @@ int fc_net_patch(const json_t *body, const char *path_id, struct fc_net_patch *p
 	int ret;
 
 	memset(&result, 0, sizeof(result));
-	if (path_id) {
-		ret = check_path_id(path_id, err, err_size);
-		if (ret)
-			return ret;
-	}
+	ret = check_path_id(path_id, err, err_size);
+	if (ret)
+		return ret;
 	ret = fields_check_body(body, &fc_net_patch_body, "", err, err_size);
 	if (ret)
 		return ret;
