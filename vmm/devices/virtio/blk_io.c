@@ -179,14 +179,14 @@ int blk_drain(struct blk_device *blk)
 	return ret;
 }
 
-static int image_size(struct blk_device *blk, uint64_t *size)
+/* The size in bytes of the image open as fd (a regular file or a block device). */
+static int image_size(const struct blk_device *blk, int fd, const char *path, uint64_t *size)
 {
 	struct stat st;
 
-	if (fstat(blk->fd, &st) < 0) {
+	if (fstat(fd, &st) < 0) {
 		int err = -errno;
-		log_error("drive '%s': cannot stat %s: %s", blk->config.id, blk->config.path,
-			  strerror(errno));
+		log_error("drive '%s': cannot stat %s: %s", blk->config.id, path, strerror(errno));
 		return err;
 	}
 	if (S_ISREG(st.st_mode)) {
@@ -194,15 +194,14 @@ static int image_size(struct blk_device *blk, uint64_t *size)
 		return 0;
 	}
 	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(blk->fd, BLKGETSIZE64, size) == 0)
+		if (ioctl(fd, BLKGETSIZE64, size) == 0)
 			return 0;
 		int err = -errno;
 		log_error("drive '%s': cannot get the size of block device %s: %s", blk->config.id,
-			  blk->config.path, strerror(errno));
+			  path, strerror(errno));
 		return err;
 	}
-	log_error("drive '%s': %s is not a regular file or a block device", blk->config.id,
-		  blk->config.path);
+	log_error("drive '%s': %s is not a regular file or a block device", blk->config.id, path);
 	return -EINVAL;
 }
 
@@ -212,7 +211,7 @@ int blk_open_image(struct blk_device *blk, const char *path, int *fd_out, int *d
 		   uint64_t *capacity)
 {
 	int flags = (blk->config.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-	int saved_fd = blk->fd, fd, direct_fd = -1, err;
+	int fd, direct_fd = -1, err;
 	uint64_t size;
 
 	fd = open(path, flags);
@@ -228,9 +227,7 @@ int blk_open_image(struct blk_device *blk, const char *path, int *fd_out, int *d
 				 "is ignored, I/O goes through the page cache",
 				 blk->config.id, path, strerror(errno));
 	}
-	blk->fd = fd; /* image_size looks at blk->fd */
-	err = image_size(blk, &size);
-	blk->fd = saved_fd;
+	err = image_size(blk, fd, path, &size);
 	if (err) {
 		close(fd);
 		if (direct_fd >= 0)
