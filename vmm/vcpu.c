@@ -154,20 +154,30 @@ static void vcpu_handle_mmio(struct vcpu *vcpu)
 			  (unsigned long long)run->mmio.phys_addr);
 }
 
-/* Where the guest was when something went wrong: what a bug report needs first. */
-static void vcpu_log_registers(struct vcpu *vcpu)
+/* Where the guest was when something went wrong: what a bug report needs first. The
+ * pending exception says what the guest was trying to deliver (a triple fault's last). */
+static void vcpu_log_registers(struct vcpu *vcpu, enum log_level level)
 {
-	struct kvm_regs regs;
+	struct kvm_vcpu_events events;
 	struct kvm_sregs sregs;
+	struct kvm_regs regs;
 
-	if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
+	if (level > log_get_level() || ioctl(vcpu->fd, KVM_GET_REGS, &regs) < 0 ||
+	    ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
 		return;
-	log_error("vCPU %u: rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx cr3 0x%llx cr4 0x%llx "
-		  "efer 0x%llx cs 0x%x",
+	if (ioctl(vcpu->fd, KVM_GET_VCPU_EVENTS, &events) < 0)
+		memset(&events, 0, sizeof(events));
+	log_write(level, __FILE__, __LINE__,
+		  "vCPU %u: rip 0x%llx rsp 0x%llx rflags 0x%llx cr0 0x%llx cr2 0x%llx cr3 0x%llx "
+		  "cr4 0x%llx efer 0x%llx cs 0x%x idt 0x%llx; exception %s vector %u error code "
+		  "0x%x",
 		  vcpu->index, (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
 		  (unsigned long long)regs.rflags, (unsigned long long)sregs.cr0,
-		  (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4,
-		  (unsigned long long)sregs.efer, sregs.cs.selector);
+		  (unsigned long long)sregs.cr2, (unsigned long long)sregs.cr3,
+		  (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer, sregs.cs.selector,
+		  (unsigned long long)sregs.idt.base,
+		  events.exception.injected || events.exception.pending ? "pending" : "none",
+		  events.exception.nr, events.exception.error_code);
 }
 
 /* Returns true while the vCPU should keep running. */
@@ -191,6 +201,7 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_SHUTDOWN:
 		log_info("vCPU %u: guest shut down (triple fault or reset): ending the VM",
 			 vcpu->index);
+		vcpu_log_registers(vcpu, LOG_LEVEL_INFO);
 		vm_request_exit(vcpu->vm, 0);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
@@ -207,7 +218,7 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 		log_error("vCPU %u: KVM could not enter the guest (hardware reason 0x%llx)",
 			  vcpu->index,
 			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
-		vcpu_log_registers(vcpu);
+		vcpu_log_registers(vcpu, LOG_LEVEL_ERROR);
 		break;
 	case KVM_EXIT_INTERNAL_ERROR:
 		log_error("vCPU %u: KVM internal error, suberror %u (1: instruction emulation "
@@ -217,7 +228,7 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 			  (unsigned long long)run->internal.data[1],
 			  (unsigned long long)run->internal.data[2],
 			  (unsigned long long)run->internal.data[3]);
-		vcpu_log_registers(vcpu);
+		vcpu_log_registers(vcpu, LOG_LEVEL_ERROR);
 		break;
 	default:
 		log_error("vCPU %u: unexpected KVM exit reason %u", vcpu->index, run->exit_reason);
