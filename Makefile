@@ -122,7 +122,7 @@ bench-boot: deps all guest
 
 bench-io: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_io.py \
-		--json $(abspath $(BUILD)/bench-io.json)
+		--runs $${RUNS:-5} $(BENCH_IO_ARGS) --json $(abspath $(BUILD)/bench-io.json)
 
 FORMAT_FILES = $(shell find vmm api tests guest/init -name '*.[ch]')
 format:

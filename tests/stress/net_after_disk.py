@@ -3,11 +3,16 @@
 (through the API) with a data drive and a TAP in a network namespace; the guest does some
 O_DIRECT disk I/O, then sends 16 MiB over TCP to the host. A boot that does not finish
 within 150 s is a stall: the script prints the device's metrics, the virtqueue state and
-the threads' stacks (gdb), then goes on. Under nested KVM it stalls about once in 6 to
+the threads' stacks (gdb), the interrupt controllers and the guest's stack, then goes on
+(WISP_STRESS_TIMEOUT=S changes the 150 s, to try the dump). Under nested KVM it stalls about once in 6 to
 10 boots. Not part of make test.
 
     WISP_BIN=... WISP_KERNEL_DIR=... (as make test sets them) \
-        ci/with-kvm.sh python3 tests/stress/net_after_disk.py [BOOTS]
+        ci/with-kvm.sh python3 tests/stress/net_after_disk.py [BOOTS] [wisp|qemu|both]
+
+With `qemu` the same guest runs under QEMU microvm (the peer) instead, `both` alternates
+the two in the same machine; a stall under QEMU dumps its view of the vCPU and local APIC
+through its monitor.
 """
 import json, os, socket, subprocess, sys, threading, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -17,6 +22,8 @@ env = Env.from_environment()
 NS = "wisp-stress"
 HOST, GUEST = "172.30.79.1", "172.30.79.2"
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+MODE = sys.argv[2] if len(sys.argv) > 2 else "wisp"  # wisp, qemu, or both (alternating)
+assert MODE in ("wisp", "qemu", "both"), MODE
 subprocess.run(["ip", "netns", "del", NS], stderr=subprocess.DEVNULL)
 subprocess.run(["ip", "netns", "add", NS], check=True)
 def ns(*a): subprocess.run(["ip", "netns", "exec", NS, *a], check=True)
@@ -46,11 +53,132 @@ cmd = ("dd if=/dev/zero of=/dev/vda bs=4096 count=2048 oflag=direct 2>/dev/null;
        "dd if=/dev/vda of=/dev/null bs=4096 count=2048 iflag=direct 2>/dev/null; echo disk-done; "
        f"ip addr add {GUEST}/24 dev eth0; ip link set eth0 up; "
        f"dd if=/dev/zero bs=1048576 count=16 2>/dev/null | nc {HOST} 7001; echo done-net")
+# WISP_STRESS_TRY_DUMP=1: the guest sleeps first and the boot counts as stalled after 10 s,
+# to try the dump on a live guest.
+TIMEOUT = 150
+if os.environ.get("WISP_STRESS_TRY_DUMP"):
+    cmd, TIMEOUT = "sleep 600; " + cmd, 10
 metrics = "/tmp/wisp-run/stress-metrics.json"
+
+
+def symbols():
+    table = []
+    out = subprocess.run(["nm", "-n", env.vmlinux], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTwW":
+            table.append((int(parts[0], 16), parts[2]))
+    return table
+
+
+def symbolize(table, addr):
+    import bisect
+    i = bisect.bisect_right(table, (addr, "~")) - 1
+    return f"{table[i][1]}+0x{addr - table[i][0]:x}" if i >= 0 else "?"
+
+
+def guest_walk(pid, text):
+    """Reads the stalled guest's memory through /proc/PID/mem: the stack under rsp (kernel
+    text addresses symbolized) and the IDT's page-fault gate."""
+    import re, struct
+    host, size = map(int, re.search(r"MEM (\d+) (\d+)", text).groups())
+    rip, rsp, rbp = map(int, re.search(r"REGS (\d+) (\d+) (\d+)", text).groups())
+    cr2, cr3, idt = map(int, re.search(r"SREGS (\d+) (\d+) (\d+)", text).groups())
+    mem = open(f"/proc/{pid}/mem", "rb")
+    def phys(gpa, n):
+        assert gpa + n <= size, hex(gpa)
+        mem.seek(host + gpa)
+        return mem.read(n)
+    def q(gpa):
+        return struct.unpack("<Q", phys(gpa, 8))[0]
+    def virt(va):
+        table = cr3 & ~0xfff
+        for level, shift in ((4, 39), (3, 30), (2, 21), (1, 12)):
+            entry = q(table + ((va >> shift) & 511) * 8)
+            if not entry & 1:
+                return None
+            if level in (3, 2) and entry & 0x80:
+                return (entry & ((1 << 52) - 1) & ~((1 << shift) - 1)) + (va & ((1 << shift) - 1))
+            table = entry & 0x000ffffffffff000
+        return table + (va & 0xfff)
+    table = symbols()
+    print(f"rip 0x{rip:x} ({symbolize(table, rip)}) rsp 0x{rsp:x} rbp 0x{rbp:x} cr2 0x{cr2:x} "
+          f"cr3 0x{cr3:x} idt 0x{idt:x}; rip maps to {virt(rip)}", flush=True)
+    gate = virt(idt + 14 * 16)
+    if gate is not None:
+        lo, hi = struct.unpack("<QQ", phys(gate, 16))
+        handler = (lo & 0xffff) | ((lo >> 32) & 0xffff0000) | ((hi & 0xffffffff) << 32)
+        print(f"#PF gate -> 0x{handler:x} ({symbolize(table, handler)})", flush=True)
+    for k in range(64):
+        pa = virt(rsp + 8 * k)
+        if pa is None:
+            print(f"stack 0x{rsp + 8 * k:x} not mapped", flush=True)
+            break
+        word = q(pa)
+        if 0xffffffff81000000 <= word < 0xffffffff83000000:
+            print(f"  [rsp+0x{8 * k:x}] 0x{word:x} {symbolize(table, word)}", flush=True)
+
+
+def qemu_boot(i):
+    monitor = "/tmp/wisp-run/stress-monitor.sock"
+    if os.path.exists(monitor):
+        os.unlink(monitor)
+    cmdline = guest_cmdline(cmd).replace("reboot=k", "reboot=t")
+    proc = subprocess.Popen(["ip", "netns", "exec", NS, "qemu-system-x86_64", "-M", "microvm,acpi=off",
+                             "-accel", "kvm", "-cpu", "host", "-m", "512", "-smp", "1", "-nodefaults",
+                             "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
+                             "-display", "none", "-monitor", f"unix:{monitor},server,nowait",
+                             "-kernel", env.vmlinux, "-initrd", env.initrd_busybox, "-append", cmdline,
+                             "-drive", f"id=data,file={data},format=raw,if=none,cache=writeback,aio=io_uring",
+                             "-device", "virtio-blk-device,drive=data",
+                             "-netdev", "tap,id=n0,ifname=st0,script=no,downscript=no,vhost=off",
+                             "-device", "virtio-net-device,netdev=n0"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = bytearray()
+    def read():
+        for chunk in iter(lambda: proc.stdout.read1(4096), b""):
+            out.extend(chunk)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 150
+    while b"done-net" not in out and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if b"done-net" in out:
+        proc.wait(timeout=60)
+        print(f"boot {i} ok", flush=True)
+        return
+    print(f"STALL at boot {i} (rc {proc.poll()}): {bytes(out[-800:]).decode(errors='replace')}", flush=True)
+    if proc.poll() is None:
+        with socket.socket(socket.AF_UNIX) as mon:
+            mon.connect(monitor)
+            for command in ("stop", "info registers", "info lapic", "info pic", "x/4i $pc"):
+                mon.sendall(command.encode() + b"\n")
+                time.sleep(1)
+            mon.settimeout(2)
+            text = b""
+            try:
+                while True:
+                    chunk = mon.recv(65536)
+                    if not chunk:
+                        break
+                    text += chunk
+            except socket.timeout:
+                pass
+            print(text.decode(errors="replace")[-8000:], flush=True)
+        proc.kill()
+    proc.wait()
+
+
 for i in range(1, N + 1):
+    print(time.strftime("%H:%M:%S"), end=" ", flush=True)
+    if MODE == "qemu" or (MODE == "both" and i % 2 == 0):
+        print("qemu:", end=" ", flush=True)
+        qemu_boot(i)
+        continue
+    print("wisp:", end=" ", flush=True)
     if os.path.exists(metrics):
         os.unlink(metrics)
-    with ApiVm(env, prefix=("ip", "netns", "exec", NS), name="stress") as vm:
+    with ApiVm(env, args=("--log-level", "info"), prefix=("ip", "netns", "exec", NS), name="stress") as vm:
         vm.ok("PUT", "/metrics", {"metrics_path": metrics})
         vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux, "initrd_path": env.initrd_busybox,
                                       "boot_args": guest_cmdline(cmd)})
@@ -59,11 +187,18 @@ for i in range(1, N + 1):
         vm.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 512})
         vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
         try:
-            vm.wait_for("done-net", timeout=150)
+            vm.wait_for("done-net", timeout=TIMEOUT)
             vm.wait(timeout=60)
             red = [l for l in vm.stderr.splitlines() if "unacknowledged" in l]
             print(f"boot {i} ok {red}", flush=True)
         except AssertionError as e:
+            # What the host (L1) kernel said about it, if anything.
+            print("dmesg:", subprocess.run(["dmesg"], capture_output=True, text=True).stdout[-3000:],
+                  flush=True)
+            if vm.proc.poll() is not None:
+                print(f"ENDED at boot {i} (status {vm.proc.returncode}): {vm.stderr[-1500:]}",
+                      flush=True)
+                continue
             print(f"STALL at boot {i}: {vm.stderr[-500:]}", flush=True)
             vm.ok("PUT", "/actions", {"action_type": "FlushMetrics"})
             lines = [json.loads(l) for l in open(metrics)]
@@ -85,5 +220,37 @@ for i in range(1, N + 1):
                                 "-ex", "thread apply all bt 6"], capture_output=True, text=True)
             print(g.stdout[-15000:], g.stderr[-2000:], flush=True)
             ns("ip", "-s", "link", "show", "st0")
+            # The interrupt path, with the vCPUs out of KVM_RUN: IOAPIC redirection entries
+            # (mask bit 16, remote IRR bit 14), each LAPIC's ISR (0x100..) and IRR (0x200..),
+            # the registers (rip, rflags.IF) and pending events.
+            # Does the vCPU still leave KVM_RUN? Its exit counters 2 s apart.
+            for _ in range(2):
+                g = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex",
+                                    "p 'main'::ctl.vm.vcpus[0].exits"], capture_output=True, text=True)
+                print("vcpu exits:", [l for l in g.stdout.splitlines() if l.startswith("$")], flush=True)
+                time.sleep(2)
+            vm.ok("PATCH", "/vm", {"state": "Paused"})
+            gdb = ["gdb", "-p", str(pid), "-batch", "-ex", "set $b = (unsigned char *)malloc(4096)",
+                   "-ex", "p 'main'::ctl.vm.virtio", "-ex", "set *(unsigned int *)$b = 2",
+                   "-ex", "p (int)ioctl('main'::ctl.vm.kvm.vm_fd, 0xC208AE62, $b)",
+                   "-ex", "x/wx $b+24", "-ex", "x/24gx $b+32"]
+            for v in range(1):
+                fd = f"'main'::ctl.vm.vcpus[{v}].fd"
+                gdb += ["-ex", f"p (int)ioctl({fd}, 0x8400AE8E, $b)", "-ex", "x/64wx $b+0x100",
+                        "-ex", "x/32wx $b+0x200", "-ex", f"p (int)ioctl({fd}, 0x8090AE81, $b)",
+                        "-ex", "x/18gx $b", "-ex", f"p (int)ioctl({fd}, 0x8040AE9F, $b)",
+                        "-ex", "x/16wx $b", "-ex", f"p (int)ioctl({fd}, 0x8138AE83, $b)",
+                        "-ex", "x/10gx $b+0xc0"]
+            gdb += ["-ex", "printf \"MEM %lu %lu\\n\", 'main'::ctl.vm.mem.regions[0].host, 'main'::ctl.vm.mem.regions[0].size",
+                    "-ex", "p (int)ioctl('main'::ctl.vm.vcpus[0].fd, 0x8090AE81, $b)",
+                    "-ex", "printf \"REGS %lu %lu %lu\\n\", *(unsigned long *)($b+128), *(unsigned long *)($b+48), *(unsigned long *)($b+56)",
+                    "-ex", "p (int)ioctl('main'::ctl.vm.vcpus[0].fd, 0x8138AE83, $b)",
+                    "-ex", "printf \"SREGS %lu %lu %lu\\n\", *(unsigned long *)($b+0xe8), *(unsigned long *)($b+0xf0), *(unsigned long *)($b+0xd0)"]
+            g = subprocess.run(gdb, capture_output=True, text=True)
+            print(g.stdout[-15000:], g.stderr[-2000:], flush=True)
+            try:
+                guest_walk(pid, g.stdout)
+            except Exception as e:  # a diagnostic: never stop the loop
+                print("guest walk failed:", repr(e), flush=True)
 subprocess.run(["ip", "netns", "del", NS])
 server.kill()
