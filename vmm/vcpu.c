@@ -201,6 +201,8 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 	case KVM_EXIT_SHUTDOWN:
 		log_info("vCPU %u: guest shut down (triple fault or reset): ending the VM",
 			 vcpu->index);
+		/* Intel keeps the state of the fault; on AMD KVM has already reset the vCPU
+		 * (rip 0xfff0, cs 0xf000), which at least tells a triple fault from a reset. */
 		vcpu_log_registers(vcpu, LOG_LEVEL_INFO);
 		vm_request_exit(vcpu->vm, 0);
 		return false;

@@ -49,10 +49,11 @@ threading.Thread(target=pump, daemon=True).start()
 data = "/dev/shm/stress-data.img"
 with open(data, "wb") as f:
     f.write(bytes(16 * 1024 * 1024))
-cmd = ("dd if=/dev/zero of=/dev/vda bs=4096 count=2048 oflag=direct 2>/dev/null; "
-       "dd if=/dev/vda of=/dev/null bs=4096 count=2048 iflag=direct 2>/dev/null; echo disk-done; "
-       f"ip addr add {GUEST}/24 dev eth0; ip link set eth0 up; "
-       f"dd if=/dev/zero bs=1048576 count=16 2>/dev/null | nc {HOST} 7001; echo done-net")
+# Each step only if the one before worked: a guest without its devices must not look fine.
+cmd = ("dd if=/dev/zero of=/dev/vda bs=4096 count=2048 oflag=direct 2>/dev/null && "
+       "dd if=/dev/vda of=/dev/null bs=4096 count=2048 iflag=direct 2>/dev/null && echo disk-done && "
+       f"ip addr add {GUEST}/24 dev eth0 && ip link set eth0 up && "
+       f"dd if=/dev/zero bs=1048576 count=16 2>/dev/null | nc {HOST} 7001 && echo done-net")
 # WISP_STRESS_TRY_DUMP=1: the guest sleeps first and the boot counts as stalled after 10 s,
 # to try the dump on a live guest.
 TIMEOUT = 150
@@ -119,20 +120,48 @@ def guest_walk(pid, text):
             print(f"  [rsp+0x{8 * k:x}] 0x{word:x} {symbolize(table, word)}", flush=True)
 
 
+def qemu_devices():
+    return ["-drive", f"id=data,file={data},format=raw,if=none,cache=writeback,aio=io_uring",
+            "-device", "virtio-blk-device,drive=data",
+            "-netdev", "tap,id=n0,ifname=st0,script=no,downscript=no,vhost=off",
+            "-device", "virtio-net-device,netdev=n0"]
+
+
+QEMU_BASE = ["ip", "netns", "exec", NS, "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host",
+             "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-nographic",
+             "-no-reboot", "-serial", "stdio", "-display", "none"]
+
+
+def qemu_mmio_params():
+    """microvm appends its virtio_mmio.device= parameters after ` -- `, where the kernel
+    hands them to init: they are read from a probe boot's kernel command line and given
+    before ` -- ` instead, with auto-kernel-cmdline=off (as tests/bench/bench_io.py does)."""
+    proc = subprocess.Popen(QEMU_BASE + ["-M", "microvm,acpi=off", "-kernel", env.vmlinux,
+                                         "-append", "console=ttyS0 reboot=t panic=-1"] + qemu_devices(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = b""
+    while b"Kernel command line:" not in out or not out.split(b"Kernel command line:")[1].count(b"\n"):
+        chunk = proc.stdout.read1(4096)
+        if not chunk:
+            break
+        out += chunk
+    proc.kill()
+    proc.wait()
+    line = out.split(b"Kernel command line:")[1].split(b"\n")[0].decode()
+    params = [p for p in line.split() if p.startswith("virtio_mmio.device=")]
+    assert len(params) == 2, line
+    return " ".join(params)
+
+
 def qemu_boot(i):
     monitor = "/tmp/wisp-run/stress-monitor.sock"
     if os.path.exists(monitor):
         os.unlink(monitor)
-    cmdline = guest_cmdline(cmd).replace("reboot=k", "reboot=t")
-    proc = subprocess.Popen(["ip", "netns", "exec", NS, "qemu-system-x86_64", "-M", "microvm,acpi=off",
-                             "-accel", "kvm", "-cpu", "host", "-m", "512", "-smp", "1", "-nodefaults",
-                             "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
-                             "-display", "none", "-monitor", f"unix:{monitor},server,nowait",
-                             "-kernel", env.vmlinux, "-initrd", env.initrd_busybox, "-append", cmdline,
-                             "-drive", f"id=data,file={data},format=raw,if=none,cache=writeback,aio=io_uring",
-                             "-device", "virtio-blk-device,drive=data",
-                             "-netdev", "tap,id=n0,ifname=st0,script=no,downscript=no,vhost=off",
-                             "-device", "virtio-net-device,netdev=n0"],
+    cmdline = guest_cmdline(cmd, extra=MMIO).replace("reboot=k", "reboot=t")
+    proc = subprocess.Popen(QEMU_BASE + ["-M", "microvm,acpi=off,auto-kernel-cmdline=off",
+                                         "-monitor", f"unix:{monitor},server,nowait",
+                                         "-kernel", env.vmlinux, "-initrd", env.initrd_busybox,
+                                         "-append", cmdline] + qemu_devices(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = bytearray()
     def read():
@@ -169,6 +198,8 @@ def qemu_boot(i):
     proc.wait()
 
 
+MMIO = qemu_mmio_params() if MODE != "wisp" else ""
+print("QEMU's devices:", MMIO, flush=True)
 for i in range(1, N + 1):
     print(time.strftime("%H:%M:%S"), end=" ", flush=True)
     if MODE == "qemu" or (MODE == "both" and i % 2 == 0):
