@@ -30,17 +30,24 @@ def ns(*a): subprocess.run(["ip", "netns", "exec", NS, *a], check=True)
 ns("ip", "link", "set", "lo", "up"); ns("ip", "tuntap", "add", "dev", "st0", "mode", "tap")
 ns("ip", "addr", "add", f"{HOST}/24", "dev", "st0"); ns("ip", "link", "set", "st0", "up")
 server = subprocess.Popen(["ip", "netns", "exec", NS, "python3", "-c", r"""
-import socket, sys, time
+import socket, sys, threading, time
+# A thread per connection, with a timeout: the connection of a guest that died mid-way
+# never ends, and must not hold up the next boot's.
+def serve(c):
+    n = 0; t = time.monotonic(); c.settimeout(120)
+    try:
+        while True:
+            b = c.recv(1 << 20)
+            if not b: break
+            n += len(b)
+    except OSError as e:
+        print(f"connection dropped after {n} bytes: {e}", flush=True)
+    print(f"got {n} in {time.monotonic()-t:.2f}s", flush=True); c.close()
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], 7001)); s.listen(4)
 print("ready", flush=True)
 while True:
-    c, _ = s.accept(); n = 0; t = time.monotonic()
-    while True:
-        b = c.recv(1 << 20)
-        if not b: break
-        n += len(b)
-    print(f"got {n} in {time.monotonic()-t:.2f}s", flush=True); c.close()
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
 """, HOST], stdout=subprocess.PIPE, text=True)
 assert server.stdout.readline().strip() == "ready"
 def pump():
@@ -120,6 +127,13 @@ def guest_walk(pid, text):
             print(f"  [rsp+0x{8 * k:x}] 0x{word:x} {symbolize(table, word)}", flush=True)
 
 
+def host_side():
+    """The TAP's counters and the host end of the TCP connection (window, retransmits)."""
+    for argv in (["ip", "-s", "link", "show", "st0"], ["ss", "-tnie"]):
+        done = subprocess.run(["ip", "netns", "exec", NS, *argv], capture_output=True, text=True)
+        print(done.stdout, done.stderr, flush=True)
+
+
 def qemu_devices():
     return ["-drive", f"id=data,file={data},format=raw,if=none,cache=writeback,aio=io_uring",
             "-device", "virtio-blk-device,drive=data",
@@ -177,6 +191,7 @@ def qemu_boot(i):
         print(f"boot {i} ok", flush=True)
         return
     print(f"STALL at boot {i} (rc {proc.poll()}): {bytes(out[-800:]).decode(errors='replace')}", flush=True)
+    host_side()
     if proc.poll() is None:
         with socket.socket(socket.AF_UNIX) as mon:
             mon.connect(monitor)
@@ -250,7 +265,7 @@ for i in range(1, N + 1):
                                 "-ex", "p 'main'::ctl.vm.nets[0]->vdev.interrupt_status",
                                 "-ex", "thread apply all bt 6"], capture_output=True, text=True)
             print(g.stdout[-15000:], g.stderr[-2000:], flush=True)
-            ns("ip", "-s", "link", "show", "st0")
+            host_side()
             # The interrupt path, with the vCPUs out of KVM_RUN: IOAPIC redirection entries
             # (mask bit 16, remote IRR bit 14), each LAPIC's ISR (0x100..) and IRR (0x200..),
             # the registers (rip, rflags.IF) and pending events.
