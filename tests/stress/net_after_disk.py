@@ -242,8 +242,8 @@ for i in range(1, N + 1):
             print("dmesg:", subprocess.run(["dmesg"], capture_output=True, text=True).stdout[-3000:],
                   flush=True)
             if vm.proc.poll() is not None:
-                print(f"ENDED at boot {i} (status {vm.proc.returncode}): {vm.stderr[-1500:]}",
-                      flush=True)
+                print(f"ENDED at boot {i} (status {vm.proc.returncode}): {vm.stderr[-1500:]}"
+                      f"console: {vm.console[-300:]}", flush=True)
                 continue
             print(f"STALL at boot {i}: {vm.stderr[-500:]}", flush=True)
             vm.ok("PUT", "/actions", {"action_type": "FlushMetrics"})
