@@ -61,9 +61,16 @@ cmd = ("dd if=/dev/zero of=/dev/vda bs=4096 count=2048 oflag=direct 2>/dev/null 
        "dd if=/dev/vda of=/dev/null bs=4096 count=2048 iflag=direct 2>/dev/null && echo disk-done && "
        f"ip addr add {GUEST}/24 dev eth0 && ip link set eth0 up && "
        f"dd if=/dev/zero bs=1048576 count=16 2>/dev/null | nc {HOST} 7001 && echo done-net")
+# WISP_STRESS_WORKLOAD=disk: no network at all, the disk phase ten times instead (does the
+# guest fail without virtio-net?).
+if os.environ.get("WISP_STRESS_WORKLOAD") == "disk":
+    cmd = ("for i in 1 2 3 4 5 6 7 8 9 10; do "
+           "dd if=/dev/zero of=/dev/vda bs=4096 count=2048 oflag=direct 2>/dev/null && "
+           "dd if=/dev/vda of=/dev/null bs=4096 count=2048 iflag=direct 2>/dev/null || exit 1; "
+           "done && echo disk-done && echo done-net")
 # WISP_STRESS_TRY_DUMP=1: the guest sleeps first and the boot counts as stalled after 10 s,
 # to try the dump on a live guest.
-TIMEOUT = 150
+TIMEOUT = 600 if os.environ.get("WISP_STRESS_WORKLOAD") == "disk" else 150
 if os.environ.get("WISP_STRESS_TRY_DUMP"):
     cmd, TIMEOUT = "sleep 600; " + cmd, 10
 metrics = "/tmp/wisp-run/stress-metrics.json"
