@@ -96,13 +96,9 @@ def _netns(*args):
     subprocess.run(["ip", "netns", "exec", NETNS] + list(args), check=True)
 
 
-def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
-    # The host sends 100 MiB of random data, the guest checksums what it received and
-    # sends it back; both ends' checksums must match the original. md5 rather than
-    # sha256 keeps the guest's CPU time reasonable under nested emulation.
-    size = 100 * 1024 * 1024
-    payload = os.urandom(1024 * 1024) * 100
-    expected = hashlib.md5(payload).hexdigest()
+def _tcp_round_trip(env, payload):
+    """One boot: the host sends `payload` to the guest, which checksums it and sends it
+    back. Returns (wisp's Result, the md5 of what the host got back, the server's stderr)."""
     subprocess.run(["ip", "netns", "add", NETNS], check=True)
     server = None
     try:
@@ -111,7 +107,8 @@ def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
         _netns("ip", "addr", "add", f"{HOST_IP}/24", "dev", "wisptap0")
         _netns("ip", "link", "set", "wisptap0", "up")
         server = subprocess.Popen(
-            ["ip", "netns", "exec", NETNS, "python3", "-c", SERVER, HOST_IP, str(size)],
+            ["ip", "netns", "exec", NETNS, "python3", "-c", SERVER, HOST_IP,
+             str(len(payload))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         server.stdin.write(payload)
         server.stdin.close()
@@ -121,19 +118,55 @@ def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
                    f"nc {HOST_IP} 7001 > /tmp/in.bin; md5sum /tmp/in.bin; "
                    f"nc {HOST_IP} 7002 < /tmp/in.bin; echo sent")
         result = env.run_in_netns(NETNS, command, ["--net", "id=eth0,tap=wisptap0"],
-                                  mem_mib=384, timeout=900)
-        host_sum = server.stdout.read().decode().strip()
-        server_err = server.stderr.read().decode()[-500:]
-        server.wait(timeout=60)
-        check(f"{expected}  /tmp/in.bin" in result.console,
-              "the guest's checksum of what the host sent does not match", result)
-        check(host_sum == expected,
-              f"what the guest sent back ({host_sum!r}) does not match what the host sent; "
-              f"server stderr: {server_err}", result)
+                                  mem_mib=384, timeout=300)
+        # The guest's nc can return before the host has read the last bytes, but not
+        # long before; a guest that died mid-transfer leaves the server waiting.
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        return (result, server.stdout.read().decode().strip(),
+                server.stderr.read().decode()[-500:])
     finally:
         if server and server.poll() is None:
             server.kill()
         subprocess.run(["ip", "netns", "delete", NETNS], check=False)
+
+
+def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
+    # The host sends 100 MiB of random data, the guest checksums what it received and
+    # sends it back; both ends' checksums must match the original. md5 rather than
+    # sha256 keeps the guest's CPU time reasonable under nested emulation.
+    payload = os.urandom(1024 * 1024) * 100
+    expected = hashlib.md5(payload).hexdigest()
+    # Under ci/kvm-harness the emulated SVM now and then resumes a guest with the L1
+    # kernel's own registers (README, "I/O benchmark"): the guest then resets or hangs
+    # before its command ends. There, and only for that, one more boot; under real KVM
+    # a guest that dies is a failure at once.
+    attempts = 2 if os.environ.get("WISP_IN_HARNESS") == "1" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            result, host_sum, server_err = _tcp_round_trip(env, payload)
+        except AssertionError as err:
+            if attempt == attempts or not str(err).startswith("wisp did not end"):
+                raise
+            why = str(err).splitlines()[0]  # the guest hung
+        else:
+            if result.command_status() is not None or attempt == attempts:
+                break
+            last = (result.console.strip().splitlines() or ["nothing"])[-1]
+            why = (f"wisp exit status {result.status} after {result.seconds:.1f} s, console "
+                   f"ends {last!r}")
+        print(f"# tcp transfer: the guest died before its command ended ({why}); nested "
+              "KVM: one more boot", flush=True)
+    check(f"{expected}  /tmp/in.bin" in result.console,
+          "the guest's checksum of what the host sent does not match", result)
+    check(host_sum == expected,
+          f"what the guest sent back ({host_sum!r}) does not match what the host sent; "
+          f"server stderr: {server_err}", result)
+    check(result.command_status() == 0, "the guest's command did not end with status 0",
+          result)
 
 
 # Host side: listen on 7001 and 7002 (then say "ready"), send stdin to the first client
@@ -144,11 +177,11 @@ host, size = sys.argv[1], int(sys.argv[2])
 data = sys.stdin.buffer.read()
 def listen(port):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((host, port)); s.listen(1); s.settimeout(800); return s
+    s.bind((host, port)); s.listen(1); s.settimeout(400); return s
 send, recv = listen(7001), listen(7002)
 print("ready", flush=True)
 conn, _ = send.accept(); conn.sendall(data); conn.close()
-conn, _ = recv.accept(); conn.settimeout(800); h = hashlib.md5(); got = 0
+conn, _ = recv.accept(); conn.settimeout(400); h = hashlib.md5(); got = 0
 while True:
     chunk = conn.recv(1 << 20)
     if not chunk: break
