@@ -142,9 +142,10 @@ def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
     expected = hashlib.md5(payload).hexdigest()
     # Under ci/kvm-harness the emulated SVM now and then resumes a guest with the L1
     # kernel's own registers (README, "I/O benchmark"): the guest then resets or hangs
-    # before its command ends. There, and only for that, one more boot; under real KVM
-    # a guest that dies is a failure at once.
-    attempts = 2 if os.environ.get("WISP_IN_HARNESS") == "1" else 1
+    # before its command ends, in about a third of this test's boots there. There, and
+    # only for that, up to two more boots; under real KVM a guest that dies is a failure
+    # at once.
+    attempts = 3 if os.environ.get("WISP_IN_HARNESS") == "1" else 1
     for attempt in range(1, attempts + 1):
         try:
             result, host_sum, server_err = _tcp_round_trip(env, payload)
@@ -159,7 +160,7 @@ def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
             why = (f"wisp exit status {result.status} after {result.seconds:.1f} s, console "
                    f"ends {last!r}")
         print(f"# tcp transfer: the guest died before its command ended ({why}); nested "
-              "KVM: one more boot", flush=True)
+              f"KVM: boot {attempt + 1} of at most {attempts}", flush=True)
     check(f"{expected}  /tmp/in.bin" in result.console,
           "the guest's checksum of what the host sent does not match", result)
     check(host_sum == expected,
