@@ -78,36 +78,26 @@ if os.environ.get("WISP_STRESS_TRY_DUMP"):
 metrics = "/tmp/wisp-run/stress-metrics.json"
 
 
-def symbols():
+def symbols(lines):
+    """The text symbols of `nm -n` or /proc/kallsyms output, as sorted (address, name,
+    module) tuples (module: kallsyms' "[kvm_amd]", or "")."""
     table = []
-    out = subprocess.run(["nm", "-n", env.vmlinux], capture_output=True, text=True).stdout
-    for line in out.splitlines():
+    for line in lines:
         parts = line.split()
-        if len(parts) == 3 and parts[1] in "tTwW":
-            table.append((int(parts[0], 16), parts[2]))
-    return table
+        if len(parts) >= 3 and parts[1] in "tTwW" and int(parts[0], 16):
+            table.append((int(parts[0], 16), parts[2], " ".join(parts[3:])))
+    return sorted(table)
 
 
-def symbolize(table, addr):
+def symbolize(table, addr, reach=None):
+    """`addr` as "symbol+0xoffset [module]", or "?" if no symbol precedes it (within
+    `reach` bytes, when given)."""
     import bisect
     i = bisect.bisect_right(table, (addr, "~")) - 1
-    return f"{table[i][1]}+0x{addr - table[i][0]:x}" if i >= 0 else "?"
-
-
-def l1_symbolize(addr):
-    """`addr` as a symbol of the machine this script runs in (the L1 kernel and its modules,
-    from /proc/kallsyms), or None. A guest register that holds one of these (the guest
-    cannot know them) came from the L1 kernel's own state, not from the guest or wisp."""
-    best = None
-    with open("/proc/kallsyms") as f:
-        for line in f:
-            parts = line.split()
-            value = int(parts[0], 16)
-            if parts[1] in "tT" and value and value <= addr and (best is None or value > best[0]):
-                best = (value, parts[2] + (" " + parts[3] if len(parts) > 3 else ""))
-    if best is None or addr - best[0] >= 0x10000:
-        return None
-    return f"{best[1].split()[0]}+0x{addr - best[0]:x} {' '.join(best[1].split()[1:])}".strip()
+    if i < 0 or (reach is not None and addr - table[i][0] >= reach):
+        return "?"
+    start, name, module = table[i]
+    return f"{name}+0x{addr - start:x}" + (f" {module}" if module else "")
 
 
 def guest_walk(pid, text):
@@ -134,13 +124,18 @@ def guest_walk(pid, text):
                 return (entry & ((1 << 52) - 1) & ~((1 << shift) - 1)) + (va & ((1 << shift) - 1))
             table = entry & 0x000ffffffffff000
         return table + (va & 0xfff)
-    table = symbols()
-    l1_rip = l1_symbolize(rip)
-    if l1_rip or cr3 + 4096 > size:
-        print(f"NOT THE GUEST'S STATE: rip 0x{rip:x} is {l1_rip or 'no L1 symbol'} in this "
-              f"(L1) machine's kernel, cr3 0x{cr3:x} is {'outside' if cr3 + 4096 > size else 'inside'} "
+    # A guest register holding an address of the machine this script runs in (the L1
+    # kernel and its modules) came from the L1 kernel's own state: the guest cannot know
+    # those addresses.
+    with open("/proc/kallsyms") as kallsyms:
+        l1_rip = symbolize(symbols(kallsyms), rip, reach=0x10000)
+    if l1_rip != "?" or cr3 + 4096 > size:
+        print(f"NOT THE GUEST'S STATE: rip 0x{rip:x} is {l1_rip} in this (L1) machine's "
+              f"kernel, cr3 0x{cr3:x} is {'outside' if cr3 + 4096 > size else 'inside'} "
               f"the guest's {size >> 20} MiB", flush=True)
         return
+    table = symbols(subprocess.run(["nm", "-n", env.vmlinux], capture_output=True,
+                                   text=True).stdout.splitlines())
     print(f"rip 0x{rip:x} ({symbolize(table, rip)}) rsp 0x{rsp:x} rbp 0x{rbp:x} cr2 0x{cr2:x} "
           f"cr3 0x{cr3:x} idt 0x{idt:x}; rip maps to {virt(rip)}", flush=True)
     gate = virt(idt + 14 * 16)
