@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from wisptest import BASE_CMDLINE
+from wisptest import BASE_CMDLINE, WispTimeout
 
 # Unix sockets do not work on 9p: under ci/kvm-harness /tmp/wisp-run is a tmpfs.
 SOCKET_DIR = "/tmp/wisp-run" if os.path.isdir("/tmp/wisp-run") else "/tmp"
@@ -111,7 +111,7 @@ class ApiVm:
             status = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"wisp did not end within {timeout} s\n" + self.describe())
+            raise WispTimeout(f"wisp did not end within {timeout} s\n" + self.describe())
         for reader in self._readers:
             reader.join(timeout=5)
         return status

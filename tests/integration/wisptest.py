@@ -8,6 +8,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+class WispTimeout(AssertionError):
+    """wisp did not end in time (and was killed): a hung guest or VMM."""
+
+
 READY = re.compile(r"wisp-init: ready uptime=([0-9.]+) cpus=([0-9]+)")
 COMMAND_STATUS = re.compile(r"wisp-init: command exit status ([0-9]+)")
 # The guest's default command line, as wisp's own default plus `quiet` (serial output is
@@ -89,7 +93,7 @@ class Env:
                 # Unkillable: stuck in the kernel. Leave it and say where, so that one
                 # hung VM fails one test instead of the whole run.
                 out, err = b"", b"(wisp survived SIGKILL for 30 s)"
-            raise AssertionError(
+            raise WispTimeout(
                 f"wisp did not end within {timeout} s; its threads were waiting in: "
                 f"{stuck}\n"
                 + Result(-1, (early + out).decode(errors="replace"),
