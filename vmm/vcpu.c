@@ -202,7 +202,7 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 		log_info("vCPU %u: guest shut down (triple fault or reset): ending the VM",
 			 vcpu->index);
 		/* Intel keeps the state of the fault; on AMD KVM has already reset the vCPU
-		 * (rip 0xfff0, cs 0xf000): there only the fact of the shutdown is left. */
+		 * (rip 0xfff0, cs 0xf000): there only the vCPU events' last exception is left. */
 		vcpu_log_registers(vcpu, LOG_LEVEL_INFO);
 		vm_request_exit(vcpu->vm, 0);
 		return false;
