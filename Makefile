@@ -104,8 +104,9 @@ INTEGRATION_ENV = WISP_BIN=$(abspath $(BUILD)/wisp) \
 	WISP_INIT=$(abspath $(BUILD)/guest/init) \
 	WISP_HOSTILE_GUEST=$(abspath $(BUILD)/tests/hostile.elf)
 
+# TESTS="substring ...": only the integration tests whose names contain one of them.
 integration: all guest
-	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py $(TESTS)
 
 test: deps all guest $(UNIT_BINS) $(FUZZERS)
 	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
