@@ -1073,7 +1073,8 @@ int snap_read_file(const char *path, uint8_t **data, size_t *size, char *err, si
 
 	*data = NULL;
 	*size = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO at the path is refused below instead of waiting for a writer. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		ret = -errno;
 		set_err(err, err_size, "state file %s: cannot open: %s", path, strerror(errno));
@@ -1138,8 +1139,8 @@ int snap_check_vendor(const struct snap_header *header, const char *host_vendor,
 	if (strncmp(header->cpu_vendor, host_vendor, SNAP_VENDOR_SIZE)) {
 		set_err(
 		    err, err_size,
-		    "state file was written on a %.16s CPU; this host's is %.16s: restore it on "
-		    "a host with the same CPU vendor",
+		    "state file was written on a host whose CPU vendor is %.16s; this host's is "
+		    "%.16s: restore it on a host with the same CPU vendor",
 		    header->cpu_vendor, host_vendor);
 		return -ENOTSUP;
 	}

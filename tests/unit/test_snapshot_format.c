@@ -1175,8 +1175,9 @@ static void test_vendor_check(void **state)
 	(void)state;
 	assert_int_equal(snap_check_vendor(&h, "AuthenticAMD", err, sizeof(err)), 0);
 	assert_int_equal(snap_check_vendor(&h, "GenuineIntel", err, sizeof(err)), -ENOTSUP);
-	assert_string_equal(err, "state file was written on a AuthenticAMD CPU; this host's is "
-				 "GenuineIntel: restore it on a host with the same CPU vendor");
+	assert_string_equal(err, "state file was written on a host whose CPU vendor is "
+				 "AuthenticAMD; this host's is GenuineIntel: restore it on a host "
+				 "with the same CPU vendor");
 }
 
 static void test_read_file_errors(void **state)
@@ -1191,6 +1192,11 @@ static void test_read_file_errors(void **state)
 	assert_non_null(strstr(err, "cannot open"));
 	assert_int_equal(snap_read_file(s->dir, &data, &size, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "not a regular file"));
+	/* A FIFO without a writer: refused at once, not waited on */
+	assert_int_equal(mkfifo(s->path, 0600), 0);
+	assert_int_equal(snap_read_file(s->path, &data, &size, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
+	unlink(s->path);
 	fd = open(s->path, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, (off_t)SNAP_FILE_MAX + 1), 0);
