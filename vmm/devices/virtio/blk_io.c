@@ -107,13 +107,21 @@ static int submit_async(struct blk_device *blk, struct blk_request *req)
  * submission), 0: submitted to io_uring. */
 int blk_start_io(struct blk_device *blk, struct blk_request *req)
 {
+	int64_t res;
+
 	if (blk->engine == IO_ENGINE_ASYNC) {
 		if (!submit_async(blk, req))
 			return 0;
 		finish_io(blk, req, -EAGAIN, true);
 		return 1;
 	}
-	finish_io(blk, req, sync_io(blk, req), true);
+	/* The only blocking call: without dev->lock, so that the guest's register accesses
+	 * (its interrupt handler's above all) never wait for the disk. The record and the
+	 * buffers popped into it are this request's alone until the lock is back. */
+	virtio_io_begin(&blk->vdev);
+	res = sync_io(blk, req);
+	virtio_io_end(&blk->vdev);
+	finish_io(blk, req, res, true);
 	return 1;
 }
 
