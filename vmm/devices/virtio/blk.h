@@ -119,7 +119,7 @@ struct rate_limiter *blk_rate_limiter(struct blk_device *blk);
 /* Requests submitted to io_uring and not yet completed. */
 unsigned int blk_inflight(struct blk_device *blk);
 /* Waits until no request is in flight, completing each to the guest; 0 or -errno.
- * VMM thread, without dev->lock held (it takes it). */
+ * VMM thread, without dev->lock held (it takes it, and drops it while it waits). */
 int blk_drain(struct blk_device *blk);
 
 #endif

@@ -14,8 +14,9 @@
  *    from under the call (STATUS and QUEUE_READY writes, the configuration space's
  *    writes, a reset, save and restore, another queue notification) waits for it to end.
  * What still runs under the lock is memory work and non-blocking syscalls (TAP
- * readv/writev, io_uring submissions); only a reset, PATCH of a drive's path and a
- * snapshot wait for io_uring requests in flight under it (they write guest memory).
+ * readv/writev, io_uring submissions). The VMM thread's waits for io_uring requests in
+ * flight (PATCH of a drive's path, blk_drain) drop it the same way; only the guest's own
+ * reset waits for its requests under the lock, since they write its memory.
  */
 #ifndef WISP_VIRTIO_H
 #define WISP_VIRTIO_H
