@@ -92,13 +92,11 @@ int api_route(enum http_method method, const char *path, struct api_route *route
 	return 0;
 }
 
-void api_state_init(struct api_state *state, const struct vmm_config *config,
-		    const char *instance_id, const char *version, const struct api_vmm_ops *ops,
-		    void *opaque)
+void api_state_init(struct api_state *state, const struct vmm_config *config, const char *version,
+		    const struct api_vmm_ops *ops, void *opaque)
 {
 	memset(state, 0, sizeof(*state));
 	state->config = *config;
-	state->instance_id = instance_id;
 	state->version = version;
 	state->ops = ops;
 	state->opaque = opaque;
@@ -138,7 +136,7 @@ static void handle_get(struct api_state *state, enum api_endpoint endpoint, stru
 	switch (endpoint) {
 	case API_INSTANCE_INFO:
 		reply_json(reply, 200,
-			   json_pack("{s:s,s:s,s:s,s:s}", "id", state->instance_id, "state",
+			   json_pack("{s:s,s:s,s:s,s:s}", "id", state->config.process.id, "state",
 				     state_name(state->vm_state), "vmm_version", state->version,
 				     "app_name", "wisp"));
 		return;

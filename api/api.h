@@ -64,7 +64,6 @@ struct api_vmm_ops {
 struct api_state {
 	struct vmm_config config;
 	enum api_vm_state vm_state;
-	const char *instance_id;
 	const char *version;
 	const struct api_vmm_ops *ops;
 	void *opaque;
@@ -76,9 +75,10 @@ struct api_reply {
 	bool lost_memory; /* the reply could not be built (500) */
 };
 
-void api_state_init(struct api_state *state, const struct vmm_config *config,
-		    const char *instance_id, const char *version, const struct api_vmm_ops *ops,
-		    void *opaque);
+/* The state keeps its own copy of config (the instance id included): the caller may free
+ * its configuration afterwards. */
+void api_state_init(struct api_state *state, const struct vmm_config *config, const char *version,
+		    const struct api_vmm_ops *ops, void *opaque);
 /* Handles one request. body may be NULL (no body). reply->body is the caller's to free. */
 void api_handle(struct api_state *state, enum http_method method, const char *path,
 		const char *body, size_t body_len, struct api_reply *reply);

@@ -269,7 +269,8 @@ int controller_init(struct controller *ctl, const struct vmm_config *config, con
 	ctl->version = version;
 	ctl->metrics_timer_fd = -1;
 	log_set_instance_id(config->process.id);
-	api_state_init(&ctl->api, config, config->process.id, version, &controller_ops, ctl);
+	/* GET / and the log read the id from the API's own copy: main frees config. */
+	api_state_init(&ctl->api, config, version, &controller_ops, ctl);
 	/* Logger and metrics from --config-file, as the API would have set them. */
 	if (*config->logger.path || config->logger.has_level) {
 		char err[512];

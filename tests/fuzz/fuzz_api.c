@@ -139,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	config_set_defaults(&defaults);
-	api_state_init(&state, &defaults, "fuzz", "0.0.0", &stub_ops, NULL);
+	api_state_init(&state, &defaults, "0.0.0", &stub_ops, NULL);
 	state.vm_state = (enum api_vm_state)(data[0] % 3);
 	stream = (const char *)data + 1;
 	left = size - 1;

@@ -319,3 +319,23 @@ def test_boot_timer_logs_the_time_to_the_guests_marker(env):
     check(result.ready() is not None, "the guest did not boot", result)
     check("Guest-boot-time = " in result.stderr and " ms" in result.stderr,
           "--boot-timer did not log the boot time", result)
+
+
+def test_get_root_reports_the_id_given_with_id_before_and_after_start(env):
+    # The id lives in the API's own copy of the configuration (main frees its own once
+    # the controller started): GET / must say it, unchanged, before and after boot.
+    with ApiVm(env, args=("--id", "robust_id-42")) as vm:
+        status, info = vm.request("GET", "/")
+        _check_api(status == 200 and info["id"] == "robust_id-42"
+                   and info["state"] == "Not started", f"GET / before boot: {status} {info}",
+                   vm)
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline("echo id-guest-up; sleep 60")})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("id-guest-up")
+        for _ in range(3):
+            status, info = vm.request("GET", "/")
+            _check_api(status == 200 and info["id"] == "robust_id-42"
+                       and info["state"] == "Running", f"GET / after boot: {status} {info}",
+                       vm)
