@@ -59,6 +59,10 @@ struct api_vmm_ops {
 	int (*set_logger)(void *opaque, const struct logger_config *logger, char *err,
 			  size_t err_size);
 	int (*set_metrics)(void *opaque, const char *path, char *err, size_t err_size);
+	/* Opens path with open(2)'s flags (O_RDONLY or O_RDWR) and closes it again: 0 or
+	 * -errno. As Firecracker does, PUT /boot-source and PUT /drives open the files they
+	 * name while they are handled, so a missing file is that request's 400. */
+	int (*open_check)(void *opaque, const char *path, int flags);
 };
 
 struct api_state {

@@ -69,6 +69,15 @@ static int stub_metrics(void *opaque, const char *path, char *err, size_t size)
 	return stub(opaque, err, size);
 }
 
+/* Never the real open(2): a fuzzed path could name a device file. A path with "missing"
+ * in it fails, so the refusal path is fuzzed too. */
+static int stub_open_check(void *opaque, const char *path, int flags)
+{
+	(void)opaque;
+	(void)flags;
+	return strstr(path, "missing") ? -ENOENT : 0;
+}
+
 static const struct api_vmm_ops stub_ops = {
     .start = stub_start,
     .pause = stub,
@@ -79,6 +88,7 @@ static const struct api_vmm_ops stub_ops = {
     .patch_net = stub_net,
     .set_logger = stub_logger,
     .set_metrics = stub_metrics,
+    .open_check = stub_open_check,
 };
 
 static void check_string(const char *text, size_t size)

@@ -339,3 +339,40 @@ def test_get_root_reports_the_id_given_with_id_before_and_after_start(env):
             _check_api(status == 200 and info["id"] == "robust_id-42"
                        and info["state"] == "Running", f"GET / after boot: {status} {info}",
                        vm)
+
+
+def test_missing_files_are_refused_at_the_request_as_in_firecracker(env):
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        image = os.path.join(tmp, "root.img")
+        with open(image, "wb") as f:
+            f.write(bytes(1024 * 1024))
+        missing = os.path.join(tmp, "missing.img")
+        cases = [
+            ("/boot-source", {"kernel_image_path": os.path.join(tmp, "no-vmlinux")},
+             "Boot source error: The kernel file cannot be opened: No such file or directory "
+             "(os error 2)"),
+            ("/boot-source", {"kernel_image_path": env.vmlinux,
+                              "initrd_path": os.path.join(tmp, "no-initrd")},
+             "Boot source error: The initrd file cannot be opened due to invalid path or "
+             "invalid permissions. No such file or directory (os error 2)"),
+            ("/drives/broken", {"drive_id": "broken", "path_on_host": missing,
+                                "is_root_device": True, "is_read_only": False},
+             "Drive config error: Unable to create the virtio block device: Virtio backend "
+             "error: Error manipulating the backing file: No such file or directory "
+             f"(os error 2) {missing}"),
+        ]
+        with ApiVm(env) as vm:
+            for path, body, message in cases:
+                status, reply = vm.request("PUT", path, body)
+                _check_api(status == 400 and reply == {"fault_message": message},
+                           f"PUT {path} {body}: {status} {reply}, want 400 {message!r}", vm)
+            config = vm.ok("GET", "/vm/config")
+            _check_api(config["drives"] == []
+                       and config["boot-source"]["kernel_image_path"] == "",
+                       f"refused requests changed the configuration: {config}", vm)
+            # The refused root drive holds no place: a valid root drive is accepted.
+            vm.ok("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": image,
+                                            "is_root_device": True, "is_read_only": False})
+            config = vm.ok("GET", "/vm/config")
+            _check_api([d["drive_id"] for d in config["drives"]] == ["rootfs"],
+                       f"GET /vm/config after the valid root drive: {config}", vm)
