@@ -374,5 +374,6 @@ def test_missing_files_are_refused_at_the_request_as_in_firecracker(env):
             vm.ok("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": image,
                                             "is_root_device": True, "is_read_only": False})
             config = vm.ok("GET", "/vm/config")
-            _check_api([d["drive_id"] for d in config["drives"]] == ["rootfs"],
+            _check_api([(d["drive_id"], d["cache_type"]) for d in config["drives"]]
+                       == [("rootfs", "Unsafe")],
                        f"GET /vm/config after the valid root drive: {config}", vm)

@@ -492,6 +492,7 @@ static void test_drive_put_adds_a_drive_with_firecracker_defaults(void **state)
 	assert_false(d->read_only);
 	assert_false(d->direct);
 	assert_int_equal(d->engine, IO_ENGINE_SYNC);
+	assert_int_equal(d->cache, CACHE_UNSAFE); /* Firecracker's default cache_type */
 	assert_string_equal(d->partuuid, "");
 	assert_false(token_bucket_config_enabled(&d->rate_limiter.bandwidth));
 	assert_false(token_bucket_config_enabled(&d->rate_limiter.ops));
@@ -642,6 +643,8 @@ static void test_drive_put_checks_cache_type_and_io_engine(void **state)
 	(void)state;
 	ok(DRIVE_PUT, "a", DRIVE("a", ", 'cache_type': 'Unsafe', 'io_engine': 'Sync'"));
 	ok(DRIVE_PUT, "b", DRIVE("b", ", 'cache_type': 'Writeback', 'io_engine': 'Async'"));
+	assert_int_equal(drive("a")->cache, CACHE_UNSAFE);
+	assert_int_equal(drive("b")->cache, CACHE_WRITEBACK);
 	rejected(DRIVE_PUT, "c", DRIVE("c", ", 'cache_type': 'None'"),
 		 "cache_type 'None': must be one of Unsafe, Writeback", NULL);
 	rejected(DRIVE_PUT, "c", DRIVE("c", ", 'cache_type': null"), "cache_type: must be a string",
@@ -1250,21 +1253,23 @@ static void test_vm_config_json_writes_devices_as_firecracker_does(void **state)
 			 "'refill_time': 0}, 'ops': {'size': 5, 'refill_time': 7}}"));
 	ok(DRIVE_PUT, "rootfs",
 	   "{'drive_id': 'rootfs', 'path_on_host': '/r', 'is_root_device': true, "
-	   "'partuuid': 'abcd-01', 'is_read_only': true, 'io_engine': 'Async'}");
+	   "'partuuid': 'abcd-01', 'is_read_only': true, 'io_engine': 'Async', "
+	   "'cache_type': 'Writeback'}");
 	ok(NET_PUT, "eth0",
 	   NET("eth0", "tap0",
 	       ", 'guest_mac': '0A:0B:0C:0D:0E:0F', "
 	       "'tx_rate_limiter': {'bandwidth': {'size': 100, "
 	       "'one_time_burst': 50, 'refill_time': 1000}}"));
 	reply = fc_vm_config_json(&w.config);
-	/* the root drive first; only buckets that limit something; a zero burst is null */
+	/* the root drive first; only buckets that limit something; a zero burst is null;
+	 * cache_type as given, Unsafe by default */
 	assert_json_equal(
 	    json_object_get(reply, "drives"),
 	    "[{'drive_id': 'rootfs', 'partuuid': 'abcd-01', 'is_root_device': true, "
 	    "'cache_type': 'Writeback', 'is_read_only': true, 'path_on_host': '/r', "
 	    "'rate_limiter': null, 'io_engine': 'Async', 'socket': null}, "
 	    "{'drive_id': 'data', 'partuuid': null, 'is_root_device': false, "
-	    "'cache_type': 'Writeback', 'is_read_only': false, 'path_on_host': '/img/data', "
+	    "'cache_type': 'Unsafe', 'is_read_only': false, 'path_on_host': '/img/data', "
 	    "'rate_limiter': {'bandwidth': null, 'ops': {'size': 5, 'one_time_burst': null, "
 	    "'refill_time': 7}}, 'io_engine': 'Sync', 'socket': null}]");
 	assert_keys(json_array_get(json_object_get(reply, "drives"), 0),
@@ -1779,6 +1784,9 @@ static void test_api_drive_opens_its_image_and_a_refused_root_takes_no_place(voi
 	assert_int_equal(api.config.nr_drives, 1);
 	assert_string_equal(api.config.drives[0].path, image);
 	assert_true(api.config.drives[0].root);
+	/* GET /vm/config reports Firecracker's default cache type for it. */
+	assert_int_equal(api_call(&api, HTTP_GET, "/vm/config", NULL, text, sizeof(text)), 200);
+	assert_non_null(strstr(text, "\"is_root_device\":true,\"cache_type\":\"Unsafe\""));
 	/* Replacing it with a missing image keeps the one that works. */
 	assert_int_equal(api_call(&api, HTTP_PUT, "/drives/rootfs",
 				  "{'drive_id': 'rootfs', 'path_on_host': '/nonexistent/x', "
