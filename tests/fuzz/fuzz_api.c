@@ -17,6 +17,7 @@
  */
 #include "../../api/api.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
