@@ -552,3 +552,36 @@ def test_stalled_and_flooding_clients_do_not_stop_a_normal_client(env):
         _check_api(status == 200 and info["state"] == "Running", f"GET / after: {info}", vm)
         ticks = vm.console.count("alive-")
         vm.wait_for(f"alive-{ticks + 2}", timeout=120)
+
+
+def test_cache_type_decides_whether_the_guest_sees_a_write_back_cache(env):
+    # Firecracker's cache_type: Unsafe (the default) offers no flush, so Linux takes the
+    # disk for write-through and never flushes; Writeback offers it.
+    command = ("echo cache-vda $(cat /sys/block/vda/queue/write_cache); "
+               "echo cache-vdb $(cat /sys/block/vdb/queue/write_cache)")
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        images = []
+        for name in ("unsafe.img", "writeback.img"):
+            images.append(os.path.join(tmp, name))
+            with open(images[-1], "wb") as f:
+                f.write(bytes(1024 * 1024))
+        with ApiVm(env) as vm:
+            vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                          "initrd_path": env.initrd_busybox,
+                                          "boot_args": guest_cmdline(command)})
+            vm.ok("PUT", "/drives/unsafe", {"drive_id": "unsafe", "path_on_host": images[0],
+                                            "is_root_device": False})
+            vm.ok("PUT", "/drives/writeback", {"drive_id": "writeback",
+                                               "path_on_host": images[1],
+                                               "is_root_device": False,
+                                               "cache_type": "Writeback"})
+            config = vm.ok("GET", "/vm/config")
+            _check_api([d["cache_type"] for d in config["drives"]] == ["Unsafe", "Writeback"],
+                       f"GET /vm/config: {config['drives']}", vm)
+            vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            vm.wait_for("cache-vdb")
+            vm.wait()
+            _check_api("cache-vda write through" in vm.console,
+                       "the Unsafe drive should be write-through in the guest", vm)
+            _check_api("cache-vdb write back" in vm.console,
+                       "the Writeback drive should be write-back in the guest", vm)
