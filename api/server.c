@@ -304,18 +304,13 @@ static void connection_readable(struct api_server *server, struct api_connection
  */
 static struct api_connection *connection_evict_longest_idle(struct api_server *server)
 {
-	struct api_connection *victim = NULL;
-	char message[160];
-	struct api_reply reply;
-	char *out;
-	int len;
+	struct api_connection *victim = &server->connections[0];
 
-	for (size_t i = 0; i < API_MAX_CONNECTIONS; i++) {
+	for (size_t i = 1; i < API_MAX_CONNECTIONS; i++) {
 		struct api_connection *conn = &server->connections[i];
 
-		if (!victim || (conn->lingering && !victim->lingering) ||
-		    (conn->lingering == victim->lingering &&
-		     conn->last_active < victim->last_active))
+		if (conn->lingering != victim->lingering ? conn->lingering
+							 : conn->last_active < victim->last_active)
 			victim = conn;
 	}
 	if (!server->evictions++)
@@ -326,24 +321,21 @@ static struct api_connection *connection_evict_longest_idle(struct api_server *s
 		log_debug("API: %d connections open: closing the longest idle one for a new one",
 			  API_MAX_CONNECTIONS);
 	if (!victim->out && !victim->lingering) {
-		snprintf(message, sizeof(message),
-			 "The API closed this idle connection to accept a new one (it holds at "
-			 "most %d).",
+		char body[160], out[sizeof(body) + RESPONSE_HEADROOM];
+		int len;
+
+		snprintf(body, sizeof(body),
+			 "{\"fault_message\":\"The API closed this idle connection to accept a new "
+			 "one (it holds at most %d).\"}",
 			 API_MAX_CONNECTIONS);
-		api_fault(&reply, 400, message);
-		out = reply.body ? malloc(strlen(reply.body) + RESPONSE_HEADROOM) : NULL;
-		len = out ? http_format_response(out, strlen(reply.body) + RESPONSE_HEADROOM, 408,
-						 false, reply.body)
-			  : -ENOMEM;
+		len = http_format_response(out, sizeof(out), 408, false, body);
 		if (len > 0)
 			(void)!send(victim->fd, out, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		free(out);
-		free(reply.body);
 	}
 	/* Bytes left unread would turn the close into a reset that can hide the 408. */
-	for (int i = 0;
-	     i < 16 && recv(victim->fd, victim->in, server->in_capacity, MSG_DONTWAIT) > 0; i++)
-		;
+	for (int reads = 0; reads < 16; reads++)
+		if (recv(victim->fd, victim->in, server->in_capacity, MSG_DONTWAIT) <= 0)
+			break;
 	connection_close(server, victim);
 	return victim;
 }
