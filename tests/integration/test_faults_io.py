@@ -304,6 +304,8 @@ def test_deleted_tap_is_dropped_counted_and_does_not_spin(env):
                 check_vm(time.monotonic() < deadline,
                          "the guest's frames to the deleted TAP were not counted", vm)
                 time.sleep(0.5)
+            tap_fails = vm.metric("net_eth0", "tap_write_fails")
+            check_vm(tap_fails >= 1, f"net tap_write_fails is {tap_fails}", vm)
             check_vm(f"TAP {TAP} hung up or went away" in vm.stderr,
                      "wisp should log that the TAP went away", vm)
             vm.check_alive("the TAP's deletion")
