@@ -23,7 +23,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm api -name '*.h')
 
-.PHONY: all deps guest test unit integration demo bench bench-boot bench-io check-asan format \
+.PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp
 
@@ -122,6 +122,12 @@ test: deps all guest $(UNIT_BINS) $(FUZZERS)
 
 demo: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py
+
+# COUNT wisp processes one after another, REQUESTS API requests against one: prints the
+# figures, fails on growth or leftovers (tests/soak/soak.py).
+soak: deps all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/soak/soak.py --count $${COUNT:-300} \
+		--requests $${REQUESTS:-10000}
 
 bench: bench-boot bench-io
 

@@ -65,7 +65,8 @@ const char cli_usage[] =
     "its VM by rebooting; a triple fault counts as a reset, as in Firecracker),\n"
     "1 when the VMM fails (KVM error, unhandled exit), 2 for bad input (bad option,\n"
     "missing file, not a kernel, too much memory, bad vCPU count, a drive or TAP that\n"
-    "cannot be opened).\n";
+    "cannot be opened), 128+N when signal N ends it (SIGINT, SIGTERM or SIGHUP: 143\n"
+    "for SIGTERM), after the disk requests in flight have finished.\n";
 
 int cli_check_instance_id(const char *id)
 {

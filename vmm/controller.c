@@ -398,6 +398,12 @@ int controller_run(struct controller *ctl)
 		goto out;
 	}
 	ret = vm_run(&ctl->vm);
+	/* Whatever ended the VM (a reboot, SIGTERM), nothing writes an image once wisp has
+	 * exited: the requests still in flight finish first. The guest has seen none of them
+	 * complete, so none of its completed writes depends on this; a supervisor that copies
+	 * the image after wisp's exit does. */
+	for (unsigned int i = 0; i < ctl->vm.nr_drives; i++)
+		blk_drain(ctl->vm.drives[i]);
 	/* Firecracker writes the metrics a last time on the way out. */
 	if (ctl->metrics_timer_fd >= 0)
 		metrics_flush(metrics_utc_now_ms());

@@ -36,6 +36,8 @@ static void report_net(void *opaque, struct metrics_section *section)
 	metrics_counter(section, "tx_packets_count", atomic_load(&m->tx_packets_count));
 	metrics_counter(section, "rx_fails", atomic_load(&m->rx_fails));
 	metrics_counter(section, "tx_fails", atomic_load(&m->tx_fails));
+	metrics_counter(section, "tap_read_fails", atomic_load(&m->tap_read_fails));
+	metrics_counter(section, "tap_write_fails", atomic_load(&m->tap_write_fails));
 	metrics_counter(section, "tx_malformed_frames", atomic_load(&m->tx_malformed_frames));
 	metrics_counter(section, "rx_rate_limiter_throttled",
 			atomic_load(&m->rx_rate_limiter_throttled));

@@ -25,12 +25,12 @@ def guest_cmdline(command=None, extra=""):
 class ApiVm:
     """A wisp process started with --api-sock (and any other arguments)."""
 
-    def __init__(self, env, args=(), name="api", prefix=()):
+    def __init__(self, env, args=(), name="api", prefix=(), stdin=subprocess.DEVNULL):
         self.socket = os.path.join(SOCKET_DIR, f"wisp-{name}-{os.getpid()}.sock")
         if os.path.exists(self.socket):
             os.unlink(self.socket)
         self.proc = subprocess.Popen([*prefix, env.wisp, "--api-sock", self.socket, *args],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self._console = bytearray()
         self._stderr = bytearray()

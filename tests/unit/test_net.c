@@ -696,6 +696,7 @@ static void test_hangup_stops_watching_and_tx_fails_cleanly(void **state)
 	virtio_queue_notified(f->dev, VIRTIO_NET_TX_QUEUE);
 	assert_int_equal(used_idx(f, &f->tx), 1);
 	assert_int_equal(net_metrics(f->net)->tx_fails, 1);
+	assert_int_equal(net_metrics(f->net)->tap_write_fails, 1);
 }
 
 static void test_snapshot_restores_mac_and_keeps_no_buffer_taken(void **state)

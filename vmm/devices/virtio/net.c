@@ -165,6 +165,7 @@ static enum tx_result tx_frame(struct net_device *net)
 	net->tx_paid = false;
 	if (sent < 0) {
 		atomic_fetch_add(&net->metrics.tx_fails, 1);
+		atomic_fetch_add(&net->metrics.tap_write_fails, 1);
 		if (!net->tx_fail_logged)
 			log_warn("net '%s': TAP %s refuses a frame: %s (dropped; logged once)",
 				 net->id, net->tap, strerror(errno));

@@ -82,7 +82,9 @@ struct virtio_net_config {
  * for its buffers, or an offload it did not accept); tx_malformed_frames: chains the
  * driver got wrong (writable parts, shorter than the header, longer than the maximum).
  * {rx,tx}_rate_limiter_throttled: each time the limiter refused a frame (the same frame
- * may count more than once). */
+ * may count more than once). tap_{read,write}_fails: the TAP refused a read or a write
+ * (as Firecracker counts them; also in rx_fails/tx_fails, as before), e.g. once the
+ * interface was deleted. */
 struct net_metrics {
 	_Atomic uint64_t rx_bytes_count;
 	_Atomic uint64_t tx_bytes_count;
@@ -94,6 +96,8 @@ struct net_metrics {
 	_Atomic uint64_t rx_dropped;
 	_Atomic uint64_t rx_rate_limiter_throttled;
 	_Atomic uint64_t tx_rate_limiter_throttled;
+	_Atomic uint64_t tap_read_fails;
+	_Atomic uint64_t tap_write_fails;
 };
 
 struct net_device;

@@ -61,6 +61,7 @@ static enum rx_result rx_read_failed(struct net_device *net, ssize_t len)
 		net_tap_lost(net, "was closed");
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
 		atomic_fetch_add(&net->metrics.rx_fails, 1);
+		atomic_fetch_add(&net->metrics.tap_read_fails, 1);
 		if (!net->rx_fail_logged)
 			log_warn("net '%s': cannot read TAP %s: %s (logged once)", net->id,
 				 net->tap, strerror(errno));
