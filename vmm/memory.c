@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -61,8 +62,12 @@ int gmem_map_anonymous(struct gmem *mem)
 			return err;
 		}
 		/* Ask for huge pages even where the host's THP policy is "madvise"; a host
-		 * without THP refuses, which only costs speed. */
-		if (madvise(host, region->size, MADV_HUGEPAGE) < 0)
+		 * without THP refuses, which only costs speed. WISP_DEBUG_NO_HUGEPAGE: the
+		 * opposite, for the nested-KVM experiments (tests/stress/guest_deaths.py). */
+		const char *no_huge = getenv("WISP_DEBUG_NO_HUGEPAGE");
+		int advice = no_huge && *no_huge && strcmp(no_huge, "0") != 0 ? MADV_NOHUGEPAGE
+									      : MADV_HUGEPAGE;
+		if (madvise(host, region->size, advice) < 0)
 			log_debug("guest memory: no transparent huge pages: %s", strerror(errno));
 		region->host = host;
 	}

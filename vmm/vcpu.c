@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -48,17 +49,74 @@ static int vcpu_ioctl(struct vcpu *vcpu, unsigned long request, void *arg, const
 	return 0;
 }
 
+/*
+ * Experiments on the nested-KVM guest deaths (README, "I/O benchmark"), set only by
+ * tests/stress/guest_deaths.py: WISP_DEBUG_CPUID_FILE replaces KVM's supported CPUID
+ * with a table dumped inside another VMM's guest by tests/stress/cpuid_dump.c (lines
+ * that are all zero left out: KVM returns zeros for a missing leaf anyway);
+ * WISP_DEBUG_NO_TSC_DEADLINE clears the TSC-deadline bit; WISP_DEBUG_MTRR_OFF starts
+ * the vCPU with its MTRRs off, as QEMU's reset state does.
+ */
+static bool debug_setting(const char *name)
+{
+	const char *value = getenv(name);
+	return value && *value && strcmp(value, "0") != 0;
+}
+
+static struct kvm_cpuid2 *debug_cpuid_from_file(const char *path)
+{
+	enum { MAX_ENTRIES = 256 };
+	struct kvm_cpuid2 *cpuid =
+	    calloc(1, sizeof(*cpuid) + MAX_ENTRIES * sizeof(cpuid->entries[0]));
+	FILE *file = fopen(path, "r");
+	char line[256];
+
+	if (!cpuid || !file) {
+		log_error("WISP_DEBUG_CPUID_FILE: cannot read %s: %s", path, strerror(errno));
+		free(cpuid);
+		if (file)
+			fclose(file);
+		return NULL;
+	}
+	while (fgets(line, sizeof(line), file) && cpuid->nent < MAX_ENTRIES) {
+		struct kvm_cpuid_entry2 *entry = &cpuid->entries[cpuid->nent];
+		const char *start = strstr(line, "cpuid ");
+		if (!start || cpuid_parse_dump_line(start, entry) < 0)
+			continue;
+		if (entry->eax || entry->ebx || entry->ecx || entry->edx)
+			cpuid->nent++;
+	}
+	fclose(file);
+	log_info("WISP_DEBUG_CPUID_FILE: %u CPUID entries from %s", cpuid->nent, path);
+	return cpuid;
+}
+
 static int vcpu_set_cpuid(struct vcpu *vcpu)
 {
 	const struct kvm_cpuid2 *supported = vcpu->vm->cpuid;
-	size_t size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
-	struct kvm_cpuid2 *cpuid = malloc(size);
+	const char *debug_file = getenv("WISP_DEBUG_CPUID_FILE");
+	struct kvm_cpuid2 *cpuid;
+	size_t size;
 	int err;
 
-	if (!cpuid)
-		return -ENOMEM;
-	memcpy(cpuid, supported, size);
+	if (debug_file && *debug_file) {
+		cpuid = debug_cpuid_from_file(debug_file);
+		if (!cpuid)
+			return -EINVAL;
+	} else {
+		size = sizeof(*supported) + supported->nent * sizeof(supported->entries[0]);
+		cpuid = malloc(size + CPUID_TOPOLOGY_SUBLEAVES * sizeof(supported->entries[0]));
+		if (!cpuid)
+			return -ENOMEM;
+		memcpy(cpuid, supported, size);
+		cpuid->nent = cpuid_add_topology_subleaves(cpuid->entries, cpuid->nent,
+							   cpuid->nent + CPUID_TOPOLOGY_SUBLEAVES);
+	}
 	cpuid_patch(cpuid->entries, cpuid->nent, vcpu->index, vcpu->vm->nr_vcpus);
+	if (debug_setting("WISP_DEBUG_NO_TSC_DEADLINE"))
+		for (unsigned int i = 0; i < cpuid->nent; i++)
+			if (cpuid->entries[i].function == 1)
+				cpuid->entries[i].ecx &= ~(1u << 24);
 	err = vcpu_ioctl(vcpu, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
 	free(cpuid);
 	return err;
@@ -74,6 +132,10 @@ static int vcpu_set_msrs(struct vcpu *vcpu)
 
 	memset(&msrs, 0, sizeof(msrs));
 	msrs.header.nmsrs = boot_msrs(msrs.entries);
+	if (debug_setting("WISP_DEBUG_MTRR_OFF"))
+		for (unsigned int i = 0; i < msrs.header.nmsrs; i++)
+			if (msrs.entries[i].index == 0x2ff) /* MTRRdefType */
+				msrs.entries[i].data = 0;
 	set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
 	if (set != (int)msrs.header.nmsrs) {
 		log_error("vCPU %u: KVM_SET_MSRS set %d of %u MSRs (first refused: 0x%x)",

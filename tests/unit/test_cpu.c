@@ -549,6 +549,124 @@ static void test_cpuid_only_patches_the_first_nr_entries(void **state)
 	assert_memory_equal(e, before, sizeof(e));
 }
 
+/* KVM's table as seen under nested KVM: leaf 0xb has only sub-leaf 0. */
+static unsigned int cpuid_init_without_core_level(struct kvm_cpuid_entry2 *e, uint32_t max_basic)
+{
+	memset(e, 0, NR_CPUID * sizeof(*e));
+	e[0] = (struct kvm_cpuid_entry2){.function = 0, .eax = max_basic};
+	e[1] = (struct kvm_cpuid_entry2){.function = 1, .eax = 0x60fb1};
+	e[2] = (struct kvm_cpuid_entry2){.function = 0xb,
+					 .index = 0,
+					 .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+					 .ebx = 1,
+					 .ecx = 0x100};
+	return 3;
+}
+
+static const struct kvm_cpuid_entry2 *cpuid_entry(const struct kvm_cpuid_entry2 *e, unsigned int nr,
+						  uint32_t function, uint32_t index)
+{
+	for (unsigned int i = 0; i < nr; i++)
+		if (e[i].function == function && e[i].index == index)
+			return &e[i];
+	return NULL;
+}
+
+static void test_cpuid_missing_core_level_is_added_and_describes_every_vcpu(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_CPUID];
+	(void)state;
+
+	unsigned int nr = cpuid_init_without_core_level(e, 0xd);
+	nr = cpuid_add_topology_subleaves(e, nr, NR_CPUID);
+	assert_int_equal(nr, 5); /* sub-leaves 1 and 2 of 0xb; no 0x1f below max leaf 0xd */
+	cpuid_patch(e, nr, 2, 4);
+	const struct kvm_cpuid_entry2 *smt = cpuid_entry(e, nr, 0xb, 0);
+	const struct kvm_cpuid_entry2 *core = cpuid_entry(e, nr, 0xb, 1);
+	const struct kvm_cpuid_entry2 *end = cpuid_entry(e, nr, 0xb, 2);
+	assert_non_null(smt);
+	assert_non_null(core);
+	assert_non_null(end);
+	assert_int_equal(smt->ebx, 1);
+	assert_int_equal(smt->ecx, 0x100);
+	/* 4 vCPUs in the package, 2 APIC-id bits, x2APIC id 2 */
+	assert_int_equal(core->eax, 2);
+	assert_int_equal(core->ebx, 4);
+	assert_int_equal(core->ecx, 0x201);
+	assert_int_equal(core->edx, 2);
+	assert_int_equal(core->flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
+	/* level type 0 ends the enumeration */
+	assert_int_equal(end->ecx, 2);
+	assert_int_equal(end->ebx, 0);
+	assert_int_equal(end->flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
+	assert_null(cpuid_entry(e, nr, 0x1f, 0));
+}
+
+static void test_cpuid_topology_subleaves_complete_0x1f_only_up_to_the_max_leaf(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_CPUID];
+	(void)state;
+
+	unsigned int nr = cpuid_init_without_core_level(e, 0x1f);
+	nr = cpuid_add_topology_subleaves(e, nr, NR_CPUID);
+	assert_int_equal(nr, 8);
+	for (uint32_t index = 0; index < 3; index++) {
+		assert_non_null(cpuid_entry(e, nr, 0xb, index));
+		assert_non_null(cpuid_entry(e, nr, 0x1f, index));
+	}
+	/* a CPU whose basic leaves end below 0xb gets none */
+	nr = cpuid_init_without_core_level(e, 0xa);
+	e[2].function = 7;
+	assert_int_equal(cpuid_add_topology_subleaves(e, nr, NR_CPUID), nr);
+}
+
+static void test_cpuid_topology_subleaves_keep_existing_ones_and_the_capacity(void **state)
+{
+	struct kvm_cpuid_entry2 before[NR_CPUID], e[NR_CPUID];
+	(void)state;
+
+	/* the full table already has 0xb sub-leaves 0-2 and 0x1f sub-leaf 1 */
+	cpuid_init(before);
+	cpuid_init(e);
+	assert_int_equal(cpuid_add_topology_subleaves(e, NR_CPUID - 2, NR_CPUID), NR_CPUID);
+	assert_memory_equal(e, before, (NR_CPUID - 2) * sizeof(e[0]));
+	assert_int_equal(e[NR_CPUID - 2].function, 0x1f);
+	assert_int_equal(e[NR_CPUID - 2].index, 0);
+	assert_int_equal(e[NR_CPUID - 1].function, 0x1f);
+	assert_int_equal(e[NR_CPUID - 1].index, 2);
+	/* no room: nothing written past the capacity */
+	struct kvm_cpuid_entry2 small[NR_CPUID];
+	unsigned int nr = cpuid_init_without_core_level(small, 0xd);
+	memset(&small[nr], 0xab, sizeof(small[nr]) * (NR_CPUID - nr));
+	assert_int_equal(cpuid_add_topology_subleaves(small, nr, nr + 1), nr + 1);
+	assert_int_equal(small[nr].index, 1);
+	assert_int_equal(small[nr + 1].function, 0xabababab);
+}
+
+static void test_cpuid_dump_line_parses_into_an_entry(void **state)
+{
+	struct kvm_cpuid_entry2 entry;
+	(void)state;
+
+	assert_int_equal(cpuid_parse_dump_line(
+			     "cpuid 0000000d 01: 00000005 00000348 00000000 00000000\n", &entry),
+			 0);
+	assert_int_equal(entry.function, 0xd);
+	assert_int_equal(entry.index, 1);
+	assert_int_equal(entry.flags, KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
+	assert_int_equal(entry.eax, 5);
+	assert_int_equal(entry.ebx, 0x348);
+	assert_int_equal(entry.ecx, 0);
+	assert_int_equal(cpuid_parse_dump_line("cpuid 40000001 00: 0100fafb 0 0 1", &entry), 0);
+	assert_int_equal(entry.function, 0x40000001);
+	assert_int_equal(entry.flags, 0);
+	assert_int_equal(entry.eax, 0x0100fafb);
+	assert_int_equal(entry.edx, 1);
+	assert_int_equal(cpuid_parse_dump_line("xcr0 00000000000000e7", &entry), -EINVAL);
+	assert_int_equal(cpuid_parse_dump_line("cpuid 0000000d 01: 00000005", &entry), -EINVAL);
+	assert_int_equal(cpuid_parse_dump_line("", &entry), -EINVAL);
+}
+
 /* ---- MSRs ---- */
 
 static void test_boot_msrs_lists_each_msr_once_with_its_value(void **state)
@@ -666,6 +784,10 @@ int main(void)
 	    cmocka_unit_test(test_cpuid_amd_leaves_report_core_count_and_ids),
 	    cmocka_unit_test(test_cpuid_leaves_it_does_not_know_are_untouched),
 	    cmocka_unit_test(test_cpuid_only_patches_the_first_nr_entries),
+	    cmocka_unit_test(test_cpuid_missing_core_level_is_added_and_describes_every_vcpu),
+	    cmocka_unit_test(test_cpuid_topology_subleaves_complete_0x1f_only_up_to_the_max_leaf),
+	    cmocka_unit_test(test_cpuid_topology_subleaves_keep_existing_ones_and_the_capacity),
+	    cmocka_unit_test(test_cpuid_dump_line_parses_into_an_entry),
 	    cmocka_unit_test(test_boot_msrs_lists_each_msr_once_with_its_value),
 	    cmocka_unit_test(test_lapic_lint0_is_extint_and_lint1_is_nmi),
 	    cmocka_unit_test(test_lapic_lint_keeps_other_bits_and_registers),

@@ -2,6 +2,8 @@
 
 #include "layout.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #define CR0_PE	 (1ULL << 0)
@@ -129,6 +131,42 @@ static unsigned int bits_for(unsigned int count)
 	return bits;
 }
 
+static bool cpuid_find(const struct kvm_cpuid_entry2 *entries, unsigned int nr_entries,
+		       uint32_t function, uint32_t index)
+{
+	for (unsigned int i = 0; i < nr_entries; i++)
+		if (entries[i].function == function && entries[i].index == index)
+			return true;
+	return false;
+}
+
+unsigned int cpuid_add_topology_subleaves(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries,
+					  unsigned int capacity)
+{
+	static const uint32_t leaves[] = {0xb, 0x1f};
+	uint32_t max_basic = 0;
+
+	for (unsigned int i = 0; i < nr_entries; i++)
+		if (entries[i].function == 0)
+			max_basic = entries[i].eax;
+	for (unsigned int l = 0; l < sizeof(leaves) / sizeof(leaves[0]); l++) {
+		if (max_basic < leaves[l])
+			continue;
+		for (uint32_t index = 0; index < 3; index++) {
+			if (cpuid_find(entries, nr_entries, leaves[l], index))
+				continue;
+			if (nr_entries == capacity)
+				return nr_entries;
+			entries[nr_entries++] = (struct kvm_cpuid_entry2){
+			    .function = leaves[l],
+			    .index = index,
+			    .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+			};
+		}
+	}
+	return nr_entries;
+}
+
 void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsigned int index,
 		 unsigned int count)
 {
@@ -187,6 +225,50 @@ void cpuid_enable_tsc_deadline(struct kvm_cpuid_entry2 *entries, unsigned int nr
 	for (unsigned int i = 0; i < nr_entries; i++)
 		if (entries[i].function == 1)
 			entries[i].ecx |= 1u << 24;
+}
+
+static bool cpuid_has_subleaves(uint32_t function)
+{
+	switch (function) {
+	case 0x4:
+	case 0x7:
+	case 0xb:
+	case 0xd:
+	case 0xf:
+	case 0x10:
+	case 0x12:
+	case 0x14:
+	case 0x17:
+	case 0x18:
+	case 0x1d:
+	case 0x1f:
+	case 0x20:
+	case 0x8000001d:
+	case 0x80000020:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int cpuid_parse_dump_line(const char *line, struct kvm_cpuid_entry2 *entry)
+{
+	unsigned int function, index, eax, ebx, ecx, edx;
+	int end = 0;
+
+	if (sscanf(line, "cpuid %x %x: %x %x %x %x%n", &function, &index, &eax, &ebx, &ecx, &edx,
+		   &end) != 6 ||
+	    end == 0)
+		return -EINVAL;
+	memset(entry, 0, sizeof(*entry));
+	entry->function = function;
+	entry->index = index;
+	entry->flags = cpuid_has_subleaves(function) ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
+	entry->eax = eax;
+	entry->ebx = ebx;
+	entry->ecx = ecx;
+	entry->edx = edx;
+	return 0;
 }
 
 unsigned int boot_msrs(struct kvm_msr_entry *entries)

@@ -34,10 +34,25 @@ void boot_regs(struct kvm_regs *regs, enum boot_entry_mode mode, uint64_t entry,
 void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsigned int index,
 		 unsigned int count);
 
+/* KVM's supported CPUID may hold only sub-leaf 0 of the x2APIC topology leaves (0xb,
+ * 0x1f): seen under nested KVM, where the guest then found no core level (sub-leaf 1
+ * all zero), against leaves 1 and 0x80000008 (a Linux guest on AMD reads the latter; one
+ * on Intel reads 0xb, and would take each vCPU for a package). Adds the missing
+ * sub-leaves 0 to 2 of each topology leaf up to the maximum basic leaf (for cpuid_patch
+ * to fill in), at most up to `capacity` entries; returns the new number of entries. */
+#define CPUID_TOPOLOGY_SUBLEAVES 6
+unsigned int cpuid_add_topology_subleaves(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries,
+					  unsigned int capacity);
+
 /* Advertises the LAPIC's TSC-deadline mode (CPUID.1:ECX[24]): KVM emulates it but leaves
  * the bit out of its supported CPUID. Without it the guest calibrates its LAPIC timer,
  * which costs a quarter of a second of boot. */
 void cpuid_enable_tsc_deadline(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries);
+
+/* Parses one line of tests/stress/cpuid_dump's output ("cpuid LEAF SUBLEAF: EAX EBX ECX
+ * EDX", hex) into `entry` (the sub-leaf significant for the leaves that have them).
+ * Returns 0 or -EINVAL. For the nested-KVM experiments only (WISP_DEBUG_CPUID_FILE). */
+int cpuid_parse_dump_line(const char *line, struct kvm_cpuid_entry2 *entry);
 
 #define BOOT_MSR_COUNT 10
 /* Fills the MSRs every vCPU starts with; returns how many. */
