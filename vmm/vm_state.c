@@ -11,8 +11,9 @@
 #define IOAPIC_BASE	 0xfec00000ull /* where the in-kernel IOAPIC answers */
 #define PIT_MAX_COUNT	 0x10000u      /* a count of 0 means 65536 */
 #define PIT_MAX_MODE	 5u
-#define PIT_MAX_RW_MODE	 3u /* LSB, MSB, LSB then MSB */
-#define PIT_MAX_RW_STATE 4u /* the same, and the second byte of a word */
+#define PIT_MODE_UNSET	 0xffu /* KVM's reset value, until the guest programs the channel */
+#define PIT_MAX_RW_MODE	 3u    /* LSB, MSB, LSB then MSB */
+#define PIT_MAX_RW_STATE 4u    /* the same, and the second byte of a word */
 #define PIT_KNOWN_FLAGS	 (KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON)
 
 static void set_err(char *err, size_t err_size, const char *fmt, ...)
@@ -198,14 +199,16 @@ static int check_pit(const struct kvm_pit_state2 *pit, char *err, size_t err_siz
 	for (unsigned int i = 0; i < 3; i++) {
 		const struct kvm_pit_channel_state *c = &pit->channels[i];
 
-		if (c->count > PIT_MAX_COUNT || c->mode > PIT_MAX_MODE ||
+		if (c->count > PIT_MAX_COUNT ||
+		    (c->mode > PIT_MAX_MODE && c->mode != PIT_MODE_UNSET) ||
 		    c->rw_mode > PIT_MAX_RW_MODE || c->read_state > PIT_MAX_RW_STATE ||
 		    c->write_state > PIT_MAX_RW_STATE || c->bcd > 1 || c->gate > 1) {
-			set_err(err, err_size,
-				"PIT channel %u: count %u (at most %u), mode %u (at most %u), "
-				"access %u/%u/%u, bcd %u, gate %u out of range",
-				i, c->count, PIT_MAX_COUNT, c->mode, PIT_MAX_MODE, c->rw_mode,
-				c->read_state, c->write_state, c->bcd, c->gate);
+			set_err(
+			    err, err_size,
+			    "PIT channel %u: count %u (at most %u), mode %u (at most %u, or 255), "
+			    "access %u/%u/%u, bcd %u, gate %u out of range",
+			    i, c->count, PIT_MAX_COUNT, c->mode, PIT_MAX_MODE, c->rw_mode,
+			    c->read_state, c->write_state, c->bcd, c->gate);
 			return -EINVAL;
 		}
 	}
