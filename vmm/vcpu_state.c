@@ -168,8 +168,7 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 	    (uint32_t)ret > sizeof(struct kvm_xsave) ? (uint32_t)ret : sizeof(struct kvm_xsave);
 	if (host->xsave_size > SNAP_XSAVE_MAX) {
 		set_err(err, err_size,
-			"KVM's XSAVE state is %u bytes, more than the %u a state "
-			"file holds",
+			"KVM's XSAVE state is %u bytes, more than the %u a state file holds",
 			host->xsave_size, SNAP_XSAVE_MAX);
 		return -E2BIG;
 	}

@@ -76,10 +76,12 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 			  struct vcpu_state_host *host, char *err, size_t err_size);
 
 /*
- * Reads a paused vCPU's whole state (every MSR of host->msr_indices, in batches; a batch
- * KVM answers short is an error naming the MSR it stopped at) and checks it with
- * vcpu_state_validate(), so that a snapshot which could not be restored here is refused
- * now. st must be zeroed or freed; on failure it holds nothing to free.
+ * Reads a paused vCPU's whole state: every MSR of host->msr_indices in batches (a batch KVM
+ * answers short is an error naming the MSR it stopped at), then checks it with
+ * vcpu_state_validate(), so that a snapshot which could not be restored here is refused now.
+ * Every vCPU of the VM must be out of KVM_RUN (KVM serialises a vCPU's ioctls, and the
+ * vCPU events are only consistent with the others stopped). st must be zeroed or freed; on
+ * failure it holds nothing to free.
  */
 int vcpu_state_capture(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_state_host *host,
 		       const struct state_ioctl *ops, struct vcpu_state *st, char *err,
