@@ -61,6 +61,17 @@ static bool all_zero(const void *p, size_t len)
 	return true;
 }
 
+/* KVM's variable-length arguments, with room for `n` entries (zeroed). */
+static struct kvm_msrs *msrs_alloc(uint32_t n)
+{
+	return calloc(1, sizeof(struct kvm_msrs) + n * sizeof(struct kvm_msr_entry));
+}
+
+static struct kvm_cpuid2 *cpuid_alloc(uint32_t n)
+{
+	return calloc(1, sizeof(struct kvm_cpuid2) + n * sizeof(struct kvm_cpuid_entry2));
+}
+
 int state_ioctl_call(const struct state_ioctl *ops, int fd, unsigned long request, void *arg)
 {
 	int ret;
@@ -196,64 +207,65 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 static int get_msrs(int vcpu_fd, unsigned int vcpu_index, const struct state_ioctl *ops,
 		    struct kvm_msr_entry *entries, uint32_t count, char *err, size_t err_size)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry entries[VCPU_STATE_MSR_BATCH];
-	} batch;
+	struct kvm_msrs *batch = msrs_alloc(VCPU_STATE_MSR_BATCH);
+	int ret = 0;
 
+	if (!batch) {
+		set_err(err, err_size, "out of memory for vCPU %u's MSRs", vcpu_index);
+		return -ENOMEM;
+	}
 	for (uint32_t done = 0; done < count;) {
 		uint32_t n =
 		    count - done < VCPU_STATE_MSR_BATCH ? count - done : VCPU_STATE_MSR_BATCH;
-		int ret;
 
-		memset(&batch, 0, sizeof(batch));
-		batch.hdr.nmsrs = n;
+		memset(batch->entries, 0, VCPU_STATE_MSR_BATCH * sizeof(batch->entries[0]));
+		batch->nmsrs = n;
 		for (uint32_t i = 0; i < n; i++)
-			batch.entries[i].index = entries[done + i].index;
-		ret = state_ioctl_call(ops, vcpu_fd, KVM_GET_MSRS, &batch);
+			batch->entries[i].index = entries[done + i].index;
+		ret = state_ioctl_call(ops, vcpu_fd, KVM_GET_MSRS, batch);
 		if (ret < 0) {
 			set_err(err, err_size, "vCPU %u: KVM_GET_MSRS failed: %s", vcpu_index,
 				strerror(-ret));
-			return ret;
+			break;
 		}
 		if ((uint32_t)ret != n) {
 			set_err(err, err_size,
 				"vCPU %u: KVM_GET_MSRS read %d of %u MSRs; it stopped at MSR 0x%x, "
 				"which KVM lists as saveable but would not read",
 				vcpu_index, ret, n,
-				(uint32_t)ret < n ? batch.entries[ret].index : 0);
-			return -EIO;
+				(uint32_t)ret < n ? entries[done + ret].index : 0);
+			ret = -EIO;
+			break;
 		}
 		for (uint32_t i = 0; i < n; i++)
-			entries[done + i] = batch.entries[i];
+			entries[done + i] = batch->entries[i];
 		done += n;
+		ret = 0;
 	}
-	return 0;
+	free(batch);
+	return ret;
 }
 
 static int get_cpuid(int vcpu_fd, unsigned int vcpu_index, const struct state_ioctl *ops,
 		     struct vcpu_state *st, char *err, size_t err_size)
 {
-	struct {
-		struct kvm_cpuid2 hdr;
-		struct kvm_cpuid_entry2 entries[SNAP_MAX_CPUID_ENTRIES];
-	} *cpuid = calloc(1, sizeof(*cpuid));
+	struct kvm_cpuid2 *cpuid = cpuid_alloc(SNAP_MAX_CPUID_ENTRIES);
 	int ret;
 
 	if (!cpuid) {
 		set_err(err, err_size, "out of memory for vCPU %u's CPUID", vcpu_index);
 		return -ENOMEM;
 	}
-	cpuid->hdr.nent = SNAP_MAX_CPUID_ENTRIES;
+	cpuid->nent = SNAP_MAX_CPUID_ENTRIES;
 	ret =
 	    call(ops, vcpu_fd, KVM_GET_CPUID2, cpuid, "KVM_GET_CPUID2", vcpu_index, err, err_size);
-	if (!ret && cpuid->hdr.nent > SNAP_MAX_CPUID_ENTRIES) {
+	if (!ret && cpuid->nent > SNAP_MAX_CPUID_ENTRIES) {
 		set_err(err, err_size, "vCPU %u: KVM_GET_CPUID2 answered %u entries (at most %u)",
-			vcpu_index, cpuid->hdr.nent, SNAP_MAX_CPUID_ENTRIES);
+			vcpu_index, cpuid->nent, SNAP_MAX_CPUID_ENTRIES);
 		ret = -EIO;
 	}
 	if (!ret) {
-		st->nr_cpuid = cpuid->hdr.nent;
+		st->nr_cpuid = cpuid->nent;
 		memcpy(st->cpuid, cpuid->entries, st->nr_cpuid * sizeof(st->cpuid[0]));
 	}
 	free(cpuid);
@@ -824,17 +836,14 @@ int vcpu_state_load(const uint8_t *data, const struct snap_index *idx, unsigned 
 static int set_cpuid(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_state *st,
 		     const struct state_ioctl *ops, char *err, size_t err_size)
 {
-	struct {
-		struct kvm_cpuid2 hdr;
-		struct kvm_cpuid_entry2 entries[SNAP_MAX_CPUID_ENTRIES];
-	} *cpuid = calloc(1, sizeof(*cpuid));
+	struct kvm_cpuid2 *cpuid = cpuid_alloc(SNAP_MAX_CPUID_ENTRIES);
 	int ret;
 
 	if (!cpuid) {
 		set_err(err, err_size, "out of memory for vCPU %u's CPUID", vcpu_index);
 		return -ENOMEM;
 	}
-	cpuid->hdr.nent = st->nr_cpuid;
+	cpuid->nent = st->nr_cpuid;
 	memcpy(cpuid->entries, st->cpuid, st->nr_cpuid * sizeof(st->cpuid[0]));
 	ret =
 	    call(ops, vcpu_fd, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2", vcpu_index, err, err_size);
@@ -847,15 +856,15 @@ static int set_cpuid(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_sta
 static int set_msrs(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_state *st,
 		    const struct state_ioctl *ops, char *err, size_t err_size)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry entries[VCPU_STATE_MSR_BATCH];
-	} batch;
+	struct kvm_msrs *batch = msrs_alloc(VCPU_STATE_MSR_BATCH);
 	struct kvm_msr_entry *order = malloc(st->nr_msrs * sizeof(*order) + 1);
 	uint32_t n = 0;
+	int ret = 0;
 
-	if (!order) {
+	if (!order || !batch) {
 		set_err(err, err_size, "out of memory for vCPU %u's MSRs", vcpu_index);
+		free(order);
+		free(batch);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < st->nr_msrs; i++)
@@ -867,29 +876,33 @@ static int set_msrs(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_stat
 
 	for (uint32_t done = 0; done < n;) {
 		uint32_t count = n - done < VCPU_STATE_MSR_BATCH ? n - done : VCPU_STATE_MSR_BATCH;
-		int ret;
 
-		memset(&batch, 0, sizeof(batch));
-		batch.hdr.nmsrs = count;
-		memcpy(batch.entries, order + done, count * sizeof(order[0]));
-		ret = state_ioctl_call(ops, vcpu_fd, KVM_SET_MSRS, &batch);
-		if (ret < 0 || (uint32_t)ret != count) {
-			if (ret < 0)
-				set_err(err, err_size, "vCPU %u: KVM_SET_MSRS failed: %s",
-					vcpu_index, strerror(-ret));
-			else
-				set_err(err, err_size,
-					"vCPU %u: KVM_SET_MSRS set %d of %u MSRs; it refused MSR "
-					"0x%x = 0x%llx",
-					vcpu_index, ret, count, order[done + ret].index,
-					(unsigned long long)order[done + ret].data);
-			free(order);
-			return ret < 0 ? ret : -EIO;
+		batch->nmsrs = count;
+		memcpy(batch->entries, order + done, count * sizeof(order[0]));
+		ret = state_ioctl_call(ops, vcpu_fd, KVM_SET_MSRS, batch);
+		if (ret < 0) {
+			set_err(err, err_size, "vCPU %u: KVM_SET_MSRS failed: %s", vcpu_index,
+				strerror(-ret));
+			break;
+		}
+		if ((uint32_t)ret != count) {
+			const struct kvm_msr_entry *refused =
+			    (uint32_t)ret < count ? &order[done + ret] : &order[done];
+
+			set_err(err, err_size,
+				"vCPU %u: KVM_SET_MSRS set %d of %u MSRs; it refused MSR 0x%x = "
+				"0x%llx",
+				vcpu_index, ret, count, refused->index,
+				(unsigned long long)refused->data);
+			ret = -EIO;
+			break;
 		}
 		done += count;
+		ret = 0;
 	}
 	free(order);
-	return 0;
+	free(batch);
+	return ret;
 }
 
 int vcpu_state_apply(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_state *st,
