@@ -264,10 +264,12 @@ static int get_cpuid(int vcpu_fd, unsigned int vcpu_index, const struct state_io
 			vcpu_index, cpuid->nent, SNAP_MAX_CPUID_ENTRIES);
 		ret = -EIO;
 	}
-	if (!ret) {
-		st->nr_cpuid = cpuid->nent;
-		memcpy(st->cpuid, cpuid->entries, st->nr_cpuid * sizeof(st->cpuid[0]));
-	}
+	/* Some kernels (6.1) answer with the nent they were given, the entries after the real
+	 * ones zeroed; an all-zero entry is never a real leaf (leaf 0's EAX, the highest basic
+	 * leaf, is at least 1), so those are dropped. */
+	for (uint32_t i = 0; !ret && i < cpuid->nent; i++)
+		if (!all_zero(&cpuid->entries[i], sizeof(cpuid->entries[i])))
+			st->cpuid[st->nr_cpuid++] = cpuid->entries[i];
 	free(cpuid);
 	return ret;
 }

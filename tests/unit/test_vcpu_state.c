@@ -167,6 +167,7 @@ struct fake_kvm {
 	int fail_request_nr; /* the _IOC_NR of a request to fail with EIO, or -1 */
 	int xsave2_size;     /* KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) */
 	bool msr_list_e2big;
+	bool cpuid_zero_tail; /* KVM_GET_CPUID2 as Linux 6.1 answers: all nent, zeroes after */
 	const struct vcpu_state *source; /* what the GETs answer */
 	unsigned int msrs_served;
 };
@@ -275,7 +276,10 @@ static int fake_ioctl(void *ctx, int fd, unsigned long request, void *arg)
 
 		if (c->nent < s->nr_cpuid)
 			return -E2BIG;
-		c->nent = s->nr_cpuid;
+		if (k->cpuid_zero_tail)
+			memset(c->entries, 0, c->nent * sizeof(c->entries[0]));
+		else
+			c->nent = s->nr_cpuid;
 		memcpy(c->entries, s->cpuid, s->nr_cpuid * sizeof(s->cpuid[0]));
 		return 0;
 	}
@@ -848,6 +852,14 @@ static void test_capture_reads_everything(void **unused)
 	assert_int_equal(vcpu_state_capture(-1, 2, &host, &ops, st, err, sizeof(err)), 0);
 	for (unsigned int i = 0; i < k->nr_calls; i++)
 		assert_int_not_equal(k->requests[i], KVM_GET_XSAVE);
+	vcpu_state_free(st);
+
+	/* Linux 6.1's KVM_GET_CPUID2: the zeroed entries after the real ones are not kept */
+	fake_init(k, src);
+	k->cpuid_zero_tail = true;
+	assert_int_equal(vcpu_state_capture(-1, 2, &host, &ops, st, err, sizeof(err)), 0);
+	assert_int_equal(st->nr_cpuid, src->nr_cpuid);
+	assert_memory_equal(st->cpuid, src->cpuid, src->nr_cpuid * sizeof(src->cpuid[0]));
 	vcpu_state_free(st);
 
 	/* KVM reading fewer MSRs than asked is an error, not a skip */
