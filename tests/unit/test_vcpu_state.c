@@ -883,6 +883,45 @@ static void test_capture_reads_everything(void **unused)
 	free(k);
 }
 
+/* vcpu_state_save(): the capture, written; what a load gets back is what KVM had. */
+static void test_save_then_load(void **unused)
+{
+	struct vcpu_state_host host;
+	struct vcpu_state *src = calloc(1, sizeof(*src)), *st = calloc(1, sizeof(*st));
+	struct fake_kvm *k = calloc(1, sizeof(*k));
+	struct state_ioctl ops = {.ioctl = fake_ioctl, .ctx = k};
+	struct snap_writer w;
+	struct file f;
+	char err[ERR_SIZE];
+	(void)unused;
+
+	test_host(&host);
+	test_state(src, 3, &host);
+	fake_init(k, src);
+	file_begin(&f, &w);
+	assert_int_equal(vcpu_state_save(-1, 3, &host, &ops, &w, err, sizeof(err)), 0);
+	file_finish_and_parse(&f, &w);
+	assert_int_equal(vcpu_state_load(f.data, &f.idx, 3, &host, st, err, sizeof(err)), 0);
+	assert_states_equal(src, st);
+	vcpu_state_free(st);
+	file_free(&f);
+
+	/* a failed capture writes nothing */
+	file_begin(&f, &w);
+	fake_init(k, src);
+	k->fail_request_nr = _IOC_NR(KVM_GET_LAPIC);
+	assert_int_equal(vcpu_state_save(-1, 3, &host, &ops, &w, err, sizeof(err)), -EIO);
+	assert_string_equal(err, "vCPU 3: KVM_GET_LAPIC failed: Input/output error");
+	file_finish_and_parse(&f, &w);
+	assert_int_equal(f.idx.nr_sections, 0);
+	file_free(&f);
+
+	vcpu_state_free(src);
+	free(src);
+	free(st);
+	free(k);
+}
+
 static void test_host_probe(void **unused)
 {
 	struct vcpu_state_host host;
@@ -925,6 +964,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_order_and_msr_batches),
 	    cmocka_unit_test(test_apply_msr_count_mismatch),
 	    cmocka_unit_test(test_capture_reads_everything),
+	    cmocka_unit_test(test_save_then_load),
 	    cmocka_unit_test(test_host_probe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
