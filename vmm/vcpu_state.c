@@ -203,6 +203,30 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 
 /* ---- capture ---- */
 
+int vcpu_state_complete_io(int vcpu_fd, unsigned int vcpu_index, struct kvm_run *run,
+			   const struct state_ioctl *ops, char *err, size_t err_size)
+{
+	int ret;
+
+	run->immediate_exit = 1;
+	ret = state_ioctl_call(ops, vcpu_fd, KVM_RUN, NULL);
+	run->immediate_exit = 0;
+	if (ret == -EINTR)
+		return 0;
+	if (ret == 0) {
+		/* Finishing the instruction needed userspace again (an MMIO access split in
+		 * two): the VMM handles this exit and calls again. */
+		set_err(err, err_size,
+			"vCPU %u: completing its last exit made another (reason %u); handle it and "
+			"complete again",
+			vcpu_index, run->exit_reason);
+		return -EAGAIN;
+	}
+	set_err(err, err_size, "vCPU %u: KVM_RUN with immediate_exit failed: %s", vcpu_index,
+		strerror(-ret));
+	return ret;
+}
+
 /* Reads `count` MSRs whose indices are already in entries[], in batches. */
 static int get_msrs(int vcpu_fd, unsigned int vcpu_index, const struct state_ioctl *ops,
 		    struct kvm_msr_entry *entries, uint32_t count, char *err, size_t err_size)

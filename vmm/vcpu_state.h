@@ -76,6 +76,17 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 			  struct vcpu_state_host *host, char *err, size_t err_size);
 
 /*
+ * Completes an I/O or MMIO exit that the VMM has handled but KVM has not finished yet: KVM
+ * finishes the instruction (moves RIP past an OUT, stores an IN's or MMIO read's value) only
+ * on the next KVM_RUN. This is that KVM_RUN with run->immediate_exit set, which returns
+ * EINTR without running the guest. Call it for every paused vCPU before
+ * vcpu_state_capture(); without it a restore repeats an OUT or loses an IN's value (seen on
+ * real KVM). run is the vCPU's mmap'd struct kvm_run.
+ */
+int vcpu_state_complete_io(int vcpu_fd, unsigned int vcpu_index, struct kvm_run *run,
+			   const struct state_ioctl *ops, char *err, size_t err_size);
+
+/*
  * Reads a paused vCPU's whole state: every MSR of host->msr_indices in batches (a batch KVM
  * answers short is an error naming the MSR it stopped at), then checks it with
  * vcpu_state_validate(), so that a snapshot which could not be restored here is refused now.

@@ -922,6 +922,46 @@ static void test_save_then_load(void **unused)
 	free(k);
 }
 
+/* KVM_RUN with immediate_exit finishes a handled exit without running the guest. */
+static int run_ioctl(void *ctx, int fd, unsigned long request, void *arg)
+{
+	struct kvm_run *run = ctx;
+
+	(void)fd;
+	(void)arg;
+	assert_int_equal(request, KVM_RUN);
+	/* the answer is in the exit reason the test put there */
+	if (!run->immediate_exit)
+		return -EBADE;
+	if (run->exit_reason == KVM_EXIT_MMIO)
+		return 0;
+	if (run->exit_reason == KVM_EXIT_FAIL_ENTRY)
+		return -EFAULT;
+	run->exit_reason = KVM_EXIT_INTR;
+	return -EINTR;
+}
+
+static void test_complete_io(void **unused)
+{
+	struct kvm_run run = {.exit_reason = KVM_EXIT_IO};
+	struct state_ioctl ops = {.ioctl = run_ioctl, .ctx = &run};
+	char err[ERR_SIZE];
+	(void)unused;
+
+	assert_int_equal(vcpu_state_complete_io(-1, 1, &run, &ops, err, sizeof(err)), 0);
+	assert_int_equal(run.immediate_exit, 0);
+	assert_int_equal(run.exit_reason, KVM_EXIT_INTR);
+
+	run.exit_reason = KVM_EXIT_MMIO; /* another exit to handle first */
+	assert_int_equal(vcpu_state_complete_io(-1, 1, &run, &ops, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "vCPU 1: completing its last exit made another (reason 6)"));
+	assert_int_equal(run.immediate_exit, 0);
+
+	run.exit_reason = KVM_EXIT_FAIL_ENTRY;
+	assert_int_equal(vcpu_state_complete_io(-1, 1, &run, &ops, err, sizeof(err)), -EFAULT);
+	assert_string_equal(err, "vCPU 1: KVM_RUN with immediate_exit failed: Bad address");
+}
+
 static void test_host_probe(void **unused)
 {
 	struct vcpu_state_host host;
@@ -965,6 +1005,7 @@ int main(void)
 	    cmocka_unit_test(test_apply_msr_count_mismatch),
 	    cmocka_unit_test(test_capture_reads_everything),
 	    cmocka_unit_test(test_save_then_load),
+	    cmocka_unit_test(test_complete_io),
 	    cmocka_unit_test(test_host_probe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
