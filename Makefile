@@ -13,7 +13,8 @@ DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 API_SRCS := $(wildcard api/*.c)
 PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c \
 	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c vmm/snapshot_format.c \
-	vmm/snapshot_info.c $(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
+	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c $(ARCH_SRCS) $(DEVICE_SRCS) \
+	$(API_SRCS)
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
 	vmm/main.c
 LIBS      := -luring -ljansson
