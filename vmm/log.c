@@ -195,6 +195,7 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 {
 	enum log_level threshold = log_get_level();
 	char message[LOG_MESSAGE_MAX], out[LOG_LINE_MAX];
+	int saved_errno = errno; /* callers may still read the errno of what they log */
 	va_list args;
 	ssize_t written;
 	int len, fd;
@@ -231,4 +232,5 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 		atomic_fetch_add_explicit(&missed_lines, 1, memory_order_relaxed);
 unlock:
 	pthread_rwlock_unlock(&logger.lock);
+	errno = saved_errno;
 }

@@ -62,6 +62,7 @@ uint64_t log_missed_line_count(void);
  * missed lines. For tests, with no other thread logging. */
 void log_reset(void);
 
+/* Leaves errno as it found it: a caller may log what failed and then read errno. */
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
