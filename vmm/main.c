@@ -61,6 +61,7 @@ int main(int argc, char *argv[])
 {
 	static struct controller ctl;
 	struct vmm_config *config = calloc(1, sizeof(*config));
+	enum failure_origin origin = FAILURE_VMM;
 	char err_text[1024];
 	sigset_t signals;
 	int err;
@@ -93,9 +94,9 @@ int main(int argc, char *argv[])
 	}
 	if (*config->process.config_file &&
 	    controller_load_config_file(config->process.config_file, config, err_text,
-					sizeof(err_text))) {
+					sizeof(err_text), &origin)) {
 		fprintf(stderr, "wisp: %s\n", err_text);
-		return EXIT_BAD_INPUT;
+		return controller_exit_status(origin);
 	}
 	config->process.start_ns = (uint64_t)start.tv_sec * 1000000000ull + (uint64_t)start.tv_nsec;
 	log_set_level(config->log_level);
@@ -107,8 +108,8 @@ int main(int argc, char *argv[])
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (controller_init(&ctl, config, WISP_VERSION))
-		return EXIT_BAD_INPUT;
+	if (controller_init(&ctl, config, WISP_VERSION, &origin))
+		return controller_exit_status(origin);
 	free(config);
 	terminal_to_raw();
 	return controller_run(&ctl);

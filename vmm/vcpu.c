@@ -75,11 +75,17 @@ static int vcpu_set_msrs(struct vcpu *vcpu)
 	memset(&msrs, 0, sizeof(msrs));
 	msrs.header.nmsrs = boot_msrs(msrs.entries);
 	set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
+	if (set < 0) {
+		int err = -errno;
+		log_error("vCPU %u: KVM_SET_MSRS of %u MSRs failed: %s", vcpu->index,
+			  msrs.header.nmsrs, strerror(-err));
+		return err;
+	}
 	if (set != (int)msrs.header.nmsrs) {
 		log_error("vCPU %u: KVM_SET_MSRS set %d of %u MSRs (first refused: 0x%x)",
 			  vcpu->index, set, msrs.header.nmsrs,
-			  set >= 0 && set < (int)msrs.header.nmsrs ? msrs.entries[set].index : 0);
-		return set < 0 ? -errno : -EINVAL;
+			  set < (int)msrs.header.nmsrs ? msrs.entries[set].index : 0);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -260,8 +266,9 @@ int vcpus_pause_init(struct vcpu_pause *pause)
 	pthread_cond_init(&pause->changed, NULL);
 	sigemptyset(&action.sa_mask);
 	if (sigaction(VCPU_KICK_SIGNAL, &action, NULL) < 0) {
-		log_error("cannot install the vCPU kick signal handler: %s", strerror(errno));
-		return -errno;
+		int err = -errno;
+		log_error("cannot install the vCPU kick signal handler: %s", strerror(-err));
+		return err;
 	}
 	return 0;
 }

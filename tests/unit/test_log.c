@@ -488,6 +488,36 @@ static void test_logging_preserves_errno(void **state)
 	assert_int_equal(errno, EXDEV);
 }
 
+static void *log_an_error(void *arg)
+{
+	(void)arg;
+	log_error("an error on another thread");
+	return NULL;
+}
+
+/* What InstanceStart's fault_message takes its cause from. */
+static void test_first_error_is_kept_per_thread_until_reset(void **state)
+{
+	pthread_t thread;
+	(void)state;
+
+	log_first_error_reset();
+	assert_string_equal(log_first_error(), "");
+	log_warn("a warning is no error");
+	assert_string_equal(log_first_error(), "");
+	log_set_level(LOG_LEVEL_OFF); /* kept even when no line is written */
+	log_error("drive '%s': cannot open %s", "rootfs", "/x.img");
+	log_error("a consequence of the first");
+	assert_string_equal(log_first_error(), "drive 'rootfs': cannot open /x.img");
+	assert_int_equal(pthread_create(&thread, NULL, log_an_error, NULL), 0);
+	pthread_join(thread, NULL);
+	assert_string_equal(log_first_error(), "drive 'rootfs': cannot open /x.img");
+	log_first_error_reset();
+	assert_string_equal(log_first_error(), "");
+	log_error("the next failure");
+	assert_string_equal(log_first_error(), "the next failure");
+}
+
 #define THREADS		 4
 #define LINES_PER_THREAD 500
 
@@ -546,6 +576,7 @@ int main(void)
 	    T(test_fifo_without_reader_does_not_block_and_counts_missed_lines),
 	    T(test_lines_from_several_threads_never_interleave),
 	    T(test_logging_preserves_errno),
+	    T(test_first_error_is_kept_per_thread_until_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
