@@ -105,22 +105,33 @@ static int op_start(void *opaque, const struct vmm_config *config, char *err, si
 	return controller_boot(ctl, config, err, err_size);
 }
 
+/* Firecracker's latencies_us.vmm_pause_vm and vmm_resume_vm: the VMM action alone. */
 static int op_pause(void *opaque, char *err, size_t err_size)
 {
 	struct controller *ctl = opaque;
+	uint64_t start_us = metrics_monotonic_us();
 	int ret = vcpus_pause(&ctl->vm);
 
-	if (ret)
+	if (ret) {
 		snprintf(err, err_size, "cannot pause: the VM is ending");
-	return ret;
+		return ret;
+	}
+	log_info("'pause vm' VMM action took %llu us",
+		 (unsigned long long)metrics_store_elapsed_us(&metrics.latencies_us.vmm_pause_vm,
+							      start_us));
+	return 0;
 }
 
 static int op_resume(void *opaque, char *err, size_t err_size)
 {
 	struct controller *ctl = opaque;
+	uint64_t start_us = metrics_monotonic_us();
 	(void)err;
 	(void)err_size;
 	vcpus_resume(&ctl->vm);
+	log_info("'resume vm' VMM action took %llu us",
+		 (unsigned long long)metrics_store_elapsed_us(&metrics.latencies_us.vmm_resume_vm,
+							      start_us));
 	return 0;
 }
 
@@ -287,6 +298,14 @@ static const struct api_vmm_ops controller_ops = {
     .set_metrics = op_set_metrics,
 };
 
+/* Firecracker's api_server metrics: from wisp's start to the API socket's being ready. */
+static void record_startup_time(uint64_t start_ns)
+{
+	metrics_store(&metrics.api_server.process_startup_time_us,
+		      metrics_monotonic_us() - start_ns / 1000);
+	metrics_store(&metrics.api_server.process_startup_time_cpu_us, metrics_process_cpu_us());
+}
+
 int controller_init(struct controller *ctl, const struct vmm_config *config, const char *version,
 		    enum failure_origin *origin)
 {
@@ -320,6 +339,7 @@ int controller_init(struct controller *ctl, const struct vmm_config *config, con
 				       config->process.max_payload, origin);
 		if (ret)
 			return ret;
+		record_startup_time(config->process.start_ns);
 	}
 	return 0;
 }
@@ -382,6 +402,8 @@ static int controller_wait_for_start(struct controller *ctl)
 	}
 	if (signal_state[1]) {
 		log_info("signal %d before InstanceStart: ending", signal_state[1]);
+		if (signal_state[1] == SIGHUP)
+			metrics_store(&metrics.signals.sighup, 1);
 		ret = 128 + signal_state[1];
 	}
 	ctl->loop = NULL;

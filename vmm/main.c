@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "controller.h"
 #include "log.h"
+#include "metrics.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -57,6 +58,27 @@ static int check_host_memory(uint64_t mem_mib)
 	return 0;
 }
 
+/* Firecracker's SIGPIPE handler: count, and carry on (the write returns EPIPE, which its
+ * caller handles). Only an atomic add: async-signal-safe. */
+static void count_sigpipe(int signal)
+{
+	(void)signal;
+	metrics_inc(&metrics.signals.sigpipe);
+}
+
+static int install_sigpipe_counter(void)
+{
+	struct sigaction action = {.sa_handler = count_sigpipe, .sa_flags = SA_RESTART};
+
+	sigemptyset(&action.sa_mask);
+	if (sigaction(SIGPIPE, &action, NULL) < 0) {
+		int err = -errno;
+		log_error("cannot install the SIGPIPE handler: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	static struct controller ctl;
@@ -106,7 +128,8 @@ int main(int argc, char *argv[])
 	/* Signals are taken by the event loop (signalfd): block them in every thread. */
 	vm_ending_signals(&signals);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if (install_sigpipe_counter())
+		return EXIT_VMM_FAILURE;
 
 	if (controller_init(&ctl, config, WISP_VERSION, &origin))
 		return controller_exit_status(origin);

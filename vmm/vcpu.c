@@ -190,6 +190,7 @@ static void vcpu_log_registers(struct vcpu *vcpu, enum log_level level)
 static bool vcpu_handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
+	uint64_t start_us = metrics_monotonic_us(); /* the bus's time: vcpu.exit_*_agg */
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
@@ -197,12 +198,19 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 		metrics_inc(run->io.direction == KVM_EXIT_IO_IN ? &metrics.vcpu.exit_io_in
 								: &metrics.vcpu.exit_io_out);
 		vcpu_handle_io(vcpu);
+		metrics_latency_record(run->io.direction == KVM_EXIT_IO_IN
+					   ? &metrics.vcpu.exit_io_in_agg
+					   : &metrics.vcpu.exit_io_out_agg,
+				       metrics_monotonic_us() - start_us);
 		return true;
 	case KVM_EXIT_MMIO:
 		atomic_fetch_add(&vcpu->exits[VCPU_EXIT_MMIO], 1);
 		metrics_inc(run->mmio.is_write ? &metrics.vcpu.exit_mmio_write
 					       : &metrics.vcpu.exit_mmio_read);
 		vcpu_handle_mmio(vcpu);
+		metrics_latency_record(run->mmio.is_write ? &metrics.vcpu.exit_mmio_write_agg
+							  : &metrics.vcpu.exit_mmio_read_agg,
+				       metrics_monotonic_us() - start_us);
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		log_info("vCPU %u: guest shut down (triple fault or reset): ending the VM",

@@ -3,6 +3,7 @@
 #include "arch/x86_64/layout.h"
 #include "device_metrics.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -466,6 +467,8 @@ static void on_signal(void *opaque, uint32_t events)
 	(void)events;
 	if (read(vm->signal_fd, &info, sizeof(info)) == sizeof(info)) {
 		log_warn("received signal %u: ending the VM", info.ssi_signo);
+		if (info.ssi_signo == SIGHUP) /* a store, as in Firecracker: it ends wisp */
+			metrics_store(&metrics.signals.sighup, 1);
 		vm_request_exit(vm, 128 + (int)info.ssi_signo);
 	}
 }
