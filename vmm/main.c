@@ -58,27 +58,6 @@ static int check_host_memory(uint64_t mem_mib)
 	return 0;
 }
 
-/* Firecracker's SIGPIPE handler: count, and carry on (the write returns EPIPE, which its
- * caller handles). Only an atomic add: async-signal-safe. */
-static void count_sigpipe(int signal)
-{
-	(void)signal;
-	metrics_inc(&metrics.signals.sigpipe);
-}
-
-static int install_sigpipe_counter(void)
-{
-	struct sigaction action = {.sa_handler = count_sigpipe, .sa_flags = SA_RESTART};
-
-	sigemptyset(&action.sa_mask);
-	if (sigaction(SIGPIPE, &action, NULL) < 0) {
-		int err = -errno;
-		log_error("cannot install the SIGPIPE handler: %s", strerror(-err));
-		return err;
-	}
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	static struct controller ctl;
@@ -128,8 +107,11 @@ int main(int argc, char *argv[])
 	/* Signals are taken by the event loop (signalfd): block them in every thread. */
 	vm_ending_signals(&signals);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
-	if (install_sigpipe_counter())
+	err = metrics_count_sigpipe();
+	if (err) {
+		log_error("cannot install the SIGPIPE handler: %s", strerror(-err));
 		return EXIT_VMM_FAILURE;
+	}
 
 	if (controller_init(&ctl, config, WISP_VERSION, &origin))
 		return controller_exit_status(origin);

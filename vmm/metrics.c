@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -631,6 +632,21 @@ int metrics_flush(uint64_t utc_ms)
 unlock:
 	pthread_mutex_unlock(&registry.lock);
 	return ret;
+}
+
+/* Only an atomic add: async-signal-safe. */
+static void count_sigpipe(int signal)
+{
+	(void)signal;
+	metrics_inc(&metrics.signals.sigpipe);
+}
+
+int metrics_count_sigpipe(void)
+{
+	struct sigaction action = {.sa_handler = count_sigpipe, .sa_flags = SA_RESTART};
+
+	sigemptyset(&action.sa_mask);
+	return sigaction(SIGPIPE, &action, NULL) < 0 ? -errno : 0;
 }
 
 uint64_t metrics_utc_now_ms(void)

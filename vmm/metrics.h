@@ -247,6 +247,11 @@ int metrics_flush(uint64_t utc_ms);
  * NULL when out of memory. The caller frees it. */
 char *metrics_render(uint64_t utc_ms);
 
+/* Firecracker's SIGPIPE handling: a handler that counts signals.sigpipe and lets wisp go
+ * on (the write that raised it fails with EPIPE, which its caller handles). Returns 0 or
+ * -errno. */
+int metrics_count_sigpipe(void);
+
 /* Milliseconds since the epoch (CLOCK_REALTIME), for utc_timestamp_ms. */
 uint64_t metrics_utc_now_ms(void);
 

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -429,7 +430,7 @@ static const struct {
     /* Counted by the serial console's change, which is not on this branch yet: name its
      * file here when it lands. */
     {"uart", "missed_write_count", NULL, "metrics.uart.missed_write_count"},
-    {"signals", "sigpipe", "vmm/main.c", "metrics.signals.sigpipe"},
+    {"signals", "sigpipe", "vmm/metrics.c", "metrics.signals.sigpipe"},
     {"signals", "sighup", "vmm/vm.c", "metrics.signals.sighup"},
 };
 
@@ -994,6 +995,28 @@ static void test_names_are_escaped(void **state)
 	free_json(root);
 }
 
+/* A write to a pipe nobody reads: counted, and the writer carries on with EPIPE. */
+static void test_sigpipe_is_counted_and_survived(void **state)
+{
+	char byte = 'x';
+	int fds[2];
+	json_t *root;
+	(void)state;
+
+	assert_int_equal(metrics_count_sigpipe(), 0);
+	assert_int_equal(pipe(fds), 0);
+	close(fds[0]);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(write(fds[1], &byte, 1), -1);
+		assert_int_equal(errno, EPIPE);
+	}
+	close(fds[1]);
+	root = render();
+	assert_int_equal(value_of(root, "signals", "sigpipe"), 2);
+	free_json(root);
+	signal(SIGPIPE, SIG_DFL);
+}
+
 /* jansson writes UTF-8 only: a section whose name is not is left out, and counted. */
 static void test_a_name_that_is_not_utf8_is_left_out_and_counted(void **state)
 {
@@ -1041,6 +1064,7 @@ int main(void)
 	    T(test_counters_past_the_limits_are_dropped_and_counted),
 	    T(test_names_are_escaped),
 	    T(test_a_name_that_is_not_utf8_is_left_out_and_counted),
+	    T(test_sigpipe_is_counted_and_survived),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
