@@ -41,7 +41,6 @@ struct fixed_section {
 #define LATENCIES_US(kind, name) FIXED(latencies_us, kind, name)
 #define LOGGER(kind, name)	 FIXED(logger, kind, name)
 #define VCPU(kind, name)	 FIXED(vcpu, kind, name)
-#define UART(kind, name)	 FIXED(uart, kind, name)
 #define SIGNALS(kind, name)	 FIXED(signals, kind, name)
 
 static const struct fixed_metric api_server_metrics[] = {METRICS_API_SERVER(API_SERVER)};
@@ -51,7 +50,6 @@ static const struct fixed_metric patch_api_metrics[] = {METRICS_PATCH_API_REQUES
 static const struct fixed_metric latencies_us_metrics[] = {METRICS_LATENCIES_US(LATENCIES_US)};
 static const struct fixed_metric logger_metrics[] = {METRICS_LOGGER(LOGGER)};
 static const struct fixed_metric vcpu_metrics[] = {METRICS_VCPU(VCPU)};
-static const struct fixed_metric uart_metrics[] = {METRICS_UART(UART)};
 static const struct fixed_metric signals_metrics[] = {METRICS_SIGNALS(SIGNALS)};
 
 #define FIXED_SECTION(name, array)                                                                 \
@@ -68,7 +66,6 @@ static const struct fixed_section fixed_sections[] = {
     FIXED_SECTION("patch_api_requests", patch_api_metrics),
     FIXED_SECTION("put_api_requests", put_api_metrics),
     FIXED_SECTION("vcpu", vcpu_metrics),
-    FIXED_SECTION("uart", uart_metrics),
     FIXED_SECTION("signals", signals_metrics),
 };
 

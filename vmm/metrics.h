@@ -125,10 +125,6 @@ struct metrics_latency {
 	X(LATENCY, exit_mmio_read_agg)                                                             \
 	X(LATENCY, exit_mmio_write_agg)
 
-/* The serial console (Firecracker's SerialDeviceMetrics): console output lost because its
- * destination refused it. */
-#define METRICS_UART(X) X(COUNTER, missed_write_count)
-
 /* SIGPIPE is survived and counted (main.c's handler); SIGHUP ends wisp and is a store (0 or
  * 1), as in Firecracker. */
 #define METRICS_SIGNALS(X)                                                                         \
@@ -164,9 +160,6 @@ struct wisp_metrics {
 	struct {
 		METRICS_VCPU(METRICS_DECLARE_FIELD)
 	} vcpu;
-	struct {
-		METRICS_UART(METRICS_DECLARE_FIELD)
-	} uart;
 	struct {
 		METRICS_SIGNALS(METRICS_DECLARE_FIELD)
 	} signals;
