@@ -12,8 +12,8 @@ DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 # Everything but the KVM-facing files: the code unit tests link against.
 API_SRCS := $(wildcard api/*.c)
 PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c \
-	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c $(ARCH_SRCS) $(DEVICE_SRCS) \
-	$(API_SRCS)
+	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c vmm/snapshot_format.c \
+	vmm/snapshot_info.c $(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
 	vmm/main.c
 LIBS      := -luring -ljansson
@@ -87,7 +87,15 @@ $(BUILD)/fuzz/fuzz_api: tests/fuzz/fuzz_api.c api/api.c api/http.c api/fc_config
 	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm -o $@ \
 		$(filter %.c,$^) -ljansson
 
-FUZZERS := $(BUILD)/fuzz/fuzz_virtqueue $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_api
+# The snapshot state file reader and snapshot-info's printer.
+$(BUILD)/fuzz/fuzz_snapshot: tests/fuzz/fuzz_snapshot.c vmm/snapshot_format.c \
+		vmm/snapshot_info.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm -o $@ \
+		$(filter %.c,$^) -ljansson
+
+FUZZERS := $(BUILD)/fuzz/fuzz_virtqueue $(BUILD)/fuzz/fuzz_http $(BUILD)/fuzz/fuzz_api \
+	$(BUILD)/fuzz/fuzz_snapshot
 
 unit: deps $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)

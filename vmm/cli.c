@@ -17,6 +17,8 @@ const char cli_usage[] =
     "            [--boot-timer] [--http-api-max-payload-size BYTES]\n"
     "       wisp --api-sock PATH     (configure and start the VM through the API)\n"
     "       wisp --no-api --config-file FILE\n"
+    "       wisp snapshot-info STATE (what a snapshot state file holds, whether its\n"
+    "                    checksum is good; exit status 0 when valid, 2 when not)\n"
     "\n"
     "Boots a Linux guest in a KVM microVM. The guest's serial console (COM1) is this\n"
     "process's standard output and input (or PUT /serial's file).\n"

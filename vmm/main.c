@@ -3,6 +3,7 @@
 #include "controller.h"
 #include "log.h"
 #include "metrics.h"
+#include "snapshot_info.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -69,6 +70,10 @@ int main(int argc, char *argv[])
 
 	struct timespec start;
 
+	if (argc >= 2 && !strcmp(argv[1], "snapshot-info")) {
+		free(config);
+		return snapshot_info_main(argc - 1, argv + 1);
+	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (!config)
 		return EXIT_VMM_FAILURE;

@@ -141,22 +141,82 @@ static void watch_for_boot_marker(struct vm *vm, const uint8_t *bytes, size_t le
 	}
 }
 
-static void serial_output(void *opaque, const uint8_t *bytes, size_t len)
+/* The UART's output, on a vCPU thread: never blocks (see serial_output.h). */
+static void console_output(void *opaque, const uint8_t *bytes, size_t len)
 {
 	struct vm *vm = opaque;
 
 	if (vm->boot_timer)
 		watch_for_boot_marker(vm, bytes, len);
-	while (len) {
-		ssize_t written = write(vm->serial_out_fd, bytes, len);
-		if (written < 0) {
-			if (errno == EINTR)
-				continue;
-			return; /* nobody reads the console any more: drop the output */
-		}
-		bytes += written;
-		len -= (size_t)written;
+	serial_output_write(&vm->console, bytes, len);
+}
+
+/* A vCPU left bytes in the console's ring (under its lock: only signal). */
+static void console_wait_writable(void *opaque)
+{
+	struct vm *vm = opaque;
+	uint64_t one = 1;
+
+	if (write(vm->console_kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_debug("console: cannot signal the VMM thread: %s", strerror(errno));
+}
+
+/* VMM thread: writes what the console takes; watches for EPOLLOUT while bytes remain. */
+static void console_flush(struct vm *vm)
+{
+	int fd = serial_output_poll_fd(&vm->console);
+
+	if (serial_output_flush(&vm->console) &&
+	    event_loop_modify(&vm->loop, fd, EPOLLOUT | EPOLLONESHOT))
+		log_debug("console: cannot watch fd %d for EPOLLOUT", fd);
+}
+
+static void on_console_kick(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	uint64_t count;
+
+	(void)events;
+	if (read(vm->console_kick_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+		log_debug("console: reading its eventfd failed: %s", strerror(errno));
+	console_flush(vm);
+}
+
+static void on_console_writable(void *opaque, uint32_t events)
+{
+	(void)events;
+	console_flush(opaque);
+}
+
+static void report_uart(void *opaque, struct metrics_section *section)
+{
+	struct vm *vm = opaque;
+
+	metrics_counter(section, "missed_write_count", atomic_load(&vm->console.missed_bytes));
+	metrics_counter(section, "write_count", atomic_load(&vm->console.written_bytes));
+}
+
+/* The console's VMM-thread half: the kick eventfd, and the console watched for EPOLLOUT
+ * (one shot, armed only while bytes wait: HUP or ERR on a console nobody reads would
+ * wake a level-triggered watch forever). A console epoll cannot watch (/dev/null) is
+ * flushed by the vCPUs' next writes instead. */
+static int vm_watch_console(struct vm *vm)
+{
+	int fd = serial_output_poll_fd(&vm->console);
+	int err;
+
+	if (fd < 0)
+		return 0;
+	err = event_loop_add(&vm->loop, vm->console_kick_fd, EPOLLIN, on_console_kick, vm);
+	if (err) {
+		log_error("cannot watch the console's eventfd: %s", strerror(-err));
+		return err;
 	}
+	if (event_loop_add(&vm->loop, fd, EPOLLONESHOT, on_console_writable, vm)) {
+		log_debug("console: epoll cannot watch fd %d: flushed on the guest's writes", fd);
+		vm->console.wait_writable = NULL;
+	}
+	return 0;
 }
 
 static void i8042_reset_line(void *opaque)
@@ -171,14 +231,19 @@ static int vm_add_devices(struct vm *vm)
 	struct irq_line kbd_irq = {.set = vm_set_irq, .opaque = vm, .irq = I8042_KBD_IRQ};
 	int err;
 
-	serial_init(&vm->serial, serial_irq, serial_output, vm);
+	serial_init(&vm->serial, serial_irq, console_output, vm);
 	i8042_init(&vm->i8042, kbd_irq, i8042_reset_line, vm);
 	err = bus_add(&vm->pio_bus, SERIAL_COM1_BASE, 8, &serial_ops, &vm->serial);
 	if (!err)
 		err = bus_add(&vm->pio_bus, I8042_PORT_BASE, I8042_PORT_COUNT, &i8042_ops,
 			      &vm->i8042);
-	if (err)
+	if (err) {
 		log_error("cannot place the legacy devices on the port bus: %s", strerror(-err));
+		return err;
+	}
+	err = vm_watch_console(vm);
+	if (!err)
+		err = metrics_register("uart", NULL, report_uart, vm);
 	return err;
 }
 
@@ -301,6 +366,7 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	memset(vm, 0, sizeof(*vm));
 	atomic_init(&vm->exit_code, -1);
 	vm->signal_fd = -1;
+	vm->console_kick_fd = -1;
 	vm->nr_vcpus = config->vcpus;
 	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->exit_eventfd < 0) {
@@ -324,6 +390,16 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 			failure_blame(origin, FAILURE_BAD_INPUT);
 			return err;
 		}
+	}
+	vm->console_kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->console_kick_fd < 0)
+		return -errno;
+	err = serial_output_init(&vm->console, vm->serial_out_fd, *config->serial_out_path,
+				 console_wait_writable, vm);
+	if (err) {
+		log_error("cannot set up the console's output (fd %d): %s", vm->serial_out_fd,
+			  strerror(-err));
+		return err;
 	}
 	err = kvm_open(&vm->kvm, "/dev/kvm");
 	if (!err)
@@ -505,5 +581,7 @@ int vm_run(struct vm *vm)
 			event_loop_add(&vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm);
 		}
 	}
+	/* The guest's last words, if the console takes them within a second. */
+	serial_output_finish(&vm->console, 1000);
 	return atomic_load(&vm->exit_code);
 }

@@ -11,6 +11,7 @@
 #include "arch/x86_64/layout.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
+#include "devices/serial_output.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "event_loop.h"
@@ -52,6 +53,10 @@ struct vm {
 	bool stdin_paused;
 	int signal_fd;
 	int serial_out_fd; /* stdout, or PUT /serial's file */
+	/* The UART's output to serial_out_fd, never blocking a vCPU; console_kick_fd tells
+	 * the VMM thread that bytes wait for the console to become writable. */
+	struct serial_output console;
+	int console_kick_fd;
 	bool boot_timer;
 	size_t boot_marker_seen; /* bytes of the marker matched so far */
 	uint64_t start_ns;	 /* CLOCK_MONOTONIC when wisp started */

@@ -1,7 +1,12 @@
 /* Unit tests for the 8250/16550A UART (devices/serial.c), driven through serial_ops the
  * way the port I/O bus drives it. A fake interrupt line records every level change and a
- * fake output callback records every transmitted byte. */
+ * fake output callback records every transmitted byte. The console output
+ * (devices/serial_output.c) is tested on real pipes and files, behind a UART. */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +17,7 @@
 #include <cmocka.h>
 
 #include "devices/serial.h"
+#include "devices/serial_output.h"
 #include "test_support.h"
 
 struct output_record {
@@ -705,6 +711,214 @@ static void test_save_into_too_small_buffer_is_enospc(void **state)
 	assert_int_equal(serial_ops.save(&f->serial, buf, sizeof(buf)), sizeof(buf));
 }
 
+/* ---- the console output: never blocks, drops and counts, keeps order ---- */
+
+struct console {
+	struct serial uart;
+	struct serial_output out;
+	int pipe[2];
+	unsigned int wait_writable_calls;
+	size_t sent; /* bytes the guest transmitted */
+};
+
+static void count_wait_writable(void *opaque)
+{
+	struct console *c = opaque;
+	c->wait_writable_calls++;
+}
+
+/* A UART whose output goes to fd through a serial_output (a pipe of its own if fd < 0). */
+static void console_init(struct console *c, int fd, bool owned)
+{
+	struct irq_line line = {0};
+
+	memset(c, 0, sizeof(*c));
+	c->pipe[0] = c->pipe[1] = -1;
+	if (fd < 0) {
+		assert_int_equal(pipe(c->pipe), 0);
+		fd = c->pipe[1];
+	}
+	assert_int_equal(serial_output_init(&c->out, fd, owned, count_wait_writable, c), 0);
+	serial_init(&c->uart, line, serial_output_write, &c->out);
+}
+
+static void console_destroy(struct console *c)
+{
+	serial_output_destroy(&c->out);
+	pthread_mutex_destroy(&c->uart.lock);
+	for (int i = 0; i < 2; i++)
+		if (c->pipe[i] >= 0)
+			close(c->pipe[i]);
+}
+
+/* The guest's side: byte i of everything it ever sends is pattern(i). */
+static uint8_t pattern(size_t i)
+{
+	return (uint8_t)(i * 7 + i / 251);
+}
+
+static void guest_sends(struct console *c, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		wr(&c->uart, UART_RBR, pattern(c->sent++));
+}
+
+/* Everything the pipe holds now, appended at buf + *len (the reader drains). */
+static void drain_pipe(struct console *c, uint8_t *buf, size_t size, size_t *len)
+{
+	int flags = fcntl(c->pipe[0], F_GETFL);
+
+	fcntl(c->pipe[0], F_SETFL, flags | O_NONBLOCK);
+	for (;;) {
+		ssize_t n = read(c->pipe[0], buf + *len, size - *len);
+		if (n <= 0)
+			break;
+		*len += (size_t)n;
+	}
+	fcntl(c->pipe[0], F_SETFL, flags);
+}
+
+static void test_console_stalled_pipe_buffers_then_drops_and_resumes_in_order(void **state)
+{
+	size_t size = 512 * 1024, len = 0, extra = 10000;
+	uint8_t *got = malloc(size);
+	struct console c;
+	size_t pipe_took, missed;
+	(void)state;
+
+	assert_non_null(got);
+	console_init(&c, -1, false);
+	/* The pipe's own description stays blocking: other holders of it are unaffected
+	 * (wisp writes through a description of its own). */
+	assert_int_equal(fcntl(c.pipe[1], F_GETFL) & O_NONBLOCK, 0);
+
+	/* Nobody reads: the pipe fills, then the ring, then bytes are dropped. Every write
+	 * returns (the test would hang here otherwise). */
+	guest_sends(&c, 8192);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), 0);
+	assert_int_equal(c.wait_writable_calls, 0); /* the pipe took it all */
+	guest_sends(&c, 2 * SERIAL_OUTPUT_RING_SIZE + extra);
+	pipe_took = atomic_load(&c.out.written_bytes);
+	missed = atomic_load(&c.out.missed_bytes);
+	assert_true(pipe_took >= 8192);
+	assert_int_equal(c.out.count, SERIAL_OUTPUT_RING_SIZE);
+	assert_int_equal(pipe_took + SERIAL_OUTPUT_RING_SIZE + missed, c.sent);
+	assert_true(missed >= extra);
+	/* The VMM thread was asked once to wait for EPOLLOUT, when the ring started. */
+	assert_int_equal(c.wait_writable_calls, 1);
+	/* Still no room: a flush leaves the ring as it is. */
+	assert_true(serial_output_flush(&c.out));
+
+	/* The reader drains; the VMM thread's flushes empty the ring as it does. */
+	for (int rounds = 0; rounds < 100; rounds++) {
+		drain_pipe(&c, got, size, &len);
+		if (!serial_output_flush(&c.out))
+			break;
+	}
+	drain_pipe(&c, got, size, &len);
+	assert_int_equal(c.out.count, 0);
+	assert_int_equal(len, c.sent - missed);
+	/* What arrived is the guest's output up to where the ring was full, in order: the
+	 * dropped bytes are the last ones sent, none from the middle. */
+	for (size_t i = 0; i < len; i++)
+		if (got[i] != pattern(i))
+			fail_msg("byte %zu is 0x%02x, not 0x%02x", i, got[i], pattern(i));
+
+	/* Output resumes: new bytes go straight to the pipe, none is dropped. */
+	size_t before = c.sent;
+	guest_sends(&c, 1000);
+	drain_pipe(&c, got, size, &len);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), missed);
+	assert_int_equal(len, before - missed + 1000);
+	for (size_t i = 0; i < 1000; i++)
+		assert_int_equal(got[before - missed + i], pattern(before + i));
+	assert_int_equal(c.wait_writable_calls, 1);
+
+	console_destroy(&c);
+	free(got);
+}
+
+static void test_console_to_regular_file_is_written_directly(void **state)
+{
+	char path[] = "/tmp/wisp-test-serial-XXXXXX";
+	int fd = mkstemp(path);
+	struct console c;
+	char buf[64];
+	(void)state;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, "log:", 4), 4);
+	console_init(&c, fd, true);
+	assert_int_equal(serial_output_poll_fd(&c.out), -1); /* nothing to watch */
+	for (const char *p = "guest\n"; *p; p++)
+		wr(&c.uart, UART_RBR, (uint8_t)*p);
+	assert_int_equal(atomic_load(&c.out.written_bytes), 6);
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), 10);
+	assert_memory_equal(buf, "log:guest\n", 10);
+	assert_int_equal(c.wait_writable_calls, 0);
+	console_destroy(&c);
+	close(fd);
+}
+
+static void test_console_without_reader_drops_and_counts(void **state)
+{
+	struct console c;
+	(void)state;
+
+	console_init(&c, -1, false);
+	close(c.pipe[0]);
+	c.pipe[0] = -1;
+	guest_sends(&c, 100); /* EPIPE (SIGPIPE is ignored, as in wisp) */
+	assert_int_equal(atomic_load(&c.out.missed_bytes), 100);
+	assert_int_equal(atomic_load(&c.out.written_bytes), 0);
+	assert_int_equal(c.out.count, 0);
+	assert_int_equal(c.wait_writable_calls, 0);
+	console_destroy(&c);
+}
+
+static void test_console_owned_fd_is_made_nonblocking_in_place(void **state)
+{
+	int fds[2];
+	struct console c;
+	(void)state;
+
+	assert_int_equal(pipe(fds), 0);
+	console_init(&c, fds[1], true);
+	assert_int_equal(c.out.fd, fds[1]);
+	assert_true(fcntl(fds[1], F_GETFL) & O_NONBLOCK);
+	serial_output_finish(&c.out, 0);
+	/* Only a shared description has its flags put back; this one is wisp's. */
+	assert_true(fcntl(fds[1], F_GETFL) & O_NONBLOCK);
+	console_destroy(&c);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static void test_console_finish_delivers_the_ring_then_drops(void **state)
+{
+	uint8_t *got = malloc(4 * SERIAL_OUTPUT_RING_SIZE);
+	size_t len = 0;
+	struct console c;
+	(void)state;
+
+	assert_non_null(got);
+	console_init(&c, -1, false);
+	guest_sends(&c, 2 * SERIAL_OUTPUT_RING_SIZE); /* the pipe and part of the ring */
+	assert_true(c.out.count > 0);
+	/* A reader that empties the pipe once: what the pipe then takes is delivered. */
+	drain_pipe(&c, got, 4 * SERIAL_OUTPUT_RING_SIZE, &len);
+	serial_output_finish(&c.out, 1000);
+	drain_pipe(&c, got, 4 * SERIAL_OUTPUT_RING_SIZE, &len);
+	assert_int_equal(len + atomic_load(&c.out.missed_bytes), c.sent);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), 0);
+	/* After the end, bytes are dropped and counted, never block. */
+	guest_sends(&c, 10);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), 10);
+	console_destroy(&c);
+	free(got);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -740,7 +954,13 @@ int main(void)
 	    T(test_restore_rejects_wrong_size),
 	    T(test_restore_rejects_corrupt_fifo_indices),
 	    T(test_save_into_too_small_buffer_is_enospc),
+	    cmocka_unit_test(test_console_stalled_pipe_buffers_then_drops_and_resumes_in_order),
+	    cmocka_unit_test(test_console_to_regular_file_is_written_directly),
+	    cmocka_unit_test(test_console_without_reader_drops_and_counts),
+	    cmocka_unit_test(test_console_owned_fd_is_made_nonblocking_in_place),
+	    cmocka_unit_test(test_console_finish_delivers_the_ring_then_drops),
 #undef T
 	};
+	signal(SIGPIPE, SIG_IGN); /* as wisp's main() does */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 /*
  * Unit tests for the virtio-mmio transport (vmm/devices/virtio/virtio_mmio.c), driven
  * the way a guest driver drives it: 32-bit register accesses through virtio_mmio_ops.
@@ -5,6 +6,8 @@
  * and a fake interrupt signal that counts stand in for a real device and irqfd.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,6 +15,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -68,6 +73,14 @@ struct fake {
 	uint32_t device_state; /* what the fake's own save/restore carries */
 	uint16_t avail_idx[NR_QUEUES];
 	struct vq_chain chain;
+	/* The blocking fake: with block_in_io, queue_notify first makes a "host call"
+	 * (virtio_io_begin, a read of io_gate that blocks until the test writes to it,
+	 * virtio_io_end), as the Sync block engine does around preadv. */
+	bool block_in_io;
+	int io_gate[2];
+	sem_t io_entered;
+	_Atomic bool in_io;
+	_Atomic unsigned int resets_during_io;
 };
 
 /* --- the fake device ------------------------------------------------------------------ */
@@ -115,6 +128,15 @@ static void fake_queue_notify(struct virtio_device *dev, unsigned int index)
 	unsigned int pushed = 0;
 	int rc;
 
+	if (f->block_in_io) {
+		char byte;
+		virtio_io_begin(dev);
+		atomic_store(&f->in_io, true);
+		sem_post(&f->io_entered);
+		assert_int_equal(read(f->io_gate[0], &byte, 1), 1);
+		atomic_store(&f->in_io, false);
+		virtio_io_end(dev);
+	}
 	f->notifies++;
 	while ((rc = vq_pop(vq, &f->chain)) == 1) {
 		uint8_t buf[64];
@@ -141,6 +163,8 @@ static void fake_reset(struct virtio_device *dev)
 {
 	struct fake *f = (struct fake *)dev;
 	f->resets++;
+	if (atomic_load(&f->in_io))
+		atomic_fetch_add(&f->resets_during_io, 1);
 }
 
 static int fake_save(struct virtio_device *dev, void *buf, size_t size)
@@ -602,6 +626,126 @@ static void test_needs_reset_before_driver_ok_survives_driver_ok(void **state)
 
 /* --- notifications and interrupts ----------------------------------------------------- */
 
+/* Runs fn(f) in a thread and waits for it. The deadline is generous: only a thread stuck
+ * on a lock (the bug under test) misses it. A liveness check, not a timing one. */
+static bool finishes(void *(*fn)(void *), struct fake *f)
+{
+	struct timespec deadline;
+	pthread_t thread;
+
+	assert_int_equal(pthread_create(&thread, NULL, fn, f), 0);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 30;
+	return pthread_timedjoin_np(thread, NULL, &deadline) == 0;
+}
+
+static uint32_t interrupt_status_seen;
+
+/* A guest's interrupt handler: read the status, acknowledge what it read. */
+static void *interrupt_handler(void *arg)
+{
+	struct fake *f = arg;
+	interrupt_status_seen = rd(f, VIRTIO_MMIO_INTERRUPT_STATUS);
+	wr(f, VIRTIO_MMIO_INTERRUPT_ACK, interrupt_status_seen);
+	return NULL;
+}
+
+static void test_interrupt_status_and_ack_do_not_wait_for_the_device_lock(void **state)
+{
+	struct fake *f = *state;
+
+	driver_init(f, 1ULL << VIRTIO_F_VERSION_1);
+	send_and_check_request(f, 0, 0, 7);
+	virtio_config_changed(&f->dev);
+	/* The lock held as a device holds it while it waits for io_uring requests. */
+	pthread_mutex_lock(&f->dev.lock);
+	interrupt_status_seen = 0;
+	bool done = finishes(interrupt_handler, f);
+	pthread_mutex_unlock(&f->dev.lock);
+	assert_true(done);
+	assert_int_equal(interrupt_status_seen, VIRTIO_INT_USED_BUFFER | VIRTIO_INT_CONFIG);
+	assert_int_equal(rd(f, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+}
+
+static uint32_t registers_seen[4];
+static uint8_t config_seen[4];
+
+/* What a guest may read while the device works: none of it waits. */
+static void *read_registers(void *arg)
+{
+	struct fake *f = arg;
+	registers_seen[0] = rd(f, VIRTIO_MMIO_INTERRUPT_STATUS);
+	wr(f, VIRTIO_MMIO_INTERRUPT_ACK, registers_seen[0]);
+	registers_seen[1] = rd(f, VIRTIO_MMIO_STATUS);
+	wr(f, VIRTIO_MMIO_QUEUE_SEL, 0);
+	registers_seen[2] = rd(f, VIRTIO_MMIO_QUEUE_READY);
+	registers_seen[3] = rd(f, VIRTIO_MMIO_CONFIG_GENERATION);
+	virtio_mmio_ops.read(&f->dev, VIRTIO_MMIO_CONFIG, config_seen, sizeof(config_seen));
+	return NULL;
+}
+
+static void *notify_queue_0(void *arg)
+{
+	struct fake *f = arg;
+	wr(f, VIRTIO_MMIO_QUEUE_NOTIFY, 0); /* no kick callback: runs the device here */
+	return NULL;
+}
+
+static void *reset_device(void *arg)
+{
+	struct fake *f = arg;
+	wr(f, VIRTIO_MMIO_STATUS, 0);
+	return NULL;
+}
+
+static void test_blocking_io_leaves_registers_readable_and_holds_back_a_reset(void **state)
+{
+	struct fake *f = *state;
+	pthread_t worker, resetter;
+	unsigned int resets;
+
+	driver_init(f, 1ULL << VIRTIO_F_VERSION_1);
+	send_and_check_request(f, 0, 0, 7); /* an interrupt pending */
+	resets = f->resets;
+	assert_int_equal(pipe(f->io_gate), 0);
+	assert_int_equal(sem_init(&f->io_entered, 0, 0), 0);
+	f->block_in_io = true;
+
+	/* The "VMM thread" runs the device, which blocks in its host call. */
+	add_request(f, 0, 2, 0x55);
+	assert_int_equal(pthread_create(&worker, NULL, notify_queue_0, f), 0);
+	sem_wait(&f->io_entered);
+
+	/* Meanwhile the guest's reads and its interrupt acknowledgement all complete. */
+	assert_true(finishes(read_registers, f));
+	assert_int_equal(registers_seen[0], VIRTIO_INT_USED_BUFFER);
+	assert_int_equal(registers_seen[1], DRIVER_UP);
+	assert_int_equal(registers_seen[2], 1);
+	assert_int_equal(registers_seen[3], 0); /* no configuration change yet */
+	assert_memory_equal(config_seen, f->config, sizeof(config_seen));
+	assert_int_equal(rd(f, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+
+	/* A reset must wait for the host call: the request's buffers are in use. Give the
+	 * resetting thread time to reach the lock (if it is slower, the check below holds
+	 * anyway; with the bug it would reset under the call). */
+	assert_int_equal(pthread_create(&resetter, NULL, reset_device, f), 0);
+	usleep(100 * 1000);
+	assert_int_equal(f->resets, resets);
+	assert_int_equal(write(f->io_gate[1], "x", 1), 1);
+	assert_int_equal(pthread_join(worker, NULL), 0);
+	assert_int_equal(pthread_join(resetter, NULL), 0);
+	assert_int_equal(atomic_load(&f->resets_during_io), 0);
+	assert_int_equal(f->resets, resets + 1);
+	/* The request that was in the host call completed before the reset. */
+	assert_int_equal(response(f, 0, 2), ~0x55u);
+	assert_int_equal(rd(f, VIRTIO_MMIO_STATUS), 0);
+
+	f->block_in_io = false;
+	close(f->io_gate[0]);
+	close(f->io_gate[1]);
+	sem_destroy(&f->io_entered);
+}
+
 static void test_queue_notify_runs_the_device_and_interrupts(void **state)
 {
 	struct fake *f = *state;
@@ -1051,6 +1195,8 @@ int main(void)
 	    T(test_queue_notify_ignored_before_driver_ok_or_for_unready_or_missing_queue),
 	    T(test_queue_notify_goes_to_kick_callback_when_set),
 	    T(test_interrupt_ack_clears_only_acknowledged_bits),
+	    T(test_interrupt_status_and_ack_do_not_wait_for_the_device_lock),
+	    T(test_blocking_io_leaves_registers_readable_and_holds_back_a_reset),
 	    T(test_used_interrupt_suppressed_by_no_interrupt_flag),
 	    T(test_used_interrupt_with_event_idx_follows_used_event),
 	    T(test_config_changed_bumps_generation_and_interrupts_only_when_live),

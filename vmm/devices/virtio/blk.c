@@ -509,8 +509,10 @@ void blk_destroy(struct blk_device *blk)
 		close(blk->fd);
 	if (blk->direct_fd >= 0)
 		close(blk->direct_fd);
-	if (blk->vdev.ops)
+	if (blk->vdev.ops) {
 		pthread_mutex_destroy(&blk->vdev.lock);
+		pthread_cond_destroy(&blk->vdev.io_done);
+	}
 	free(blk->pool);
 	free(blk);
 }

@@ -1,8 +1,9 @@
 /*
  * virtio-blk (virtio 1.2, 5.2) over a raw image file or block device, with Firecracker's
  * two I/O engines: Sync (preadv/pwritev/fdatasync on the VMM thread, inside the queue
- * notification) and Async (io_uring; completions arrive through an eventfd that the
- * device registers with the VMM thread's event loop in `attach`).
+ * notification, with dev->lock dropped around the call: see virtio.h) and Async
+ * (io_uring; completions arrive through an eventfd that the device registers with the VMM
+ * thread's event loop in `attach`).
  *
  * Rate limiting (Firecracker's): each valid request costs one op, a read or write also its
  * data bytes, before it is executed. A request the limiter refuses goes back to the ring
@@ -121,7 +122,7 @@ struct rate_limiter *blk_rate_limiter(struct blk_device *blk);
 /* Requests submitted to io_uring and not yet completed. */
 unsigned int blk_inflight(struct blk_device *blk);
 /* Waits until no request is in flight, completing each to the guest; 0 or -errno.
- * VMM thread, without dev->lock held (it takes it). */
+ * VMM thread, without dev->lock held (it takes it, and drops it while it waits). */
 int blk_drain(struct blk_device *blk);
 
 #endif

@@ -107,13 +107,21 @@ static int submit_async(struct blk_device *blk, struct blk_request *req)
  * submission), 0: submitted to io_uring. */
 int blk_start_io(struct blk_device *blk, struct blk_request *req)
 {
+	int64_t res;
+
 	if (blk->engine == IO_ENGINE_ASYNC) {
 		if (!submit_async(blk, req))
 			return 0;
 		finish_io(blk, req, -EAGAIN, true);
 		return 1;
 	}
-	finish_io(blk, req, sync_io(blk, req), true);
+	/* The only blocking call: without dev->lock, so that the guest's register accesses
+	 * (its interrupt handler's above all) never wait for the disk. The record and the
+	 * buffers popped into it are this request's alone until the lock is back. */
+	virtio_io_begin(&blk->vdev);
+	res = sync_io(blk, req);
+	virtio_io_end(&blk->vdev);
+	finish_io(blk, req, res, true);
 	return 1;
 }
 
@@ -143,9 +151,12 @@ unsigned int blk_reap(struct blk_device *blk, bool push)
 	return count;
 }
 
-/* With push false the requests only leave the kernel: the guest's memory is then no
- * longer written behind the back of a reset or a teardown. Needs dev->lock. */
-int blk_drain_locked(struct blk_device *blk, bool push)
+/* Waits for the requests in flight and completes them (pushed to the guest, or with push
+ * false only taken out of the kernel). Needs dev->lock. With drop_lock (VMM thread only)
+ * the wait itself runs without it (virtio_io_begin), so that the guest's register
+ * accesses do not wait on the disk; a vCPU reset, the other user of the ring, then waits
+ * for the wait to end. */
+static int drain(struct blk_device *blk, bool push, bool drop_lock)
 {
 	bool pushed = false;
 	int ret = 0;
@@ -153,7 +164,11 @@ int blk_drain_locked(struct blk_device *blk, bool push)
 	if (blk->engine != IO_ENGINE_ASYNC)
 		return 0;
 	while (blk_inflight(blk)) {
+		if (drop_lock)
+			virtio_io_begin(&blk->vdev);
 		ret = io_uring_submit_and_wait(&blk->ring, 1);
+		if (drop_lock)
+			virtio_io_end(&blk->vdev);
 		if (ret == -EINTR)
 			continue;
 		if (ret < 0) {
@@ -169,12 +184,20 @@ int blk_drain_locked(struct blk_device *blk, bool push)
 	return ret;
 }
 
+/* With push false the requests only leave the kernel: the guest's memory is then no
+ * longer written behind the back of a reset or a teardown. Needs dev->lock (a reset's,
+ * held throughout: the queues are being reset under it). */
+int blk_drain_locked(struct blk_device *blk, bool push)
+{
+	return drain(blk, push, false);
+}
+
 int blk_drain(struct blk_device *blk)
 {
 	int ret;
 
 	pthread_mutex_lock(&blk->vdev.lock);
-	ret = blk_drain_locked(blk, true);
+	ret = drain(blk, true, true);
 	pthread_mutex_unlock(&blk->vdev.lock);
 	return ret;
 }
@@ -252,13 +275,20 @@ int blk_update_path(struct blk_device *blk, const char *path)
 
 	if (strlen(path) >= sizeof(blk->config.path))
 		return -ENAMETOOLONG;
-	pthread_mutex_lock(&blk->vdev.lock);
-	/* Requests in flight finish on the old file; none start until the swap is done. */
-	err = blk_drain_locked(blk, true);
-	if (!err)
-		err = blk_open_image(blk, path, &fd, &direct_fd, &capacity);
+	/* Opened before taking the lock: an open may wait on a slow file system. */
+	err = blk_open_image(blk, path, &fd, &direct_fd, &capacity);
 	if (err)
+		return err;
+	pthread_mutex_lock(&blk->vdev.lock);
+	/* Requests in flight finish on the old file; none start until the swap is done (this
+	 * thread is the one that would start them). */
+	err = drain(blk, true, true);
+	if (err) {
+		close(fd);
+		if (direct_fd >= 0)
+			close(direct_fd);
 		goto out;
+	}
 	close(blk->fd);
 	if (blk->direct_fd >= 0)
 		close(blk->direct_fd);

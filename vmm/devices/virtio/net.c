@@ -522,6 +522,7 @@ void net_destroy(struct net_device *net)
 	rate_limiter_close_timer(&net->tx_limiter);
 	close(net->fd);
 	pthread_mutex_destroy(&net->vdev.lock);
+	pthread_cond_destroy(&net->vdev.io_done);
 	free(net->frame);
 	free(net);
 }

@@ -4,7 +4,19 @@
  * transport owns feature negotiation, queue setup, status and interrupts.
  *
  * Threads: the guest's register accesses arrive on vCPU threads, queue notifications
- * (ioeventfds) and device I/O on the VMM thread; dev->lock serialises them.
+ * (ioeventfds) and device I/O on the VMM thread; dev->lock serialises them, and is never
+ * held across a blocking host call, so that a vCPU never waits on the disk:
+ *  - the interrupt path (INTERRUPT_STATUS, INTERRUPT_ACK) and the identification
+ *    registers take no lock at all: interrupt_status is an atomic, the rest constants;
+ *  - a device that must block (the Sync block engine's preadv/pwritev/fdatasync) drops
+ *    the lock around the call with virtio_io_begin()/virtio_io_end(). Meanwhile register
+ *    reads and the configuration space are served at once; what would pull the rings
+ *    from under the call (STATUS and QUEUE_READY writes, the configuration space's
+ *    writes, a reset, save and restore, another queue notification) waits for it to end.
+ * What still runs under the lock is memory work and non-blocking syscalls (TAP
+ * readv/writev, io_uring submissions). The VMM thread's waits for io_uring requests in
+ * flight (PATCH of a drive's path, blk_drain) drop it the same way; only the guest's own
+ * reset waits for its requests under the lock, since they write its memory.
  */
 #ifndef WISP_VIRTIO_H
 #define WISP_VIRTIO_H
@@ -81,7 +93,8 @@ struct virtio_device_ops {
 			     uint32_t len);
 	/* The driver set DRIVER_OK: dev->driver_features holds what it accepted. */
 	int (*activate)(struct virtio_device *dev);
-	/* The driver notified queue `index`; runs on the VMM thread with dev->lock held. */
+	/* The driver notified queue `index`; runs on the VMM thread with dev->lock held (a
+	 * blocking host call inside goes between virtio_io_begin and virtio_io_end). */
 	void (*queue_notify)(struct virtio_device *dev, unsigned int index);
 	/* Device-specific part of a reset (the transport resets queues and status). */
 	void (*reset)(struct virtio_device *dev);
@@ -107,6 +120,11 @@ struct virtio_transport_state {
 struct virtio_device {
 	const struct virtio_device_ops *ops;
 	pthread_mutex_t lock;
+	/* Blocking host calls in progress with the lock dropped (virtio_io_begin), and the
+	 * condition their end signals; both under the lock. Not snapshot state: save waits
+	 * until it is 0. */
+	unsigned int io_in_progress;
+	pthread_cond_t io_done;
 	unsigned int nr_queues;
 	struct virtqueue queues[VIRTIO_MAX_QUEUES];
 	uint64_t driver_features;
@@ -132,6 +150,12 @@ void virtio_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 		 unsigned int nr_queues, const struct gmem *mem, const char *id);
 /* Called by the VMM thread when queue `index` was notified: runs the device if live. */
 void virtio_queue_notified(struct virtio_device *dev, unsigned int index);
+/* Device code holding dev->lock, about to make a blocking host call: drops the lock
+ * until virtio_io_end() takes it back. The device must keep what the call uses (its
+ * request, buffers popped from a queue) to itself until then; the transport holds back
+ * everything that could change the queues or the device's activation meanwhile. */
+void virtio_io_begin(struct virtio_device *dev);
+void virtio_io_end(struct virtio_device *dev);
 /* Interrupts the driver if it wants to hear about what was pushed on queue `index`. */
 void virtio_notify_used(struct virtio_device *dev, unsigned int index);
 /* Hostile or broken input on queue `index`: set DEVICE_NEEDS_RESET, tell the driver

@@ -10,6 +10,7 @@ void virtio_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 {
 	memset(dev, 0, sizeof(*dev));
 	pthread_mutex_init(&dev->lock, NULL);
+	pthread_cond_init(&dev->io_done, NULL);
 	dev->ops = ops;
 	dev->id = id;
 	dev->nr_queues = nr_queues;
@@ -76,9 +77,31 @@ bool virtio_device_live(const struct virtio_device *dev)
 	       !(dev->status & (VIRTIO_STATUS_NEEDS_RESET | VIRTIO_STATUS_FAILED));
 }
 
+void virtio_io_begin(struct virtio_device *dev)
+{
+	dev->io_in_progress++;
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void virtio_io_end(struct virtio_device *dev)
+{
+	pthread_mutex_lock(&dev->lock);
+	if (--dev->io_in_progress == 0)
+		pthread_cond_broadcast(&dev->io_done);
+}
+
+/* With dev->lock held: waits until no blocking call of the device is in progress, for
+ * what must not change under one (see virtio.h). */
+static void wait_for_io(struct virtio_device *dev)
+{
+	while (dev->io_in_progress)
+		pthread_cond_wait(&dev->io_done, &dev->lock);
+}
+
 void virtio_queue_notified(struct virtio_device *dev, unsigned int index)
 {
 	pthread_mutex_lock(&dev->lock);
+	wait_for_io(dev); /* one piece of device work at a time */
 	if (index < dev->nr_queues && virtio_device_live(dev) && dev->queues[index].state.ready)
 		dev->ops->queue_notify(dev, index);
 	pthread_mutex_unlock(&dev->lock);
@@ -101,19 +124,39 @@ static struct virtqueue *selected_queue(struct virtio_device *dev)
 	return dev->queue_sel < dev->nr_queues ? &dev->queues[dev->queue_sel] : NULL;
 }
 
+/* The registers read without dev->lock: constants, and the interrupt status a guest's
+ * interrupt handler reads, which must never wait for the device's work. False for the
+ * others. */
+static bool read_register_unlocked(const struct virtio_device *dev, uint64_t offset,
+				   uint32_t *value)
+{
+	switch (offset) {
+	case VIRTIO_MMIO_MAGIC:
+		*value = VIRTIO_MMIO_MAGIC_VALUE;
+		return true;
+	case VIRTIO_MMIO_VERSION:
+		*value = 2;
+		return true;
+	case VIRTIO_MMIO_DEVICE_ID:
+		*value = dev->ops->device_id;
+		return true;
+	case VIRTIO_MMIO_VENDOR_ID:
+		*value = VIRTIO_MMIO_VENDOR;
+		return true;
+	case VIRTIO_MMIO_INTERRUPT_STATUS:
+		*value = atomic_load(&dev->interrupt_status);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The other registers, under dev->lock. */
 static uint32_t read_register(struct virtio_device *dev, uint64_t offset)
 {
 	struct virtqueue *vq = selected_queue(dev);
 
 	switch (offset) {
-	case VIRTIO_MMIO_MAGIC:
-		return VIRTIO_MMIO_MAGIC_VALUE;
-	case VIRTIO_MMIO_VERSION:
-		return 2;
-	case VIRTIO_MMIO_DEVICE_ID:
-		return dev->ops->device_id;
-	case VIRTIO_MMIO_VENDOR_ID:
-		return VIRTIO_MMIO_VENDOR;
 	case VIRTIO_MMIO_DEVICE_FEATURES:
 		if (dev->device_features_sel > 1)
 			return 0;
@@ -122,8 +165,6 @@ static uint32_t read_register(struct virtio_device *dev, uint64_t offset)
 		return vq ? vq->state.max_size : 0;
 	case VIRTIO_MMIO_QUEUE_READY:
 		return vq ? vq->state.ready : 0;
-	case VIRTIO_MMIO_INTERRUPT_STATUS:
-		return atomic_load(&dev->interrupt_status);
 	case VIRTIO_MMIO_STATUS:
 		return dev->status;
 	case VIRTIO_MMIO_CONFIG_GENERATION:
@@ -182,6 +223,7 @@ static void write_queue_register(struct virtio_device *dev, uint64_t offset, uin
 		return;
 	s = &vq->state;
 	if (offset == VIRTIO_MMIO_QUEUE_READY) {
+		wait_for_io(dev); /* the device may be using the queue */
 		if (value == 1 && !s->ready) {
 			s->ready = 1;
 			if (vq_check_config(vq)) {
@@ -236,10 +278,8 @@ static void write_register(struct virtio_device *dev, uint64_t offset, uint32_t 
 	case VIRTIO_MMIO_QUEUE_SEL:
 		dev->queue_sel = value;
 		break;
-	case VIRTIO_MMIO_INTERRUPT_ACK:
-		atomic_fetch_and(&dev->interrupt_status, ~value);
-		break;
 	case VIRTIO_MMIO_STATUS:
+		wait_for_io(dev); /* a reset or an activation must not run under a request */
 		write_status(dev, value);
 		break;
 	default:
@@ -251,8 +291,13 @@ static void write_register(struct virtio_device *dev, uint64_t offset, uint32_t 
 static void virtio_mmio_read(void *device, uint64_t offset, uint8_t *data, uint32_t len)
 {
 	struct virtio_device *dev = device;
+	uint32_t value;
 
 	memset(data, 0, len);
+	if (len == 4 && !(offset & 3) && read_register_unlocked(dev, offset, &value)) {
+		memcpy(data, &value, 4);
+		return;
+	}
 	pthread_mutex_lock(&dev->lock);
 	if (offset >= VIRTIO_MMIO_CONFIG) {
 		if (dev->ops->config_read)
@@ -271,6 +316,7 @@ static void virtio_mmio_write(void *device, uint64_t offset, const uint8_t *data
 
 	if (offset >= VIRTIO_MMIO_CONFIG) {
 		pthread_mutex_lock(&dev->lock);
+		wait_for_io(dev);
 		if (dev->ops->config_write)
 			dev->ops->config_write(dev, offset - VIRTIO_MMIO_CONFIG, data, len);
 		pthread_mutex_unlock(&dev->lock);
@@ -287,6 +333,11 @@ static void virtio_mmio_write(void *device, uint64_t offset, const uint8_t *data
 			virtio_queue_notified(dev, value);
 		return;
 	}
+	if (offset == VIRTIO_MMIO_INTERRUPT_ACK) {
+		/* The interrupt handler's write: an atomic, never behind the device's work. */
+		atomic_fetch_and(&dev->interrupt_status, ~value);
+		return;
+	}
 	pthread_mutex_lock(&dev->lock);
 	write_register(dev, offset, value);
 	pthread_mutex_unlock(&dev->lock);
@@ -296,6 +347,7 @@ static void virtio_mmio_reset(void *device)
 {
 	struct virtio_device *dev = device;
 	pthread_mutex_lock(&dev->lock);
+	wait_for_io(dev);
 	virtio_reset(dev);
 	pthread_mutex_unlock(&dev->lock);
 }
@@ -312,6 +364,7 @@ static int virtio_mmio_save(void *device, void *buf, size_t size)
 	if (size < fixed)
 		return -ENOSPC;
 	pthread_mutex_lock(&dev->lock);
+	wait_for_io(dev);
 	transport = (struct virtio_transport_state){
 	    .driver_features = dev->driver_features,
 	    .status = dev->status,
@@ -346,6 +399,7 @@ static int virtio_mmio_restore(void *device, const void *buf, size_t size)
 	if (transport.driver_features & ~device_features(dev))
 		return -EINVAL;
 	pthread_mutex_lock(&dev->lock);
+	wait_for_io(dev);
 	/* All or nothing: the device's own state first, then the queues, and on any failure
 	 * the queues go back to what they were. */
 	if (dev->ops->restore)
