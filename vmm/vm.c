@@ -242,8 +242,11 @@ static int vm_add_devices(struct vm *vm)
 		return err;
 	}
 	err = vm_watch_console(vm);
-	if (!err)
-		err = metrics_register("uart", NULL, report_uart, vm);
+	if (err)
+		return err;
+	err = metrics_register("uart", NULL, report_uart, vm);
+	if (err)
+		log_error("metrics: cannot add the section uart: %s", strerror(-err));
 	return err;
 }
 
@@ -392,8 +395,11 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 		}
 	}
 	vm->console_kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->console_kick_fd < 0)
-		return -errno;
+	if (vm->console_kick_fd < 0) {
+		err = -errno;
+		log_error("cannot create the console's eventfd: %s", strerror(-err));
+		return err;
+	}
 	err = serial_output_init(&vm->console, vm->serial_out_fd, *config->serial_out_path,
 				 console_wait_writable, vm);
 	if (err) {
