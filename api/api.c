@@ -3,6 +3,7 @@
 #include "../vmm/metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,13 +93,11 @@ int api_route(enum http_method method, const char *path, struct api_route *route
 	return 0;
 }
 
-void api_state_init(struct api_state *state, const struct vmm_config *config,
-		    const char *instance_id, const char *version, const struct api_vmm_ops *ops,
-		    void *opaque)
+void api_state_init(struct api_state *state, const struct vmm_config *config, const char *version,
+		    const struct api_vmm_ops *ops, void *opaque)
 {
 	memset(state, 0, sizeof(*state));
 	state->config = *config;
-	state->instance_id = instance_id;
 	state->version = version;
 	state->ops = ops;
 	state->opaque = opaque;
@@ -138,7 +137,7 @@ static void handle_get(struct api_state *state, enum api_endpoint endpoint, stru
 	switch (endpoint) {
 	case API_INSTANCE_INFO:
 		reply_json(reply, 200,
-			   json_pack("{s:s,s:s,s:s,s:s}", "id", state->instance_id, "state",
+			   json_pack("{s:s,s:s,s:s,s:s}", "id", state->config.process.id, "state",
 				     state_name(state->vm_state), "vmm_version", state->version,
 				     "app_name", "wisp"));
 		return;
@@ -287,6 +286,76 @@ static int handle_patch_net(struct api_state *state, const json_t *body, const c
 	return 0;
 }
 
+/* Firecracker's texts (VmmActionError around BootSourceConfigError and DriveError), with
+ * Rust's io::Error display: "<strerror> (os error N)". */
+static int check_boot_files(struct api_state *state, const struct vmm_config *config, char *err,
+			    size_t err_size)
+{
+	int ret = state->ops->open_check(state->opaque, config->kernel_path, O_RDONLY);
+
+	if (ret) {
+		snprintf(err, err_size,
+			 "Boot source error: The kernel file cannot be opened: %s (os error %d)",
+			 strerror(-ret), -ret);
+		return ret;
+	}
+	if (!*config->initrd_path)
+		return 0;
+	ret = state->ops->open_check(state->opaque, config->initrd_path, O_RDONLY);
+	if (ret)
+		snprintf(err, err_size,
+			 "Boot source error: The initrd file cannot be opened due to invalid path "
+			 "or invalid permissions. %s (os error %d)",
+			 strerror(-ret), -ret);
+	return ret;
+}
+
+static int check_drive_file(struct api_state *state, const struct drive_config *drive, char *err,
+			    size_t err_size)
+{
+	int ret = state->ops->open_check(state->opaque, drive->path,
+					 drive->read_only ? O_RDONLY : O_RDWR);
+
+	if (ret)
+		snprintf(
+		    err, err_size,
+		    "Drive config error: Unable to create the virtio block device: Virtio "
+		    "backend error: Error manipulating the backing file: %s (os error %d) %.300s",
+		    strerror(-ret), -ret, drive->path);
+	return ret;
+}
+
+/* PUT /boot-source and PUT /drives/{id}: the body is applied to a copy of the
+ * configuration, the files it names are opened, and only then does the copy replace the
+ * configuration, so that a request refused for its files changes nothing (a drive with
+ * a missing image must not hold the root place, say). */
+static int put_with_files(struct api_state *state, const struct api_route *route,
+			  const json_t *body, char *err, size_t err_size)
+{
+	struct vmm_config *candidate = malloc(sizeof(*candidate));
+	int ret;
+
+	if (!candidate) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	*candidate = state->config;
+	if (route->endpoint == API_BOOT_SOURCE) {
+		ret = fc_boot_source_put(body, candidate, err, err_size);
+		if (!ret)
+			ret = check_boot_files(state, candidate, err, err_size);
+	} else {
+		ret = fc_drive_put(body, route->id, candidate, err, err_size);
+		if (!ret)
+			ret = check_drive_file(state, find_drive(candidate, route->id), err,
+					       err_size);
+	}
+	if (!ret)
+		state->config = *candidate;
+	free(candidate);
+	return ret;
+}
+
 static int handle_put(struct api_state *state, const struct api_route *route, const json_t *body,
 		      char *err, size_t err_size)
 {
@@ -300,11 +369,10 @@ static int handle_put(struct api_state *state, const struct api_route *route, co
 	}
 	switch (route->endpoint) {
 	case API_BOOT_SOURCE:
-		return fc_boot_source_put(body, &state->config, err, err_size);
+	case API_DRIVES:
+		return put_with_files(state, route, body, err, err_size);
 	case API_MACHINE_CONFIG:
 		return fc_machine_config_put(body, &state->config, err, err_size);
-	case API_DRIVES:
-		return fc_drive_put(body, route->id, &state->config, err, err_size);
 	case API_NETWORK_INTERFACES:
 		return fc_net_put(body, route->id, &state->config, err, err_size);
 	case API_SERIAL:

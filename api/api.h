@@ -59,12 +59,15 @@ struct api_vmm_ops {
 	int (*set_logger)(void *opaque, const struct logger_config *logger, char *err,
 			  size_t err_size);
 	int (*set_metrics)(void *opaque, const char *path, char *err, size_t err_size);
+	/* Opens path with open(2)'s flags (O_RDONLY or O_RDWR) and closes it again: 0 or
+	 * -errno. As Firecracker does, PUT /boot-source and PUT /drives open the files they
+	 * name while they are handled, so a missing file is that request's 400. */
+	int (*open_check)(void *opaque, const char *path, int flags);
 };
 
 struct api_state {
 	struct vmm_config config;
 	enum api_vm_state vm_state;
-	const char *instance_id;
 	const char *version;
 	const struct api_vmm_ops *ops;
 	void *opaque;
@@ -76,9 +79,10 @@ struct api_reply {
 	bool lost_memory; /* the reply could not be built (500) */
 };
 
-void api_state_init(struct api_state *state, const struct vmm_config *config,
-		    const char *instance_id, const char *version, const struct api_vmm_ops *ops,
-		    void *opaque);
+/* The state keeps its own copy of config (the instance id included): the caller may free
+ * its configuration afterwards. */
+void api_state_init(struct api_state *state, const struct vmm_config *config, const char *version,
+		    const struct api_vmm_ops *ops, void *opaque);
 /* Handles one request. body may be NULL (no body). reply->body is the caller's to free. */
 void api_handle(struct api_state *state, enum http_method method, const char *path,
 		const char *body, size_t body_len, struct api_reply *reply);

@@ -45,13 +45,11 @@ static json_t *rate_limiter_json(const struct rate_limiter_config *limiter)
 
 static json_t *drive_json(const struct drive_config *drive)
 {
-	/* cache_type: wisp always offers flush to the guest and carries it out, which is
-	 * what Firecracker calls Writeback. */
 	return json_pack("{s:s, s:o, s:b, s:s, s:b, s:s, s:o, s:s, s:n}", "drive_id", drive->id,
 			 "partuuid", string_or_null(drive->partuuid), "is_root_device", drive->root,
-			 "cache_type", "Writeback", "is_read_only", drive->read_only,
-			 "path_on_host", drive->path, "rate_limiter",
-			 rate_limiter_json(&drive->rate_limiter), "io_engine",
+			 "cache_type", drive->cache == CACHE_WRITEBACK ? "Writeback" : "Unsafe",
+			 "is_read_only", drive->read_only, "path_on_host", drive->path,
+			 "rate_limiter", rate_limiter_json(&drive->rate_limiter), "io_engine",
 			 drive->engine == IO_ENGINE_SYNC ? "Sync" : "Async", "socket");
 }
 

@@ -14,6 +14,7 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const cache_type_names[] = {"Unsafe", "Writeback"};
+static const enum cache_type cache_types[] = {CACHE_UNSAFE, CACHE_WRITEBACK};
 static const char *const io_engine_names[] = {"Sync", "Async"};
 static const enum io_engine io_engines[] = {IO_ENGINE_SYNC, IO_ENGINE_ASYNC};
 
@@ -158,11 +159,12 @@ static int read_drive(const json_t *body, const char *path_id, struct drive_conf
 				 path, err, err_size);
 	if (ret)
 		return ret;
-	/* Either cache type is honoured: wisp always offers flush and always carries it out. */
+	/* Firecracker's default cache type is Unsafe. */
 	ret = fc_read_enum(body, "cache_type", cache_type_names, ARRAY_SIZE(cache_type_names), 0,
 			   path, err, err_size);
 	if (ret < 0)
 		return ret;
+	drive->cache = cache_types[ret];
 	/* Firecracker's default engine is Sync. */
 	ret = fc_read_enum(body, "io_engine", io_engine_names, ARRAY_SIZE(io_engine_names), 0, path,
 			   err, err_size);

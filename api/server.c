@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #define RESPONSE_HEADROOM 512 /* status line and headers around a JSON body */
+/* What a closing connection reads and drops beyond the largest request, at most. */
+#define LINGER_EXTRA_BYTES (1 << 20)
 
 struct api_connection {
 	int fd; /* -1: the slot is free */
@@ -28,6 +30,11 @@ struct api_connection {
 	size_t out_len, out_sent;
 	bool close_when_sent;
 	bool sent_continue;
+	/* Answered for the last time and shut for writing: what the client still sends is
+	 * read and dropped (up to linger_left bytes) until it closes its end. */
+	bool lingering;
+	size_t linger_left;
+	uint64_t last_active; /* the server's tick at this connection's last I/O */
 };
 
 struct api_call {
@@ -43,6 +50,8 @@ struct api_server {
 	int request_fd; /* eventfd: a call waits for the VMM thread */
 	size_t max_payload;
 	size_t in_capacity;
+	uint64_t tick;	    /* counts I/O on connections, to find the longest idle */
+	uint64_t evictions; /* connections closed to make room for a new one */
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	pthread_t thread;
 	struct api_connection connections[API_MAX_CONNECTIONS];
@@ -145,7 +154,7 @@ void api_server_serve(struct api_server *server, struct api_state *state)
 /* Parses and answers requests while the connection has no response pending. */
 static void connection_process(struct api_server *server, struct api_connection *conn)
 {
-	while (!conn->out && !conn->close_when_sent && conn->in_len) {
+	while (!conn->out && !conn->close_when_sent && !conn->lingering && conn->in_len) {
 		struct http_request request;
 		struct api_reply reply;
 		char err[256] = "malformed HTTP request";
@@ -187,7 +196,45 @@ static void connection_process(struct api_server *server, struct api_connection 
 	}
 }
 
-/* Returns false once the connection is closed. */
+/*
+ * The last answer is out and the connection ends. Closing a socket while its client is
+ * still sending (the rest of a body the parser refused, say) makes the client's send fail
+ * with EPIPE or ECONNRESET before it reads the answer. So the write side is shut (the
+ * client reads the answer, then the end of the stream) and whatever the client still
+ * sends is read and dropped until it closes its end, for at most the largest request
+ * plus LINGER_EXTRA_BYTES. Returns false if the connection had to be closed at once.
+ */
+static bool connection_linger(struct api_server *server, struct api_connection *conn)
+{
+	struct epoll_event event = {.events = EPOLLIN, .data.ptr = conn};
+
+	if (shutdown(conn->fd, SHUT_WR) < 0 ||
+	    epoll_ctl(server->epoll_fd, EPOLL_CTL_MOD, conn->fd, &event) < 0) {
+		connection_close(server, conn);
+		return false;
+	}
+	conn->lingering = true;
+	conn->close_when_sent = false;
+	conn->linger_left = server->in_capacity + LINGER_EXTRA_BYTES;
+	conn->in_len = 0;
+	return true;
+}
+
+static void connection_linger_read(struct api_server *server, struct api_connection *conn)
+{
+	ssize_t n = read(conn->fd, conn->in, server->in_capacity);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0 || (size_t)n >= conn->linger_left) {
+		connection_close(server, conn);
+		return;
+	}
+	conn->linger_left -= (size_t)n;
+	conn->last_active = ++server->tick;
+}
+
+/* Returns false once the connection takes no more requests (closed, or lingering). */
 static bool connection_flush(struct api_server *server, struct api_connection *conn)
 {
 	while (conn->out && conn->out_sent < conn->out_len) {
@@ -203,11 +250,12 @@ static bool connection_flush(struct api_server *server, struct api_connection *c
 			return false;
 		}
 		conn->out_sent += (size_t)n;
+		conn->last_active = ++server->tick;
 	}
 	free(conn->out);
 	conn->out = NULL;
 	if (conn->close_when_sent) {
-		connection_close(server, conn);
+		connection_linger(server, conn);
 		return false;
 	}
 	struct epoll_event event = {.events = EPOLLIN, .data.ptr = conn};
@@ -228,8 +276,13 @@ static void connection_work(struct api_server *server, struct api_connection *co
 
 static void connection_readable(struct api_server *server, struct api_connection *conn)
 {
-	ssize_t n = read(conn->fd, conn->in + conn->in_len, server->in_capacity - conn->in_len);
+	ssize_t n;
 
+	if (conn->lingering) {
+		connection_linger_read(server, conn);
+		return;
+	}
+	n = read(conn->fd, conn->in + conn->in_len, server->in_capacity - conn->in_len);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -237,7 +290,54 @@ static void connection_readable(struct api_server *server, struct api_connection
 		return;
 	}
 	conn->in_len += (size_t)n;
+	conn->last_active = ++server->tick;
 	connection_work(server, conn);
+}
+
+/*
+ * All API_MAX_CONNECTIONS slots are taken and a client connects: the connection that
+ * has waited longest (one that lingers first, else the one whose last byte in or out is
+ * the oldest) makes room. Requests are answered one at a time on this thread, so none is
+ * half-handled here; a connection with no answer pending gets a 408 first (best effort:
+ * never blocking). A stalled client thus cannot lock the others out, as 64 silent
+ * connections would; one that sends a request and reads its answer is never the oldest.
+ */
+static struct api_connection *connection_evict_longest_idle(struct api_server *server)
+{
+	struct api_connection *victim = &server->connections[0];
+
+	for (size_t i = 1; i < API_MAX_CONNECTIONS; i++) {
+		struct api_connection *conn = &server->connections[i];
+
+		if (conn->lingering != victim->lingering ? conn->lingering
+							 : conn->last_active < victim->last_active)
+			victim = conn;
+	}
+	if (!server->evictions++)
+		log_warn("API: %d connections open: closing the longest idle one for a new one "
+			 "(later ones are logged at debug level)",
+			 API_MAX_CONNECTIONS);
+	else
+		log_debug("API: %d connections open: closing the longest idle one for a new one",
+			  API_MAX_CONNECTIONS);
+	if (!victim->out && !victim->lingering) {
+		char body[160], out[sizeof(body) + RESPONSE_HEADROOM];
+		int len;
+
+		snprintf(body, sizeof(body),
+			 "{\"fault_message\":\"The API closed this idle connection to accept a new "
+			 "one (it holds at most %d).\"}",
+			 API_MAX_CONNECTIONS);
+		len = http_format_response(out, sizeof(out), 408, false, body);
+		if (len > 0)
+			(void)!send(victim->fd, out, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	/* Bytes left unread would turn the close into a reset that can hide the 408. */
+	for (int reads = 0; reads < 16; reads++)
+		if (recv(victim->fd, victim->in, server->in_capacity, MSG_DONTWAIT) <= 0)
+			break;
+	connection_close(server, victim);
+	return victim;
 }
 
 static void accept_connections(struct api_server *server)
@@ -251,12 +351,8 @@ static void accept_connections(struct api_server *server)
 		for (size_t i = 0; i < API_MAX_CONNECTIONS && !conn; i++)
 			if (server->connections[i].fd < 0)
 				conn = &server->connections[i];
-		if (!conn) {
-			log_warn("API: more than %d connections: closing the newest",
-				 API_MAX_CONNECTIONS);
-			close(fd);
-			continue;
-		}
+		if (!conn)
+			conn = connection_evict_longest_idle(server);
 		conn->in = malloc(server->in_capacity);
 		struct epoll_event event = {.events = EPOLLIN, .data.ptr = conn};
 		if (!conn->in || epoll_ctl(server->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
@@ -266,6 +362,7 @@ static void accept_connections(struct api_server *server)
 			continue;
 		}
 		conn->fd = fd;
+		conn->last_active = ++server->tick;
 	}
 }
 

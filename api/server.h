@@ -3,7 +3,10 @@
  * a time per connection. It only moves bytes: each complete request is handed to the
  * VMM thread (an eventfd wakes it; api_server_serve runs the request there) and the
  * thread waits for the reply. A client that sends nothing, or a byte at a time, holds
- * only its own connection: every socket is non-blocking and watched by one epoll.
+ * only its own connection: every socket is non-blocking and watched by one epoll. With
+ * all API_MAX_CONNECTIONS taken, a new client evicts the longest idle connection; a
+ * connection the server ends is shut for writing and drained (it lingers) so that a
+ * client still sending reads its answer.
  */
 #ifndef WISP_API_SERVER_H
 #define WISP_API_SERVER_H

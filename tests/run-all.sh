@@ -1,6 +1,7 @@
 #!/bin/sh
 # The whole suite (`make test`): unit tests, style, then integration tests on real KVM
-# (this host's /dev/kvm, or ci/kvm-harness), and one closing line "N passed, M failed".
+# (this host's /dev/kvm, or ci/kvm-harness), and one closing line "N passed, M failed, K skipped"
+# (a check that could not run is a "skip - ..." line: counted as skipped, never as passed).
 # Usage: tests/run-all.sh UNIT_BINARY...   (paths of the integration inputs come from the
 # environment the Makefile sets: WISP_BIN, WISP_KERNEL_DIR, WISP_INITRD...)
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +37,7 @@ if [ -f "$FIRECRACKER_SWAGGER" ]; then
 	fi
 	rm -f "$schema"
 else
-	echo "# the API contract check did not run: no swagger file at '$FIRECRACKER_SWAGGER'"
+	echo "skip - contract/api_contract.py (no swagger file at '$FIRECRACKER_SWAGGER')" | tee -a "$log"
 	echo "# (set FIRECRACKER_SWAGGER=PATH, e.g. make test FIRECRACKER_SWAGGER=...)"
 fi
 
@@ -72,5 +73,6 @@ rm -f "$log.integration"
 
 passed=$(grep -c '^ok - ' "$log")
 failed=$(grep -c '^not ok - ' "$log")
-echo "$passed passed, $failed failed"
+skipped=$(grep -c '^skip - ' "$log")
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -11,7 +11,8 @@
 
 const char cli_usage[] =
     "Usage: wisp --kernel PATH [--initrd PATH] [--cmdline STR] [--vcpus N] [--mem-mib N]\n"
-    "            [--drive id=ID,path=FILE[,ro=on][,root=on][,direct=on][,io_engine=E]]...\n"
+    "            [--drive id=ID,path=FILE[,ro=on][,root=on][,direct=on][,io_engine=E]\n"
+    "                     [,cache=C]]...\n"
     "            [--net id=ID,tap=TAPNAME[,mac=MAC]]... [--log-level LEVEL]\n"
     "            [--api-sock PATH] [--config-file FILE] [--no-api] [--id ID]\n"
     "            [--boot-timer] [--http-api-max-payload-size BYTES]\n"
@@ -50,7 +51,10 @@ const char cli_usage[] =
     "                    it /dev/vda and adds root=/dev/vda to the kernel command line;\n"
     "                    direct=on reads and writes around the host's page cache\n"
     "                    (O_DIRECT, where the file system allows it); io_engine=Async\n"
-    "                    (io_uring, the default) or Sync; up to 8 drives\n"
+    "                    (io_uring, the default) or Sync; cache=Unsafe (the default,\n"
+    "                    as in Firecracker: the guest is offered no flush and the\n"
+    "                    image is never synced for it) or Writeback (flush offered,\n"
+    "                    each flush syncs the image); up to 8 drives\n"
     "  --net SPEC        a virtio-net interface on the existing TAP device TAPNAME; mac\n"
     "                    defaults to a random locally administered address; up to 4\n"
     "  --log-level L     error, warn, info or debug (default warn); logs go to stderr\n"
@@ -171,9 +175,20 @@ static int drive_field(void *target, const char *key, const char *value, char *e
 				 value);
 			return -EINVAL;
 		}
+	} else if (!strcmp(key, "cache")) {
+		if (!strcasecmp(value, "unsafe"))
+			drive->cache = CACHE_UNSAFE;
+		else if (!strcasecmp(value, "writeback"))
+			drive->cache = CACHE_WRITEBACK;
+		else {
+			snprintf(err, err_size, "--drive cache='%s': must be Unsafe or Writeback",
+				 value);
+			return -EINVAL;
+		}
 	} else {
 		snprintf(err, err_size,
-			 "--drive: unknown key '%s' (id, path, ro, root, direct, io_engine)", key);
+			 "--drive: unknown key '%s' (id, path, ro, root, direct, io_engine, cache)",
+			 key);
 		return -EINVAL;
 	}
 	return 0;
@@ -181,7 +196,7 @@ static int drive_field(void *target, const char *key, const char *value, char *e
 
 int cli_parse_drive(char *spec, struct drive_config *drive, char *err, size_t err_size)
 {
-	*drive = (struct drive_config){.engine = IO_ENGINE_ASYNC};
+	*drive = (struct drive_config){.engine = IO_ENGINE_ASYNC, .cache = CACHE_UNSAFE};
 	int rc = parse_kv(spec, "--drive", err, err_size, drive_field, drive);
 	if (rc)
 		return rc;

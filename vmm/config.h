@@ -27,6 +27,10 @@
 	"i8042.nopnp i8042.dumbkbd"
 
 enum io_engine { IO_ENGINE_ASYNC, IO_ENGINE_SYNC }; /* Firecracker's "Async" / "Sync" */
+/* Firecracker's cache_type. Unsafe (its default): the guest is not offered
+ * VIRTIO_BLK_F_FLUSH and a flush it sends anyway is acknowledged without syncing the
+ * image; Writeback: flush is offered and each flush syncs the image (fdatasync). */
+enum cache_type { CACHE_UNSAFE, CACHE_WRITEBACK };
 
 /* Firecracker's TokenBucket: `size` tokens, refilled completely every `refill_time_ms`,
  * plus `one_time_burst` tokens available once. size == 0 or refill_time_ms == 0 means
@@ -51,6 +55,7 @@ struct drive_config {
 	/* O_DIRECT: data goes around the host page cache (QEMU's cache=none) */
 	bool direct;
 	enum io_engine engine;
+	enum cache_type cache;
 	struct rate_limiter_config rate_limiter;
 	/* With root: the kernel finds the root by partition (root=PARTUUID=...), not /dev/vda */
 	char partuuid[CONFIG_ID_MAX];

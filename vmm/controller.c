@@ -4,6 +4,7 @@
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +287,17 @@ static int op_patch_net(void *opaque, const char *id, const struct rate_limiter_
 	return -ENOENT;
 }
 
+static int op_open_check(void *opaque, const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	(void)opaque;
+
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
 static const struct api_vmm_ops controller_ops = {
     .start = op_start,
     .pause = op_pause,
@@ -296,6 +308,7 @@ static const struct api_vmm_ops controller_ops = {
     .patch_net = op_patch_net,
     .set_logger = op_set_logger,
     .set_metrics = op_set_metrics,
+    .open_check = op_open_check,
 };
 
 /* Firecracker's api_server metrics: from wisp's start to the API socket's being ready. */
@@ -315,7 +328,8 @@ int controller_init(struct controller *ctl, const struct vmm_config *config, con
 	ctl->version = version;
 	ctl->metrics_timer_fd = -1;
 	log_set_instance_id(config->process.id);
-	api_state_init(&ctl->api, config, config->process.id, version, &controller_ops, ctl);
+	/* GET / and the log read the id from the API's own copy: main frees config. */
+	api_state_init(&ctl->api, config, version, &controller_ops, ctl);
 	/* Logger and metrics from --config-file, as the API would have set them. */
 	if (*config->logger.path || config->logger.has_level) {
 		char err[512];

@@ -17,6 +17,7 @@
  */
 #include "../../api/api.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -69,6 +70,15 @@ static int stub_metrics(void *opaque, const char *path, char *err, size_t size)
 	return stub(opaque, err, size);
 }
 
+/* Never the real open(2): a fuzzed path could name a device file. A path with "missing"
+ * in it fails, so the refusal path is fuzzed too. */
+static int stub_open_check(void *opaque, const char *path, int flags)
+{
+	(void)opaque;
+	(void)flags;
+	return strstr(path, "missing") ? -ENOENT : 0;
+}
+
 static const struct api_vmm_ops stub_ops = {
     .start = stub_start,
     .pause = stub,
@@ -79,6 +89,7 @@ static const struct api_vmm_ops stub_ops = {
     .patch_net = stub_net,
     .set_logger = stub_logger,
     .set_metrics = stub_metrics,
+    .open_check = stub_open_check,
 };
 
 static void check_string(const char *text, size_t size)
@@ -139,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	config_set_defaults(&defaults);
-	api_state_init(&state, &defaults, "fuzz", "0.0.0", &stub_ops, NULL);
+	api_state_init(&state, &defaults, "0.0.0", &stub_ops, NULL);
 	state.vm_state = (enum api_vm_state)(data[0] % 3);
 	stream = (const char *)data + 1;
 	left = size - 1;

@@ -4,10 +4,12 @@ error answered with 400 and a fault_message, slow clients that block nobody, and
 --config-file."""
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from apitest import ApiVm, guest_cmdline
@@ -352,3 +354,270 @@ def test_failed_start_names_its_cause_and_sighup_is_counted_on_the_way_out(env):
                        f"signals in the last line: {lines[-1]['signals']}", vm)
             fails = sum(l["put_api_requests"]["actions_fails"] for l in lines)
             _check_api(fails == 1, f"put_api_requests.actions_fails adds up to {fails}", vm)
+
+
+def test_get_root_reports_the_id_given_with_id_before_and_after_start(env):
+    # The id lives in the API's own copy of the configuration (main frees its own once
+    # the controller started): GET / must say it, unchanged, before and after boot.
+    with ApiVm(env, args=("--id", "robust-id-42")) as vm:
+        status, info = vm.request("GET", "/")
+        _check_api(status == 200 and info["id"] == "robust-id-42"
+                   and info["state"] == "Not started", f"GET / before boot: {status} {info}",
+                   vm)
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline("echo id-guest-up; sleep 60")})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("id-guest-up")
+        for _ in range(3):
+            status, info = vm.request("GET", "/")
+            _check_api(status == 200 and info["id"] == "robust-id-42"
+                       and info["state"] == "Running", f"GET / after boot: {status} {info}",
+                       vm)
+
+
+def test_missing_files_are_refused_at_the_request_as_in_firecracker(env):
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        image = os.path.join(tmp, "root.img")
+        with open(image, "wb") as f:
+            f.write(bytes(1024 * 1024))
+        missing = os.path.join(tmp, "missing.img")
+        cases = [
+            ("/boot-source", {"kernel_image_path": os.path.join(tmp, "no-vmlinux")},
+             "Boot source error: The kernel file cannot be opened: No such file or directory "
+             "(os error 2)"),
+            ("/boot-source", {"kernel_image_path": env.vmlinux,
+                              "initrd_path": os.path.join(tmp, "no-initrd")},
+             "Boot source error: The initrd file cannot be opened due to invalid path or "
+             "invalid permissions. No such file or directory (os error 2)"),
+            ("/drives/broken", {"drive_id": "broken", "path_on_host": missing,
+                                "is_root_device": True, "is_read_only": False},
+             "Drive config error: Unable to create the virtio block device: Virtio backend "
+             "error: Error manipulating the backing file: No such file or directory "
+             f"(os error 2) {missing}"),
+        ]
+        with ApiVm(env) as vm:
+            for path, body, message in cases:
+                status, reply = vm.request("PUT", path, body)
+                _check_api(status == 400 and reply == {"fault_message": message},
+                           f"PUT {path} {body}: {status} {reply}, want 400 {message!r}", vm)
+            config = vm.ok("GET", "/vm/config")
+            _check_api(config["drives"] == []
+                       and config["boot-source"]["kernel_image_path"] == "",
+                       f"refused requests changed the configuration: {config}", vm)
+            # The refused root drive holds no place: a valid root drive is accepted.
+            vm.ok("PUT", "/drives/rootfs", {"drive_id": "rootfs", "path_on_host": image,
+                                            "is_root_device": True, "is_read_only": False})
+            config = vm.ok("GET", "/vm/config")
+            _check_api([(d["drive_id"], d["cache_type"]) for d in config["drives"]]
+                       == [("rootfs", "Unsafe")],
+                       f"GET /vm/config after the valid root drive: {config}", vm)
+
+
+def _read_response(sock, pending):
+    """The next HTTP response on a kept-alive socket: (status, parsed JSON body or None).
+    `pending` (a bytearray) keeps what was read past it, the next pipelined responses."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the connection ended inside a response head: {pending!r}")
+        pending += chunk
+    head, _, _ = bytes(pending).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    total = len(head) + 4 + length
+    while len(pending) < total:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the connection ended inside a response body: {pending!r}")
+        pending += chunk
+    body = bytes(pending[len(head) + 4:total])
+    del pending[:total]
+    return int(lines[0].split()[1]), (json.loads(body) if length else None)
+
+
+def _raw_request(method, path, body=None):
+    data = b"" if body is None else json.dumps(body).encode()
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return head.encode() + b"\r\n" + data
+
+
+def test_a_refused_request_still_being_sent_gets_its_400(env):
+    # POST is no method of Firecracker's API, and 60000 bytes is over the 51200 limit:
+    # the server refuses both at their head, while the client is still sending. It must
+    # read the rest, so that the client finishes sending and reads the 400 (no EPIPE,
+    # no ECONNRESET), and a small send buffer makes sure the body cannot all be queued.
+    cases = [("POST", 50000, "unsupported HTTP method 'POST'"),
+             ("POST", 60000, "unsupported HTTP method 'POST'"),
+             ("PUT", 60000, "larger than the limit of 51200")]
+    with ApiVm(env) as vm:
+        for method, size, words in cases:
+            body = b"{" + b" " * (size - 2) + b"}"
+            head = (f"{method} /machine-config HTTP/1.1\r\nHost: localhost\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n")
+            with socket.socket(socket.AF_UNIX) as raw:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                raw.settimeout(60)
+                raw.connect(vm.socket)
+                try:
+                    raw.sendall(head.encode() + body)
+                    answer = b""
+                    while True:
+                        chunk = raw.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                except OSError as error:
+                    raise AssertionError(f"{method} with {size} bytes: {error!r}\n"
+                                         + vm.describe())
+            text = answer.decode(errors="replace")
+            head_text, _, body_text = text.partition("\r\n\r\n")
+            _check_api(head_text.startswith("HTTP/1.1 400 ")
+                       and words in json.loads(body_text)["fault_message"],
+                       f"{method} with {size} bytes: {text!r}", vm)
+        status, info = vm.request("GET", "/")
+        _check_api(status == 200, f"GET / afterwards: {status} {info}", vm)
+
+
+def test_stalled_and_flooding_clients_do_not_stop_a_normal_client(env):
+    """The control plane under fault injection, with a booted VM: 64 connections that
+    send half a request and stall, one client that floods garbage (reconnecting each
+    time the server ends its connection), and a normal client whose 50 requests, on
+    one kept-alive connection and partly pipelined, are all answered in order."""
+    command = "echo fault-guest-up; i=0; while true; do i=$((i+1)); echo alive-$i; sleep 1; done"
+    flood_limit = 48 * 1024 * 1024
+    with ApiVm(env, args=("--id", "fault-test")) as vm:
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline(command)})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("alive-1")
+        stalled = []
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(30)
+            s.connect(vm.socket)
+            s.sendall(b'PUT /machine-config HTTP/1.1\r\nContent-Length: 40\r\n\r\n{"vcpu')
+            stalled.append(s)
+        stop = threading.Event()
+        flood = {"bytes": 0, "connections": 0}
+
+        def flood_garbage():
+            rng = random.Random(9)
+            garbage = bytes(rng.randrange(256) for _ in range(65536))
+            while not stop.is_set() and flood["bytes"] < flood_limit:
+                try:
+                    with socket.socket(socket.AF_UNIX) as f:
+                        f.settimeout(10)
+                        f.connect(vm.socket)
+                        flood["connections"] += 1
+                        while not stop.is_set() and flood["bytes"] < flood_limit:
+                            f.sendall(garbage)
+                            flood["bytes"] += len(garbage)
+                except OSError:
+                    continue  # the server ended this connection: open another
+
+        flooder = threading.Thread(target=flood_garbage, daemon=True)
+        flooder.start()
+        deadline = time.monotonic() + 60
+        while flood["connections"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the flood is under way (one connection already ended)
+        _check_api(flood["connections"] >= 2, f"the flood did not get going: {flood}", vm)
+        # (request, check of its answer), in the order sent.
+        round_ = [
+            (("GET", "/", None), lambda st, b: st == 200 and b["id"] == "fault-test"),
+            (("GET", "/machine-config", None), lambda st, b: st == 200 and b["vcpu_count"] == 1),
+            (("PATCH", "/vm", {"state": "Paused"}), lambda st, b: st == 204),
+            (("GET", "/", None), lambda st, b: st == 200 and b["state"] == "Paused"),
+            (("PATCH", "/vm", {"state": "Resumed"}), lambda st, b: st == 204),
+            (("GET", "/", None), lambda st, b: st == 200 and b["state"] == "Running"),
+            (("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 64}),
+             lambda st, b: st == 400 and "after starting" in b["fault_message"]),
+            (("GET", "/vm/config", None),
+             lambda st, b: st == 200 and b["machine-config"]["mem_size_mib"] == 128),
+            (("GET", "/version", None), lambda st, b: st == 200 and "firecracker_version" in b),
+            (("GET", "/nope", None), lambda st, b: st == 400 and "/nope" in b["fault_message"]),
+        ]
+        answered = 0
+        pending = bytearray()
+        try:
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(60)
+                client.connect(vm.socket)
+                for batch in range(5):
+                    # Rounds 0, 2, 4 one request at a time; 1 and 3 all pipelined.
+                    if batch % 2:
+                        client.sendall(b"".join(_raw_request(*r) for r, _ in round_))
+                    for i, (request, good) in enumerate(round_):
+                        if batch % 2 == 0:
+                            client.sendall(_raw_request(*request))
+                        status, body = _read_response(client, pending)
+                        _check_api(good(status, body),
+                                   f"request {answered} {request} (round {batch}) got "
+                                   f"{status} {body}", vm)
+                        answered += 1
+        finally:
+            stop.set()
+            flooder.join(timeout=60)
+        evicted = 0
+        for s in stalled:
+            s.setblocking(False)
+            try:
+                evicted += s.recv(4096).startswith(b"HTTP/1.1 408 ")
+            except BlockingIOError:
+                pass  # still open and waiting: not evicted
+            except OSError:
+                pass
+            s.close()
+        print(f"# fault injection: {answered} requests answered in order beside 64 stalled "
+              f"connections ({evicted} evicted with 408) and a flood of "
+              f"{flood['bytes'] >> 20} MiB of garbage over {flood['connections']} "
+              "connections", flush=True)
+        _check_api(answered == 50 and not pending,
+                   f"{answered} of 50 requests answered, {bytes(pending)!r} left over", vm)
+        _check_api(flood["connections"] >= 1 and flood["bytes"] > 0,
+                   f"the flood sent nothing: {flood}", vm)
+        # Afterwards the API still serves and the guest still runs.
+        status, info = vm.request("GET", "/")
+        _check_api(status == 200 and info["state"] == "Running", f"GET / after: {info}", vm)
+        ticks = vm.console.count("alive-")
+        vm.wait_for(f"alive-{ticks + 2}", timeout=120)
+
+
+def test_cache_type_decides_whether_the_guest_sees_a_write_back_cache(env):
+    # Firecracker's cache_type: Unsafe (the default) offers no flush, so Linux takes the
+    # disk for write-through and never flushes; Writeback offers it.
+    command = ("echo cache-vda $(cat /sys/block/vda/queue/write_cache); "
+               "echo cache-vdb $(cat /sys/block/vdb/queue/write_cache)")
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        images = []
+        for name in ("unsafe.img", "writeback.img"):
+            images.append(os.path.join(tmp, name))
+            with open(images[-1], "wb") as f:
+                f.write(bytes(1024 * 1024))
+        with ApiVm(env) as vm:
+            vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                          "initrd_path": env.initrd_busybox,
+                                          "boot_args": guest_cmdline(command)})
+            vm.ok("PUT", "/drives/unsafe", {"drive_id": "unsafe", "path_on_host": images[0],
+                                            "is_root_device": False})
+            vm.ok("PUT", "/drives/writeback", {"drive_id": "writeback",
+                                               "path_on_host": images[1],
+                                               "is_root_device": False,
+                                               "cache_type": "Writeback"})
+            config = vm.ok("GET", "/vm/config")
+            _check_api([d["cache_type"] for d in config["drives"]] == ["Unsafe", "Writeback"],
+                       f"GET /vm/config: {config['drives']}", vm)
+            vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            vm.wait_for("cache-vdb")
+            vm.wait()
+            _check_api("cache-vda write through" in vm.console,
+                       "the Unsafe drive should be write-through in the guest", vm)
+            _check_api("cache-vdb write back" in vm.console,
+                       "the Writeback drive should be write-back in the guest", vm)

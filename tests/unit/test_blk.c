@@ -45,17 +45,20 @@ struct params {
 	bool read_only;
 	uint64_t features; /* beyond VERSION_1 */
 	bool direct;
+	enum cache_type cache;
 };
 
-static const struct params sync_direct = {IO_ENGINE_SYNC, false, 0, true};
-static const struct params async_direct = {IO_ENGINE_ASYNC, false, 0, true};
+static const struct params sync_direct = {IO_ENGINE_SYNC, false, 0, true, CACHE_UNSAFE};
+static const struct params async_direct = {IO_ENGINE_ASYNC, false, 0, true, CACHE_UNSAFE};
 
-static const struct params sync_rw = {IO_ENGINE_SYNC, false, 0, false};
-static const struct params async_rw = {IO_ENGINE_ASYNC, false, 0, false};
-static const struct params sync_ro = {IO_ENGINE_SYNC, true, 0, false};
-static const struct params async_ro = {IO_ENGINE_ASYNC, true, 0, false};
+static const struct params sync_rw = {IO_ENGINE_SYNC, false, 0, false, CACHE_UNSAFE};
+static const struct params async_rw = {IO_ENGINE_ASYNC, false, 0, false, CACHE_UNSAFE};
+static const struct params sync_ro = {IO_ENGINE_SYNC, true, 0, false, CACHE_UNSAFE};
+static const struct params async_ro = {IO_ENGINE_ASYNC, true, 0, false, CACHE_UNSAFE};
 static const struct params sync_event_idx = {IO_ENGINE_SYNC, false, 1ULL << VIRTIO_F_EVENT_IDX,
-					     false};
+					     false, CACHE_UNSAFE};
+static const struct params sync_writeback = {IO_ENGINE_SYNC, false, 0, false, CACHE_WRITEBACK};
+static const struct params async_writeback = {IO_ENGINE_ASYNC, false, 0, false, CACHE_WRITEBACK};
 
 struct fixture {
 	struct params params;
@@ -101,7 +104,8 @@ static struct drive_config drive(struct fixture *f)
 	struct drive_config config = {.id = "rootfs",
 				      .read_only = f->params.read_only,
 				      .direct = f->params.direct,
-				      .engine = f->params.engine};
+				      .engine = f->params.engine,
+				      .cache = f->params.cache};
 	snprintf(config.path, sizeof(config.path), "%s", f->path);
 	return config;
 }
@@ -273,7 +277,9 @@ static void test_features(void **state)
 	uint64_t features = f->dev->ops->features(f->dev);
 
 	assert_true(features & (1ULL << VIRTIO_BLK_F_SEG_MAX));
-	assert_true(features & (1ULL << VIRTIO_BLK_F_FLUSH));
+	/* As in Firecracker: flush is offered by Writeback drives only. */
+	assert_int_equal(!!(features & (1ULL << VIRTIO_BLK_F_FLUSH)),
+			 f->params.cache == CACHE_WRITEBACK);
 	assert_true(features & (1ULL << VIRTIO_BLK_F_BLK_SIZE));
 	assert_true(features & (1ULL << VIRTIO_F_INDIRECT_DESC));
 	assert_true(features & (1ULL << VIRTIO_F_EVENT_IDX));
@@ -380,6 +386,35 @@ static void test_flush(void **state)
 	assert_int_equal(used_idx(f), 1);
 	assert_int_equal(used_elem(f, 0).len, 1);
 	assert_int_equal(metric(&blk_metrics(f->blk)->flush_count), 1);
+}
+
+/* Writeback: every flush syncs the image on the host, with either engine. Unsafe: a
+ * flush (which the guest was not offered) is acknowledged and counted, but the image is
+ * never synced. blk_host_syncs() counts the syncs that completed on the host. */
+static void test_flush_syncs_the_image_only_with_writeback(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t expected = f->params.cache == CACHE_WRITEBACK;
+	uint64_t st;
+
+	assert_int_equal(blk_host_syncs(f->blk), 0);
+	fill_pattern(gpa(f, DATA_GPA), 4096, 3, 7);
+	st = add_request(f, VIRTIO_BLK_T_OUT, 0, DATA_GPA, 4096);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_host_syncs(f->blk), 0); /* a write alone syncs nothing */
+	st = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(blk_host_syncs(f->blk), expected);
+	st = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
+	kick(f);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(used_idx(f), 4);
+	assert_int_equal(blk_host_syncs(f->blk), 3 * expected);
+	assert_int_equal(metric(&blk_metrics(f->blk)->flush_count), 3);
+	assert_false(f->dev->status & VIRTIO_STATUS_NEEDS_RESET);
 }
 
 static void test_read_only_refuses_write(void **state)
@@ -712,6 +747,9 @@ static void test_async_falls_back_to_sync(void **state)
 		struct sock_fprog prog = {.len = 4, .filter = filter};
 		struct drive_config config = drive(f);
 		struct event_loop loop;
+
+		/* Writeback, so that the flush below goes through the Sync engine. */
+		config.cache = CACHE_WRITEBACK;
 		uint64_t st;
 
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
@@ -727,7 +765,7 @@ static void test_async_falls_back_to_sync(void **state)
 		start_device(f);
 		st = add_request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0);
 		virtio_queue_notified(f->dev, 0);
-		_exit(status_at(f, st) == VIRTIO_BLK_S_OK ? 0 : 14);
+		_exit(status_at(f, st) == VIRTIO_BLK_S_OK && blk_host_syncs(f->blk) == 1 ? 0 : 14);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
@@ -995,6 +1033,7 @@ int main(void)
 	    T(test_config_space, sync_rw),
 	    T(test_features, sync_rw),
 	    T(test_features, async_ro),
+	    T(test_features, sync_writeback),
 	    T(test_write_then_read_back, sync_rw),
 	    T(test_write_then_read_back, async_rw),
 	    T(test_write_then_read_back, sync_direct),
@@ -1005,6 +1044,12 @@ int main(void)
 	    T(test_get_id, async_rw),
 	    T(test_flush, sync_rw),
 	    T(test_flush, async_rw),
+	    T(test_flush, sync_writeback),
+	    T(test_flush, async_writeback),
+	    T(test_flush_syncs_the_image_only_with_writeback, sync_rw),
+	    T(test_flush_syncs_the_image_only_with_writeback, async_rw),
+	    T(test_flush_syncs_the_image_only_with_writeback, sync_writeback),
+	    T(test_flush_syncs_the_image_only_with_writeback, async_writeback),
 	    T(test_read_only_refuses_write, sync_ro),
 	    T(test_read_only_refuses_write, async_ro),
 	    T(test_out_of_range_is_ioerr, sync_rw),
@@ -1019,7 +1064,7 @@ int main(void)
 	    T(test_host_io_error_is_ioerr, async_rw),
 	    T(test_batch_interrupts_once, sync_rw),
 	    T(test_event_idx, sync_event_idx),
-	    T(test_reset_drops_requests_in_flight, async_rw),
+	    T(test_reset_drops_requests_in_flight, async_writeback), /* the flush in flight */
 	    T(test_async_completes_through_event_loop, async_rw),
 	    T(test_save_restore, sync_rw),
 	    T(test_save_restore, async_rw),

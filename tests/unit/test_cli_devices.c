@@ -21,7 +21,7 @@ static int parse(char **argv, int argc, struct vmm_config *config)
 static void test_drive_with_every_key(void **state)
 {
 	(void)state;
-	char spec[] = "id=rootfs,path=/img/root.ext4,ro=on,root=on,io_engine=Sync";
+	char spec[] = "id=rootfs,path=/img/root.ext4,ro=on,root=on,io_engine=Sync,cache=Writeback";
 	struct drive_config drive;
 	assert_int_equal(cli_parse_drive(spec, &drive, err, sizeof(err)), 0);
 	assert_string_equal(drive.id, "rootfs");
@@ -29,6 +29,7 @@ static void test_drive_with_every_key(void **state)
 	assert_true(drive.read_only);
 	assert_true(drive.root);
 	assert_int_equal(drive.engine, IO_ENGINE_SYNC);
+	assert_int_equal(drive.cache, CACHE_WRITEBACK);
 }
 
 static void test_drive_defaults_are_writable_async_not_root(void **state)
@@ -40,6 +41,8 @@ static void test_drive_defaults_are_writable_async_not_root(void **state)
 	assert_false(drive.read_only);
 	assert_false(drive.root);
 	assert_int_equal(drive.engine, IO_ENGINE_ASYNC);
+	/* Firecracker's default cache type. */
+	assert_int_equal(drive.cache, CACHE_UNSAFE);
 }
 
 static void test_drive_refusals_name_the_problem(void **state)
@@ -53,6 +56,7 @@ static void test_drive_refusals_name_the_problem(void **state)
 	    {"id=d", "id= and path="},
 	    {"id=d,path=/d.img,ro=maybe", "ro='maybe'"},
 	    {"id=d,path=/d.img,io_engine=Turbo", "io_engine='Turbo'"},
+	    {"id=d,path=/d.img,cache=none", "cache='none': must be Unsafe or Writeback"},
 	    {"id=d,path=/d.img,colour=red", "unknown key 'colour'"},
 	    {"id=d,path", "'path' is not key=value"},
 	    {"id=d,=x,path=/d.img", "'=x' is not key=value"},

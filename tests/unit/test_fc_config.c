@@ -16,7 +16,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include "../../api/api.h"
 #include "../../api/fc_config.h"
 
 enum endpoint {
@@ -489,6 +492,7 @@ static void test_drive_put_adds_a_drive_with_firecracker_defaults(void **state)
 	assert_false(d->read_only);
 	assert_false(d->direct);
 	assert_int_equal(d->engine, IO_ENGINE_SYNC);
+	assert_int_equal(d->cache, CACHE_UNSAFE); /* Firecracker's default cache_type */
 	assert_string_equal(d->partuuid, "");
 	assert_false(token_bucket_config_enabled(&d->rate_limiter.bandwidth));
 	assert_false(token_bucket_config_enabled(&d->rate_limiter.ops));
@@ -639,6 +643,8 @@ static void test_drive_put_checks_cache_type_and_io_engine(void **state)
 	(void)state;
 	ok(DRIVE_PUT, "a", DRIVE("a", ", 'cache_type': 'Unsafe', 'io_engine': 'Sync'"));
 	ok(DRIVE_PUT, "b", DRIVE("b", ", 'cache_type': 'Writeback', 'io_engine': 'Async'"));
+	assert_int_equal(drive("a")->cache, CACHE_UNSAFE);
+	assert_int_equal(drive("b")->cache, CACHE_WRITEBACK);
 	rejected(DRIVE_PUT, "c", DRIVE("c", ", 'cache_type': 'None'"),
 		 "cache_type 'None': must be one of Unsafe, Writeback", NULL);
 	rejected(DRIVE_PUT, "c", DRIVE("c", ", 'cache_type': null"), "cache_type: must be a string",
@@ -1247,21 +1253,23 @@ static void test_vm_config_json_writes_devices_as_firecracker_does(void **state)
 			 "'refill_time': 0}, 'ops': {'size': 5, 'refill_time': 7}}"));
 	ok(DRIVE_PUT, "rootfs",
 	   "{'drive_id': 'rootfs', 'path_on_host': '/r', 'is_root_device': true, "
-	   "'partuuid': 'abcd-01', 'is_read_only': true, 'io_engine': 'Async'}");
+	   "'partuuid': 'abcd-01', 'is_read_only': true, 'io_engine': 'Async', "
+	   "'cache_type': 'Writeback'}");
 	ok(NET_PUT, "eth0",
 	   NET("eth0", "tap0",
 	       ", 'guest_mac': '0A:0B:0C:0D:0E:0F', "
 	       "'tx_rate_limiter': {'bandwidth': {'size': 100, "
 	       "'one_time_burst': 50, 'refill_time': 1000}}"));
 	reply = fc_vm_config_json(&w.config);
-	/* the root drive first; only buckets that limit something; a zero burst is null */
+	/* the root drive first; only buckets that limit something; a zero burst is null;
+	 * cache_type as given, Unsafe by default */
 	assert_json_equal(
 	    json_object_get(reply, "drives"),
 	    "[{'drive_id': 'rootfs', 'partuuid': 'abcd-01', 'is_root_device': true, "
 	    "'cache_type': 'Writeback', 'is_read_only': true, 'path_on_host': '/r', "
 	    "'rate_limiter': null, 'io_engine': 'Async', 'socket': null}, "
 	    "{'drive_id': 'data', 'partuuid': null, 'is_root_device': false, "
-	    "'cache_type': 'Writeback', 'is_read_only': false, 'path_on_host': '/img/data', "
+	    "'cache_type': 'Unsafe', 'is_read_only': false, 'path_on_host': '/img/data', "
 	    "'rate_limiter': {'bandwidth': null, 'ops': {'size': 5, 'one_time_burst': null, "
 	    "'refill_time': 7}}, 'io_engine': 'Sync', 'socket': null}]");
 	assert_keys(json_array_get(json_object_get(reply, "drives"), 0),
@@ -1635,6 +1643,160 @@ static void test_messages_cut_long_values_and_fit_small_buffers(void **state)
 	free(long_value);
 }
 
+/* ---- api_handle: the instance id, and the files a request names ---- */
+
+/* The VMM behind the API as far as these tests need it: open_check opens for real. */
+static int real_open_check(void *opaque, const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	(void)opaque;
+
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+static const struct api_vmm_ops file_ops = {.open_check = real_open_check};
+
+/* Sends one request (single-quoted JSON body or NULL); returns the status, the reply's
+ * fault_message (or body) in *text. */
+static int api_call(struct api_state *api, enum http_method method, const char *path,
+		    const char *body_text, char *text, size_t text_size)
+{
+	struct api_reply reply;
+	char *body = body_text ? strdup(body_text) : NULL;
+
+	for (char *c = body; c && *c; c++)
+		if (*c == '\'')
+			*c = '"';
+	api_handle(api, method, path, body, body ? strlen(body) : 0, &reply);
+	free(body);
+	snprintf(text, text_size, "%s", "");
+	if (reply.body) {
+		json_t *json = json_loads(reply.body, 0, NULL);
+		const char *fault = json_string_value(json_object_get(json, "fault_message"));
+
+		snprintf(text, text_size, "%s", fault ? fault : reply.body);
+		json_decref(json);
+		free(reply.body);
+	}
+	return reply.status;
+}
+
+static void make_temp_file(char *path, size_t size)
+{
+	int fd;
+
+	snprintf(path, size, "/tmp/wisp-test-api-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+}
+
+static void test_api_get_root_reads_the_id_from_its_own_configuration(void **state)
+{
+	struct vmm_config *config = malloc(sizeof(*config));
+	struct api_state *api = malloc(sizeof(*api));
+	char text[512];
+	(void)state;
+
+	assert_non_null(config);
+	assert_non_null(api);
+	config_set_defaults(config);
+	strcpy(config->process.id, "vm_42");
+	api_state_init(api, config, "1.2.3", &file_ops, NULL);
+	/* The controller's caller frees its configuration once the API has its copy. */
+	memset(config->process.id, 'X', sizeof(config->process.id));
+	free(config);
+	assert_int_equal(api_call(api, HTTP_GET, "/", NULL, text, sizeof(text)), 200);
+	assert_string_equal(text, "{\"id\":\"vm_42\",\"state\":\"Not started\",\"vmm_version\":"
+				  "\"1.2.3\",\"app_name\":\"wisp\"}");
+	free(api);
+}
+
+static void test_api_boot_source_opens_kernel_and_initrd_at_the_request(void **state)
+{
+	static struct api_state api;
+	char kernel[64], initrd[64], body[512], text[512];
+	(void)state;
+
+	make_temp_file(kernel, sizeof(kernel));
+	make_temp_file(initrd, sizeof(initrd));
+	api_state_init(&api, &w.config, "1.2.3", &file_ops, NULL);
+	assert_int_equal(api_call(&api, HTTP_PUT, "/boot-source",
+				  "{'kernel_image_path': '/nonexistent/vmlinux'}", text,
+				  sizeof(text)),
+			 400);
+	assert_string_equal(text, "Boot source error: The kernel file cannot be opened: No such "
+				  "file or directory (os error 2)");
+	assert_string_equal(api.config.kernel_path, "");
+	snprintf(body, sizeof(body),
+		 "{'kernel_image_path': '%s', 'initrd_path': '/nonexistent/initrd', "
+		 "'boot_args': 'console=ttyS0'}",
+		 kernel);
+	assert_int_equal(api_call(&api, HTTP_PUT, "/boot-source", body, text, sizeof(text)), 400);
+	assert_string_equal(text, "Boot source error: The initrd file cannot be opened due to "
+				  "invalid path or invalid permissions. No such file or directory "
+				  "(os error 2)");
+	assert_string_equal(api.config.kernel_path, "");
+	assert_string_equal(api.config.cmdline, CONFIG_DEFAULT_CMDLINE);
+	snprintf(body, sizeof(body), "{'kernel_image_path': '%s', 'initrd_path': '%s'}", kernel,
+		 initrd);
+	assert_int_equal(api_call(&api, HTTP_PUT, "/boot-source", body, text, sizeof(text)), 204);
+	assert_string_equal(api.config.kernel_path, kernel);
+	assert_string_equal(api.config.initrd_path, initrd);
+	/* A later bad PUT leaves the good boot source in place. */
+	assert_int_equal(api_call(&api, HTTP_PUT, "/boot-source",
+				  "{'kernel_image_path': '/nonexistent/other'}", text,
+				  sizeof(text)),
+			 400);
+	assert_string_equal(api.config.kernel_path, kernel);
+	assert_string_equal(api.config.initrd_path, initrd);
+	unlink(kernel);
+	unlink(initrd);
+}
+
+static void test_api_drive_opens_its_image_and_a_refused_root_takes_no_place(void **state)
+{
+	static struct api_state api;
+	char image[64], body[512], text[512];
+	(void)state;
+
+	make_temp_file(image, sizeof(image));
+	api_state_init(&api, &w.config, "1.2.3", &file_ops, NULL);
+	assert_int_equal(api_call(&api, HTTP_PUT, "/drives/broken",
+				  "{'drive_id': 'broken', 'path_on_host': '/nonexistent/disk.img', "
+				  "'is_root_device': true, 'is_read_only': false}",
+				  text, sizeof(text)),
+			 400);
+	assert_string_equal(text, "Drive config error: Unable to create the virtio block device: "
+				  "Virtio backend error: Error manipulating the backing file: No "
+				  "such file or directory (os error 2) /nonexistent/disk.img");
+	assert_int_equal(api.config.nr_drives, 0);
+	/* The refused drive did not take the root place: a valid root drive is accepted. */
+	snprintf(body, sizeof(body),
+		 "{'drive_id': 'rootfs', 'path_on_host': '%s', 'is_root_device': true, "
+		 "'is_read_only': true}",
+		 image);
+	assert_int_equal(api_call(&api, HTTP_PUT, "/drives/rootfs", body, text, sizeof(text)), 204);
+	assert_int_equal(api.config.nr_drives, 1);
+	assert_string_equal(api.config.drives[0].path, image);
+	assert_true(api.config.drives[0].root);
+	/* GET /vm/config reports Firecracker's default cache type for it. */
+	assert_int_equal(api_call(&api, HTTP_GET, "/vm/config", NULL, text, sizeof(text)), 200);
+	assert_non_null(strstr(text, "\"is_root_device\":true,\"cache_type\":\"Unsafe\""));
+	/* Replacing it with a missing image keeps the one that works. */
+	assert_int_equal(api_call(&api, HTTP_PUT, "/drives/rootfs",
+				  "{'drive_id': 'rootfs', 'path_on_host': '/nonexistent/x', "
+				  "'is_root_device': true}",
+				  text, sizeof(text)),
+			 400);
+	assert_string_equal(api.config.drives[0].path, image);
+	unlink(image);
+}
+
 #define T(name) cmocka_unit_test_setup(name, setup)
 
 int main(void)
@@ -1728,6 +1890,9 @@ int main(void)
 	    T(test_schema_fields_are_exactly_the_accepted_ones),
 	    T(test_messages_echo_client_text_as_printable_ascii),
 	    T(test_messages_cut_long_values_and_fit_small_buffers),
+	    T(test_api_get_root_reads_the_id_from_its_own_configuration),
+	    T(test_api_boot_source_opens_kernel_and_initrd_at_the_request),
+	    T(test_api_drive_opens_its_image_and_a_refused_root_takes_no_place),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,11 +27,13 @@ static struct blk_device *to_blk(struct virtio_device *dev)
 static uint64_t blk_features(struct virtio_device *dev)
 {
 	uint64_t features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
-			    (1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_F_INDIRECT_DESC) |
-			    (1ULL << VIRTIO_F_EVENT_IDX);
+			    (1ULL << VIRTIO_F_INDIRECT_DESC) | (1ULL << VIRTIO_F_EVENT_IDX);
 
 	if (to_blk(dev)->config.read_only)
 		features |= 1ULL << VIRTIO_BLK_F_RO;
+	/* As in Firecracker: only a Writeback drive offers flush. */
+	if (to_blk(dev)->config.cache == CACHE_WRITEBACK)
+		features |= 1ULL << VIRTIO_BLK_F_FLUSH;
 	return features;
 }
 
@@ -217,6 +219,12 @@ static int handle_request(struct blk_device *blk, struct blk_request *req)
 	}
 	if (req->type != VIRTIO_BLK_T_FLUSH && req->len == 0) {
 		blk_complete_request(blk, req, VIRTIO_BLK_S_OK, true); /* no data to move */
+		return 1;
+	}
+	/* Unsafe: a flush the guest sends without having been offered one is acknowledged
+	 * (and counted) but never reaches the host's disk. */
+	if (req->type == VIRTIO_BLK_T_FLUSH && blk->config.cache != CACHE_WRITEBACK) {
+		blk_complete_request(blk, req, VIRTIO_BLK_S_OK, true);
 		return 1;
 	}
 	return blk_start_io(blk, req);

@@ -119,6 +119,10 @@ void blk_handle_rate_limiter(struct blk_device *blk);
 /* The drive's limiter, for tests to set its clock; use it under dev->lock. */
 struct rate_limiter *blk_rate_limiter(struct blk_device *blk);
 
+/* Flushes that synced the image on the host (fdatasync, or io_uring's fsync, completed):
+ * a Writeback drive's flushes; an Unsafe drive's never get here. Under dev->lock. */
+uint64_t blk_host_syncs(struct blk_device *blk);
+
 /* Requests submitted to io_uring and not yet completed. */
 unsigned int blk_inflight(struct blk_device *blk);
 /* Waits until no request is in flight, completing each to the guest; 0 or -errno.

@@ -50,6 +50,7 @@ struct blk_device {
 	bool submit_error_logged;
 	struct rate_limiter limiter;
 	struct blk_metrics metrics;
+	uint64_t host_syncs; /* see blk_host_syncs() */
 };
 
 _Static_assert(offsetof(struct blk_device, vdev) == 0, "the transport casts back");

@@ -27,6 +27,7 @@ static void finish_io(struct blk_device *blk, struct blk_request *req, int64_t r
 	int64_t expected = req->type == VIRTIO_BLK_T_FLUSH ? 0 : req->len;
 
 	if (res == expected) {
+		blk->host_syncs += req->type == VIRTIO_BLK_T_FLUSH;
 		blk_complete_request(blk, req, VIRTIO_BLK_S_OK, push);
 		return;
 	}
@@ -190,6 +191,11 @@ static int drain(struct blk_device *blk, bool push, bool drop_lock)
 int blk_drain_locked(struct blk_device *blk, bool push)
 {
 	return drain(blk, push, false);
+}
+
+uint64_t blk_host_syncs(struct blk_device *blk)
+{
+	return blk->host_syncs;
 }
 
 int blk_drain(struct blk_device *blk)
