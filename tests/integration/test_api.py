@@ -326,13 +326,16 @@ def test_boot_timer_logs_the_time_to_the_guests_marker(env):
 
 def test_failed_start_names_its_cause_and_sighup_is_counted_on_the_way_out(env):
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
-        missing = os.path.join(tmp, "no-such-disk.img")
+        missing = os.path.join(tmp, "gone-disk.img")
+        with open(missing, "wb") as f:
+            f.write(bytes(512))
         metrics_path = os.path.join(tmp, "metrics.json")
         with ApiVm(env) as vm:
             vm.ok("PUT", "/metrics", {"metrics_path": metrics_path})
             vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux})
             vm.ok("PUT", "/drives/data", {"drive_id": "data", "path_on_host": missing,
                                           "is_root_device": False})
+            os.unlink(missing)  # PUT checked it: now only InstanceStart can find it gone
             status, reply = vm.request("PUT", "/actions", {"action_type": "InstanceStart"})
             fault = reply.get("fault_message", "") if isinstance(reply, dict) else ""
             _check_api(status == 400 and f"drive 'data': cannot open {missing}" in fault
