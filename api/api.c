@@ -195,14 +195,21 @@ static int handle_vm_state(struct api_state *state, const json_t *body, char *er
 
 	if (ret)
 		return ret;
+	/* Firecracker's latencies_us.pause_vm and resume_vm: the request, on success. */
+	uint64_t start_us = metrics_monotonic_us();
+
 	if (wanted == FC_VM_PAUSED) {
 		ret = state->ops->pause(state->opaque, err, err_size);
-		if (!ret)
+		if (!ret) {
 			state->vm_state = API_VM_PAUSED;
+			metrics_store_elapsed_us(&metrics.latencies_us.pause_vm, start_us);
+		}
 	} else {
 		ret = state->ops->resume(state->opaque, err, err_size);
-		if (!ret)
+		if (!ret) {
 			state->vm_state = API_VM_RUNNING;
+			metrics_store_elapsed_us(&metrics.latencies_us.resume_vm, start_us);
+		}
 	}
 	return ret;
 }

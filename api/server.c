@@ -393,7 +393,9 @@ static void *api_thread(void *arg)
 	return NULL;
 }
 
-static int bind_socket(struct api_server *server, const char *socket_path)
+/* A path too long, taken, or in a directory wisp may not write to is the user's. */
+static int bind_socket(struct api_server *server, const char *socket_path,
+		       enum failure_origin *origin)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	struct stat st;
@@ -402,28 +404,42 @@ static int bind_socket(struct api_server *server, const char *socket_path)
 		log_error(
 		    "--api-sock %s: longer than the %zu characters a Unix socket path can have",
 		    socket_path, sizeof(addr.sun_path) - 1);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return -ENAMETOOLONG;
 	}
 	if (lstat(socket_path, &st) == 0) {
 		log_error(
 		    "--api-sock %s: the file already exists; remove it or choose another path",
 		    socket_path);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return -EEXIST;
 	}
-	strcpy(addr.sun_path, socket_path);
-	strcpy(server->socket_path, socket_path);
 	server->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (server->listen_fd < 0 ||
-	    bind(server->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(server->listen_fd, API_MAX_CONNECTIONS) < 0) {
+	if (server->listen_fd < 0) {
 		int err = -errno;
-		log_error("--api-sock %s: cannot listen there: %s", socket_path, strerror(errno));
+		log_error("API: cannot create a Unix socket: %s", strerror(-err));
+		return err;
+	}
+	strcpy(addr.sun_path, socket_path);
+	if (bind(server->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int err = -errno;
+		log_error("--api-sock %s: cannot bind there: %s (does the directory exist, and "
+			  "may this user write to it?)",
+			  socket_path, strerror(-err));
+		failure_blame(origin, FAILURE_BAD_INPUT);
+		return err;
+	}
+	strcpy(server->socket_path, socket_path); /* from now on, removed on the way out */
+	if (listen(server->listen_fd, API_MAX_CONNECTIONS) < 0) {
+		int err = -errno;
+		log_error("--api-sock %s: cannot listen there: %s", socket_path, strerror(-err));
 		return err;
 	}
 	return 0;
 }
 
-int api_server_start(struct api_server **out, const char *socket_path, size_t max_payload)
+int api_server_start(struct api_server **out, const char *socket_path, size_t max_payload,
+		     enum failure_origin *origin)
 {
 	struct api_server *server = calloc(1, sizeof(*server));
 	struct epoll_event event = {.events = EPOLLIN, .data.ptr = NULL};
@@ -438,7 +454,7 @@ int api_server_start(struct api_server **out, const char *socket_path, size_t ma
 		server->connections[i].fd = -1;
 	pthread_mutex_init(&server->lock, NULL);
 	pthread_cond_init(&server->replied, NULL);
-	err = bind_socket(server, socket_path);
+	err = bind_socket(server, socket_path, origin);
 	if (err)
 		goto fail;
 	server->epoll_fd = epoll_create1(EPOLL_CLOEXEC);

@@ -11,6 +11,7 @@
 #ifndef WISP_API_SERVER_H
 #define WISP_API_SERVER_H
 
+#include "../vmm/failure.h"
 #include "api.h"
 
 #include <stddef.h>
@@ -21,8 +22,10 @@
 struct api_server;
 
 /* Binds socket_path (which must not exist) and starts the thread. Returns 0 or -errno,
- * having logged why. */
-int api_server_start(struct api_server **out, const char *socket_path, size_t max_payload);
+ * having logged why; a path that cannot be bound blames the input in *origin (NULL: no
+ * one asks). */
+int api_server_start(struct api_server **out, const char *socket_path, size_t max_payload,
+		     enum failure_origin *origin);
 /* Readable when a request waits for api_server_serve (VMM thread). */
 int api_server_request_fd(const struct api_server *server);
 /* VMM thread: runs the waiting request (if any) through api_handle and wakes the API

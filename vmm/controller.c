@@ -17,7 +17,7 @@
 #define CONFIG_FILE_MAX (1 << 20)
 
 int controller_load_config_file(const char *path, struct vmm_config *config, char *err,
-				size_t err_size)
+				size_t err_size, enum failure_origin *origin)
 {
 	FILE *file = fopen(path, "re");
 	char *text = NULL;
@@ -26,15 +26,17 @@ int controller_load_config_file(const char *path, struct vmm_config *config, cha
 
 	if (!file) {
 		ret = -errno;
-		snprintf(err, err_size, "--config-file %s: cannot open: %s", path, strerror(errno));
+		snprintf(err, err_size, "--config-file %s: cannot open: %s", path, strerror(-ret));
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return ret;
 	}
 	text = malloc(CONFIG_FILE_MAX + 1);
 	if (!text) {
 		ret = -ENOMEM;
-		snprintf(err, err_size, "--config-file %s: out of memory", path);
+		snprintf(err, err_size, "--config-file %s: out of memory for a 1 MiB buffer", path);
 		goto out;
 	}
+	failure_blame(origin, FAILURE_BAD_INPUT); /* from here on, only the file can fail */
 	len = fread(text, 1, CONFIG_FILE_MAX + 1, file);
 	if (ferror(file) || len > CONFIG_FILE_MAX) {
 		ret = -EINVAL;
@@ -54,34 +56,39 @@ out:
 	return ret;
 }
 
-/* Builds and starts the VM from config; on failure err says why (the log has details). */
+/* The failure's cause as logged where it happened, or else its errno. */
+static void describe_failure(char *err, size_t err_size, const char *what, int ret)
+{
+	const char *cause = log_first_error();
+
+	snprintf(err, err_size, "%s: %s", what, *cause ? cause : strerror(-ret));
+}
+
+/* Builds and starts the VM from config. On failure err says why (the first error logged on
+ * the way, which names what failed) and ctl->boot_failure where it came from. */
 static int controller_boot(struct controller *ctl, const struct vmm_config *config, char *err,
 			   size_t err_size)
 {
 	struct guest_files files;
 	int ret;
 
-	ctl->bad_input = true;
-	ret = guest_files_open(&files, config);
+	ctl->boot_failure = FAILURE_VMM;
+	log_first_error_reset();
+	ret = guest_files_open(&files, config, &ctl->boot_failure);
 	if (ret) {
-		snprintf(err, err_size, "cannot load the kernel %s or initrd %s: %s",
-			 config->kernel_path, *config->initrd_path ? config->initrd_path : "(none)",
-			 strerror(-ret));
+		describe_failure(err, err_size, "cannot load the guest", ret);
 		return ret;
 	}
-	ret = vm_create(&ctl->vm, config, &files, &ctl->bad_input);
+	ret = vm_create(&ctl->vm, config, &files, &ctl->boot_failure);
 	guest_files_close(&files);
 	if (ret) {
-		snprintf(err, err_size, "cannot create the VM: %s (the log says more)",
-			 strerror(-ret));
+		describe_failure(err, err_size, "cannot create the VM", ret);
 		return ret;
 	}
 	ctl->vm_created = true;
 	ret = vm_start(&ctl->vm);
-	if (ret) {
-		ctl->bad_input = false;
-		snprintf(err, err_size, "cannot start the vCPUs: %s", strerror(-ret));
-	}
+	if (ret)
+		describe_failure(err, err_size, "cannot start the vCPUs", ret);
 	return ret;
 }
 
@@ -99,22 +106,33 @@ static int op_start(void *opaque, const struct vmm_config *config, char *err, si
 	return controller_boot(ctl, config, err, err_size);
 }
 
+/* Firecracker's latencies_us.vmm_pause_vm and vmm_resume_vm: the VMM action alone. */
 static int op_pause(void *opaque, char *err, size_t err_size)
 {
 	struct controller *ctl = opaque;
+	uint64_t start_us = metrics_monotonic_us();
 	int ret = vcpus_pause(&ctl->vm);
 
-	if (ret)
+	if (ret) {
 		snprintf(err, err_size, "cannot pause: the VM is ending");
-	return ret;
+		return ret;
+	}
+	log_info("'pause vm' VMM action took %llu us",
+		 (unsigned long long)metrics_store_elapsed_us(&metrics.latencies_us.vmm_pause_vm,
+							      start_us));
+	return 0;
 }
 
 static int op_resume(void *opaque, char *err, size_t err_size)
 {
 	struct controller *ctl = opaque;
+	uint64_t start_us = metrics_monotonic_us();
 	(void)err;
 	(void)err_size;
 	vcpus_resume(&ctl->vm);
+	log_info("'resume vm' VMM action took %llu us",
+		 (unsigned long long)metrics_store_elapsed_us(&metrics.latencies_us.vmm_resume_vm,
+							      start_us));
 	return 0;
 }
 
@@ -168,25 +186,44 @@ static int watch_metrics_timer(struct controller *ctl)
 	return event_loop_add(ctl->loop, ctl->metrics_timer_fd, EPOLLIN, on_metrics_timer, ctl);
 }
 
-static int op_set_metrics(void *opaque, const char *path, char *err, size_t err_size)
+/* A path that cannot be opened blames the input in *origin; the timer, the host. */
+static int set_metrics(struct controller *ctl, const char *path, char *err, size_t err_size,
+		       enum failure_origin *origin)
 {
-	struct controller *ctl = opaque;
 	struct itimerspec period = {.it_interval = {METRICS_FLUSH_PERIOD_MS / 1000, 0},
 				    .it_value = {METRICS_FLUSH_PERIOD_MS / 1000, 0}};
-	int ret = metrics_set_output(path, err, err_size);
+	int timer_fd, ret = metrics_set_output(path, err, err_size);
 
-	if (ret)
+	if (ret) {
+		if (ret != -EBUSY)
+			failure_blame(origin, FAILURE_BAD_INPUT);
 		return ret;
-	ctl->metrics_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (ctl->metrics_timer_fd < 0 || timerfd_settime(ctl->metrics_timer_fd, 0, &period, NULL) ||
-	    watch_metrics_timer(ctl)) {
+	}
+	timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (timer_fd < 0 || timerfd_settime(timer_fd, 0, &period, NULL) < 0) {
 		ret = -errno;
-		snprintf(err, err_size, "cannot set up the metrics timer: %s", strerror(errno));
-		return ret;
+		snprintf(err, err_size, "cannot set up the metrics timer: %s", strerror(-ret));
+		goto fail;
+	}
+	ctl->metrics_timer_fd = timer_fd;
+	ret = watch_metrics_timer(ctl);
+	if (ret) {
+		snprintf(err, err_size, "cannot watch the metrics timer: %s", strerror(-ret));
+		ctl->metrics_timer_fd = -1;
+		goto fail;
 	}
 	/* As Firecracker does: a first line at once. */
 	ret = metrics_flush(metrics_utc_now_ms());
 	return ret == -EAGAIN ? 0 : ret;
+fail:
+	if (timer_fd >= 0)
+		close(timer_fd);
+	return ret;
+}
+
+static int op_set_metrics(void *opaque, const char *path, char *err, size_t err_size)
+{
+	return set_metrics(opaque, path, err, err_size, NULL);
 }
 
 static int op_set_logger(void *opaque, const struct logger_config *logger, char *err,
@@ -274,7 +311,16 @@ static const struct api_vmm_ops controller_ops = {
     .open_check = op_open_check,
 };
 
-int controller_init(struct controller *ctl, const struct vmm_config *config, const char *version)
+/* Firecracker's api_server metrics: from wisp's start to the API socket's being ready. */
+static void record_startup_time(uint64_t start_ns)
+{
+	metrics_store(&metrics.api_server.process_startup_time_us,
+		      metrics_monotonic_us() - start_ns / 1000);
+	metrics_store(&metrics.api_server.process_startup_time_cpu_us, metrics_process_cpu_us());
+}
+
+int controller_init(struct controller *ctl, const struct vmm_config *config, const char *version,
+		    enum failure_origin *origin)
 {
 	int ret;
 
@@ -289,23 +335,25 @@ int controller_init(struct controller *ctl, const struct vmm_config *config, con
 		char err[512];
 		ret = op_set_logger(ctl, &config->logger, err, sizeof(err));
 		if (ret) {
-			log_error("logger: %s", err);
+			log_error("--config-file logger: %s", err);
+			failure_blame(origin, FAILURE_BAD_INPUT);
 			return ret;
 		}
 	}
 	if (*config->metrics_path) {
 		char err[512];
-		ret = op_set_metrics(ctl, config->metrics_path, err, sizeof(err));
+		ret = set_metrics(ctl, config->metrics_path, err, sizeof(err), origin);
 		if (ret) {
-			log_error("metrics: %s", err);
+			log_error("--config-file metrics: %s", err);
 			return ret;
 		}
 	}
 	if (*config->process.api_sock) {
 		ret = api_server_start(&ctl->server, config->process.api_sock,
-				       config->process.max_payload);
+				       config->process.max_payload, origin);
 		if (ret)
 			return ret;
+		record_startup_time(config->process.start_ns);
 	}
 	return 0;
 }
@@ -333,21 +381,31 @@ static int controller_wait_for_start(struct controller *ctl)
 	int signal_state[2] = {-1, 0};
 	struct event_loop loop;
 	sigset_t signals;
-	int ret = 0;
+	int ret = 0, err;
 
 	vm_ending_signals(&signals);
 	signal_state[0] = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (signal_state[0] < 0 || event_loop_init(&loop) ||
-	    event_loop_add(&loop, signal_state[0], EPOLLIN, on_signal_before_start, signal_state) ||
-	    event_loop_add(&loop, api_server_request_fd(ctl->server), EPOLLIN, on_api_request,
-			   ctl)) {
-		log_error("cannot set up the loop that waits for InstanceStart: %s",
+	if (signal_state[0] < 0) {
+		log_error("cannot create the signalfd for SIGINT, SIGTERM and SIGHUP: %s",
 			  strerror(errno));
 		return EXIT_VMM_FAILURE;
 	}
+	err = event_loop_init(&loop);
+	if (err) {
+		close(signal_state[0]);
+		return EXIT_VMM_FAILURE;
+	}
 	ctl->loop = &loop;
-	if (watch_metrics_timer(ctl)) {
-		log_error("cannot watch the metrics timer: %s", strerror(errno));
+	err = event_loop_add(&loop, signal_state[0], EPOLLIN, on_signal_before_start, signal_state);
+	if (!err)
+		err = event_loop_add(&loop, api_server_request_fd(ctl->server), EPOLLIN,
+				     on_api_request, ctl);
+	if (!err)
+		err = watch_metrics_timer(ctl);
+	if (err) {
+		log_error("cannot watch the signals, the API's requests and the metrics timer "
+			  "before InstanceStart: %s",
+			  strerror(-err));
 		ret = EXIT_VMM_FAILURE;
 	}
 	while (!ret && ctl->api.vm_state == API_VM_NOT_STARTED && !signal_state[1]) {
@@ -358,6 +416,8 @@ static int controller_wait_for_start(struct controller *ctl)
 	}
 	if (signal_state[1]) {
 		log_info("signal %d before InstanceStart: ending", signal_state[1]);
+		if (signal_state[1] == SIGHUP)
+			metrics_store(&metrics.signals.sighup, 1);
 		ret = 128 + signal_state[1];
 	}
 	ctl->loop = NULL;
@@ -368,14 +428,16 @@ static int controller_wait_for_start(struct controller *ctl)
 
 int controller_run(struct controller *ctl)
 {
-	int ret;
+	int ret, err;
 
 	/* A kernel from the command line or --config-file: boot now, API or not. */
 	if (*ctl->api.config.kernel_path) {
-		char err[512];
-		if (controller_boot(ctl, &ctl->api.config, err, sizeof(err))) {
-			log_error("%s", err);
-			ret = ctl->bad_input ? EXIT_BAD_INPUT : EXIT_VMM_FAILURE;
+		char why[1024];
+		if (controller_boot(ctl, &ctl->api.config, why, sizeof(why))) {
+			/* The cause was logged where it happened; say it once more only if not. */
+			if (!*log_first_error())
+				log_error("%s", why);
+			ret = controller_exit_status(ctl->boot_failure);
 			goto out;
 		}
 		ctl->api.vm_state = API_VM_RUNNING;
@@ -385,15 +447,19 @@ int controller_run(struct controller *ctl)
 		if (ret)
 			goto out;
 	}
-	if (ctl->server && event_loop_add(&ctl->vm.loop, api_server_request_fd(ctl->server),
-					  EPOLLIN, on_api_request, ctl)) {
-		log_error("cannot watch the API's requests: %s", strerror(errno));
-		ret = EXIT_VMM_FAILURE;
-		goto out;
+	if (ctl->server) {
+		err = event_loop_add(&ctl->vm.loop, api_server_request_fd(ctl->server), EPOLLIN,
+				     on_api_request, ctl);
+		if (err) {
+			log_error("cannot watch the API's requests: %s", strerror(-err));
+			ret = EXIT_VMM_FAILURE;
+			goto out;
+		}
 	}
 	ctl->loop = &ctl->vm.loop;
-	if (watch_metrics_timer(ctl)) {
-		log_error("cannot watch the metrics timer: %s", strerror(errno));
+	err = watch_metrics_timer(ctl);
+	if (err) {
+		log_error("cannot watch the metrics timer: %s", strerror(-err));
 		ret = EXIT_VMM_FAILURE;
 		goto out;
 	}
@@ -404,10 +470,10 @@ int controller_run(struct controller *ctl)
 	 * the image after wisp's exit does. */
 	for (unsigned int i = 0; i < ctl->vm.nr_drives; i++)
 		blk_drain(ctl->vm.drives[i]);
+out:
 	/* Firecracker writes the metrics a last time on the way out. */
 	if (ctl->metrics_timer_fd >= 0)
 		metrics_flush(metrics_utc_now_ms());
-out:
 	api_server_remove_socket(ctl->server);
 	return ret;
 }

@@ -17,7 +17,7 @@
 struct controller {
 	struct vm vm;
 	bool vm_created;
-	bool bad_input; /* the last boot failed because of its input (exit status 2) */
+	enum failure_origin boot_failure; /* where the last failed boot's failure came from */
 	struct api_server *server;
 	struct api_state api;
 	const char *version;
@@ -28,11 +28,20 @@ struct controller {
 /* Exit statuses, as documented in --help. */
 enum { EXIT_GUEST_DONE = 0, EXIT_VMM_FAILURE = 1, EXIT_BAD_INPUT = 2 };
 
-/* Reads and applies --config-file on top of config; -EINVAL etc. with err set. */
+/* The exit status of a failure that came from `origin`. */
+static inline int controller_exit_status(enum failure_origin origin)
+{
+	return origin == FAILURE_BAD_INPUT ? EXIT_BAD_INPUT : EXIT_VMM_FAILURE;
+}
+
+/* Reads and applies --config-file on top of config; -EINVAL etc. with err set, and
+ * *origin blamed unless wisp ran out of memory. */
 int controller_load_config_file(const char *path, struct vmm_config *config, char *err,
-				size_t err_size);
-/* Sets up the API server if config asks for one. */
-int controller_init(struct controller *ctl, const struct vmm_config *config, const char *version);
+				size_t err_size, enum failure_origin *origin);
+/* Sets up the logger and metrics of --config-file and the API server if config asks for
+ * them; a path that cannot be used blames the input in *origin. Logs what failed. */
+int controller_init(struct controller *ctl, const struct vmm_config *config, const char *version,
+		    enum failure_origin *origin);
 /* Boots (now, or when the API says InstanceStart) and runs the VM; returns wisp's exit
  * status. */
 int controller_run(struct controller *ctl);

@@ -36,7 +36,8 @@ int event_loop_add(struct event_loop *loop, int fd, uint32_t events, event_callb
 		*source = (struct event_source){.fd = fd, .callback = callback, .opaque = opaque};
 		return 0;
 	}
-	log_error("event loop: more than %d file descriptors to watch", EVENT_LOOP_MAX_SOURCES);
+	log_error("event loop: more than %d file descriptors to watch (fd %d is one too many)",
+		  EVENT_LOOP_MAX_SOURCES, fd);
 	return -ENOSPC;
 }
 
@@ -75,10 +76,12 @@ int event_loop_run_once(struct event_loop *loop, int timeout_ms)
 	int n = epoll_wait(loop->epoll_fd, events, 32, timeout_ms);
 
 	if (n < 0) {
-		if (errno == EINTR)
+		int err = -errno;
+
+		if (err == -EINTR)
 			return 0;
-		log_error("epoll_wait failed: %s", strerror(errno));
-		return -errno;
+		log_error("epoll_wait on the event loop failed: %s", strerror(-err));
+		return err;
 	}
 	for (int i = 0; i < n && !loop->stopping; i++) {
 		struct event_source *source = events[i].data.ptr;

@@ -59,9 +59,16 @@ int kvm_open(struct kvm *kvm, const char *path)
 		}
 	}
 	kvm->vcpu_mmap_size = ioctl(kvm->sys_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (kvm->vcpu_mmap_size < 0) {
+		err = -errno;
+		log_error("%s: KVM_GET_VCPU_MMAP_SIZE failed: %s", path, strerror(-err));
+		goto fail;
+	}
 	if (kvm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
-		err = kvm->vcpu_mmap_size < 0 ? -errno : -EINVAL;
-		log_error("KVM_GET_VCPU_MMAP_SIZE failed: %d", kvm->vcpu_mmap_size);
+		log_error("%s: KVM_GET_VCPU_MMAP_SIZE says %d bytes, less than the %zu of struct "
+			  "kvm_run",
+			  path, kvm->vcpu_mmap_size, sizeof(struct kvm_run));
+		err = -EINVAL;
 		goto fail;
 	}
 	return 0;
@@ -79,33 +86,40 @@ int kvm_create_vm(struct kvm *kvm)
 	kvm->vm_fd = ioctl(kvm->sys_fd, KVM_CREATE_VM, 0);
 	if (kvm->vm_fd < 0) {
 		err = -errno;
-		log_error("KVM_CREATE_VM failed: %s", strerror(errno));
+		log_error("KVM_CREATE_VM failed: %s (too many VMs for this host's KVM, or out of "
+			  "memory?)",
+			  strerror(-err));
 		return err;
 	}
 	/* Intel needs three pages for the real-mode TSS and one for the identity map,
 	 * inside the 32-bit gap where no RAM is. */
 	if (ioctl(kvm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0) {
-		log_error("KVM_SET_TSS_ADDR failed: %s", strerror(errno));
+		err = -errno;
+		log_error("KVM_SET_TSS_ADDR 0x%llx failed: %s", (unsigned long long)LAYOUT_KVM_TSS,
+			  strerror(-err));
 		goto fail;
 	}
 	if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
 		uint64_t addr = LAYOUT_KVM_IDENTITY;
 		if (ioctl(kvm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
-			log_error("KVM_SET_IDENTITY_MAP_ADDR failed: %s", strerror(errno));
+			err = -errno;
+			log_error("KVM_SET_IDENTITY_MAP_ADDR 0x%llx failed: %s",
+				  (unsigned long long)addr, strerror(-err));
 			goto fail;
 		}
 	}
 	if (ioctl(kvm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		log_error("KVM_CREATE_IRQCHIP failed: %s", strerror(errno));
+		err = -errno;
+		log_error("KVM_CREATE_IRQCHIP failed: %s", strerror(-err));
 		goto fail;
 	}
 	if (ioctl(kvm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		log_error("KVM_CREATE_PIT2 failed: %s", strerror(errno));
+		err = -errno;
+		log_error("KVM_CREATE_PIT2 failed: %s", strerror(-err));
 		goto fail;
 	}
 	return 0;
 fail:
-	err = -errno;
 	close(kvm->vm_fd);
 	kvm->vm_fd = -1;
 	return err;
@@ -148,14 +162,20 @@ struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm)
 	for (unsigned int nent = 64; nent <= 4096; nent *= 2) {
 		struct kvm_cpuid2 *cpuid =
 		    calloc(1, sizeof(*cpuid) + nent * sizeof(struct kvm_cpuid_entry2));
-		if (!cpuid)
+		int err;
+
+		if (!cpuid) {
+			log_error("out of memory for %u CPUID entries", nent);
 			return NULL;
+		}
 		cpuid->nent = nent;
 		if (ioctl(kvm->sys_fd, KVM_GET_SUPPORTED_CPUID, cpuid) == 0)
 			return cpuid;
+		err = errno; /* before free() */
 		free(cpuid);
-		if (errno != E2BIG) {
-			log_error("KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
+		if (err != E2BIG) {
+			log_error("KVM_GET_SUPPORTED_CPUID with %u entries failed: %s", nent,
+				  strerror(err));
 			return NULL;
 		}
 	}

@@ -19,6 +19,8 @@
 static _Atomic int current_level = LOG_LEVEL_WARN;
 static _Atomic uint64_t missed_lines;
 
+static __thread char first_error[LOG_MESSAGE_MAX];
+
 /* Writers of lines hold it shared: log_configure() closes a file only once none is
  * writing to it. */
 static struct {
@@ -163,6 +165,16 @@ void log_reset(void)
 	atomic_store_explicit(&missed_lines, 0, memory_order_relaxed);
 }
 
+void log_first_error_reset(void)
+{
+	first_error[0] = '\0';
+}
+
+const char *log_first_error(void)
+{
+	return first_error;
+}
+
 /* Firecracker's LocalTime: local time with nanoseconds, 2024-05-01T12:00:00.123456789 */
 static void format_timestamp(char *buffer, size_t size)
 {
@@ -195,15 +207,21 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 {
 	enum log_level threshold = log_get_level();
 	char message[LOG_MESSAGE_MAX], out[LOG_LINE_MAX];
+	int saved_errno = errno; /* callers may still read the errno of what they log */
+	bool keep_first = level == LOG_LEVEL_ERROR && !first_error[0];
 	va_list args;
 	ssize_t written;
 	int len, fd;
 
-	if (level > threshold || level < LOG_LEVEL_ERROR)
+	if ((level > threshold && !keep_first) || level < LOG_LEVEL_ERROR)
 		return;
 	va_start(args, fmt);
 	vsnprintf(message, sizeof(message), fmt, args);
 	va_end(args);
+	if (keep_first)
+		memcpy(first_error, message, sizeof(first_error));
+	if (level > threshold)
+		goto out;
 
 	pthread_rwlock_rdlock(&logger.lock);
 	if (logger.module[0] && strncmp(file, logger.module, strlen(logger.module)))
@@ -231,4 +249,6 @@ void log_write(enum log_level level, const char *file, int line, const char *fmt
 		atomic_fetch_add_explicit(&missed_lines, 1, memory_order_relaxed);
 unlock:
 	pthread_rwlock_unlock(&logger.lock);
+out:
+	errno = saved_errno;
 }

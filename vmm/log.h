@@ -62,6 +62,16 @@ uint64_t log_missed_line_count(void);
  * missed lines. For tests, with no other thread logging. */
 void log_reset(void);
 
+/*
+ * The first error-level message this thread logged since log_first_error_reset(), ""
+ * if none (whatever the level filter let through). Failures are logged where they happen,
+ * with their context; a caller that must answer for a failure from deep down (an API
+ * request's fault_message) takes the cause from here instead of a bare errno.
+ */
+void log_first_error_reset(void);
+const char *log_first_error(void);
+
+/* Leaves errno as it found it: a caller may log what failed and then read errno. */
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "controller.h"
 #include "log.h"
+#include "metrics.h"
 #include "snapshot_info.h"
 #include "vm.h"
 
@@ -62,6 +63,7 @@ int main(int argc, char *argv[])
 {
 	static struct controller ctl;
 	struct vmm_config *config = calloc(1, sizeof(*config));
+	enum failure_origin origin = FAILURE_VMM;
 	char err_text[1024];
 	sigset_t signals;
 	int err;
@@ -98,9 +100,9 @@ int main(int argc, char *argv[])
 	}
 	if (*config->process.config_file &&
 	    controller_load_config_file(config->process.config_file, config, err_text,
-					sizeof(err_text))) {
+					sizeof(err_text), &origin)) {
 		fprintf(stderr, "wisp: %s\n", err_text);
-		return EXIT_BAD_INPUT;
+		return controller_exit_status(origin);
 	}
 	config->process.start_ns = (uint64_t)start.tv_sec * 1000000000ull + (uint64_t)start.tv_nsec;
 	log_set_level(config->log_level);
@@ -110,10 +112,14 @@ int main(int argc, char *argv[])
 	/* Signals are taken by the event loop (signalfd): block them in every thread. */
 	vm_ending_signals(&signals);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	err = metrics_count_sigpipe();
+	if (err) {
+		log_error("cannot install the SIGPIPE handler: %s", strerror(-err));
+		return EXIT_VMM_FAILURE;
+	}
 
-	if (controller_init(&ctl, config, WISP_VERSION))
-		return EXIT_BAD_INPUT;
+	if (controller_init(&ctl, config, WISP_VERSION, &origin))
+		return controller_exit_status(origin);
 	free(config);
 	terminal_to_raw();
 	return controller_run(&ctl);

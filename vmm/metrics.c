@@ -4,8 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,29 +34,22 @@ struct fixed_section {
 
 #define FIXED(path, kind, name)                                                                    \
 	{#name, METRIC_KIND_##kind, offsetof(struct wisp_metrics, path.name)},
-#define API_SERVER(kind, name)	   FIXED(api_server, kind, name)
-#define DEPRECATED_API(kind, name) FIXED(deprecated_api, kind, name)
-#define GET_API(kind, name)	   FIXED(api.get, kind, name)
-#define PUT_API(kind, name)	   FIXED(api.put, kind, name)
-#define PATCH_API(kind, name)	   FIXED(api.patch, kind, name)
-#define LATENCIES_US(kind, name)   FIXED(latencies_us, kind, name)
-#define LOGGER(kind, name)	   FIXED(logger, kind, name)
-#define SECCOMP(kind, name)	   FIXED(seccomp, kind, name)
-#define VCPU(kind, name)	   FIXED(vcpu, kind, name)
-#define VMM(kind, name)		   FIXED(vmm, kind, name)
-#define SIGNALS(kind, name)	   FIXED(signals, kind, name)
+#define API_SERVER(kind, name)	 FIXED(api_server, kind, name)
+#define GET_API(kind, name)	 FIXED(api.get, kind, name)
+#define PUT_API(kind, name)	 FIXED(api.put, kind, name)
+#define PATCH_API(kind, name)	 FIXED(api.patch, kind, name)
+#define LATENCIES_US(kind, name) FIXED(latencies_us, kind, name)
+#define LOGGER(kind, name)	 FIXED(logger, kind, name)
+#define VCPU(kind, name)	 FIXED(vcpu, kind, name)
+#define SIGNALS(kind, name)	 FIXED(signals, kind, name)
 
 static const struct fixed_metric api_server_metrics[] = {METRICS_API_SERVER(API_SERVER)};
-static const struct fixed_metric deprecated_api_metrics[] = {
-    METRICS_DEPRECATED_API(DEPRECATED_API)};
 static const struct fixed_metric get_api_metrics[] = {METRICS_GET_API_REQUESTS(GET_API)};
 static const struct fixed_metric put_api_metrics[] = {METRICS_PUT_API_REQUESTS(PUT_API)};
 static const struct fixed_metric patch_api_metrics[] = {METRICS_PATCH_API_REQUESTS(PATCH_API)};
 static const struct fixed_metric latencies_us_metrics[] = {METRICS_LATENCIES_US(LATENCIES_US)};
 static const struct fixed_metric logger_metrics[] = {METRICS_LOGGER(LOGGER)};
-static const struct fixed_metric seccomp_metrics[] = {METRICS_SECCOMP(SECCOMP)};
 static const struct fixed_metric vcpu_metrics[] = {METRICS_VCPU(VCPU)};
-static const struct fixed_metric vmm_metrics[] = {METRICS_VMM(VMM)};
 static const struct fixed_metric signals_metrics[] = {METRICS_SIGNALS(SIGNALS)};
 
 #define FIXED_SECTION(name, array)                                                                 \
@@ -66,15 +60,12 @@ static const struct fixed_metric signals_metrics[] = {METRICS_SIGNALS(SIGNALS)};
 /* In the order of Firecracker's FirecrackerMetrics struct. */
 static const struct fixed_section fixed_sections[] = {
     FIXED_SECTION("api_server", api_server_metrics),
-    FIXED_SECTION("deprecated_api", deprecated_api_metrics),
     FIXED_SECTION("get_api_requests", get_api_metrics),
     FIXED_SECTION("latencies_us", latencies_us_metrics),
     FIXED_SECTION("logger", logger_metrics),
     FIXED_SECTION("patch_api_requests", patch_api_metrics),
     FIXED_SECTION("put_api_requests", put_api_metrics),
-    FIXED_SECTION("seccomp", seccomp_metrics),
     FIXED_SECTION("vcpu", vcpu_metrics),
-    FIXED_SECTION("vmm", vmm_metrics),
     FIXED_SECTION("signals", signals_metrics),
 };
 
@@ -144,6 +135,32 @@ void metrics_latency_record(struct metrics_latency *latency, uint64_t us)
 	       !atomic_compare_exchange_weak_explicit(&latency->max_us, &max, us,
 						      memory_order_relaxed, memory_order_relaxed))
 		;
+}
+
+uint64_t metrics_monotonic_us(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
+}
+
+uint64_t metrics_process_cpu_us(void)
+{
+	struct timespec used;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used) < 0)
+		return 0;
+	return (uint64_t)used.tv_sec * 1000000 + (uint64_t)used.tv_nsec / 1000;
+}
+
+uint64_t metrics_store_elapsed_us(metrics_counter_t *store, uint64_t start_us)
+{
+	uint64_t now_us = metrics_monotonic_us();
+	uint64_t elapsed_us = now_us > start_us ? now_us - start_us : 0;
+
+	metrics_store(store, elapsed_us);
+	return elapsed_us;
 }
 
 /* ---- registration ---- */
@@ -278,137 +295,69 @@ void metrics_counter(struct metrics_section *section, const char *name, uint64_t
 	section->next_counter = i + 1;
 }
 
-/* ---- the JSON line ---- */
+/* ---- the JSON line, built with jansson ---- */
 
-struct text {
-	char *data;
-	size_t len;
-	size_t capacity;
-	bool failed;
-};
-
-static void text_reserve(struct text *text, size_t more)
+/* Counters stay far below 2^63: jansson's integers are signed. */
+static int set_value(json_t *object, const char *name, uint64_t value)
 {
-	size_t capacity = text->capacity ? text->capacity : 4096;
-	char *data;
-
-	if (text->failed || text->len + more + 1 <= text->capacity)
-		return;
-	while (capacity < text->len + more + 1)
-		capacity *= 2;
-	data = realloc(text->data, capacity);
-	if (!data) {
-		text->failed = true;
-		return;
-	}
-	text->data = data;
-	text->capacity = capacity;
-}
-
-static void text_append(struct text *text, const char *bytes, size_t len)
-{
-	text_reserve(text, len);
-	if (text->failed)
-		return;
-	memcpy(text->data + text->len, bytes, len);
-	text->len += len;
-	text->data[text->len] = '\0';
-}
-
-static void text_printf(struct text *text, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_printf(struct text *text, const char *fmt, ...)
-{
-	char buffer[64];
-	va_list args;
-	int len;
-
-	va_start(args, fmt);
-	len = vsnprintf(buffer, sizeof(buffer), fmt, args);
-	va_end(args);
-	if (len < 0 || (size_t)len >= sizeof(buffer)) {
-		text->failed = true; /* only short numbers and punctuation go through here */
-		return;
-	}
-	text_append(text, buffer, (size_t)len);
-}
-
-/* Section names hold drive and interface ids, which the API may let through unescaped. */
-static void text_json_string(struct text *text, const char *s)
-{
-	text_append(text, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			text_printf(text, "\\%c", c);
-		else if (c < 0x20)
-			text_printf(text, "\\u%04x", c);
-		else
-			text_append(text, s, 1);
-	}
-	text_append(text, "\"", 1);
-}
-
-/* `"name":`, after a comma unless it opens its object */
-static void text_key(struct text *text, const char *name)
-{
-	if (text->len && text->data[text->len - 1] != '{')
-		text_append(text, ",", 1);
-	text_json_string(text, name);
-	text_append(text, ":", 1);
-}
-
-static void text_value(struct text *text, const char *name, uint64_t value)
-{
-	text_key(text, name);
-	text_printf(text, "%llu", (unsigned long long)value);
+	return json_object_set_new(object, name, json_integer((json_int_t)value));
 }
 
 /* A counter is written as its delta; its value goes into `rendered`, the baseline that
  * metrics_flush commits once the line is written. */
-static void render_fixed_leaf(struct text *text, const char *name, bool is_counter, size_t offset,
-			      struct wisp_metrics *rendered)
+static int render_fixed_leaf(json_t *object, const char *name, bool is_counter, size_t offset,
+			     struct wisp_metrics *rendered)
 {
 	uint64_t now = load(&metrics, offset);
 
 	store(rendered, offset, now);
-	text_value(text, name, is_counter ? delta(now, load(&written_metrics, offset)) : now);
+	return set_value(object, name,
+			 is_counter ? delta(now, load(&written_metrics, offset)) : now);
 }
 
-static void render_fixed_section(struct text *text, const struct fixed_section *section,
-				 struct wisp_metrics *rendered)
+static json_t *render_latency(size_t offset, struct wisp_metrics *rendered)
 {
-	text_key(text, section->name);
-	text_append(text, "{", 1);
+	json_t *object = json_object();
+	int failed;
+
+	if (!object)
+		return NULL;
+	failed = render_fixed_leaf(object, "min_us", false,
+				   offset + offsetof(struct metrics_latency, min_us), rendered) ||
+		 render_fixed_leaf(object, "max_us", false,
+				   offset + offsetof(struct metrics_latency, max_us), rendered) ||
+		 render_fixed_leaf(object, "sum_us", true,
+				   offset + offsetof(struct metrics_latency, sum_us), rendered);
+	if (failed) {
+		json_decref(object);
+		return NULL;
+	}
+	return object;
+}
+
+/* Only runs out of memory: -1 then. */
+static int render_fixed_section(json_t *root, const struct fixed_section *section,
+				struct wisp_metrics *rendered)
+{
+	json_t *object = json_object();
+
+	if (json_object_set_new(root, section->name, object))
+		return -1;
 	for (size_t i = 0; i < section->count; i++) {
 		const struct fixed_metric *metric = &section->metrics[i];
-		size_t offset = metric->offset;
+		int failed;
 
-		switch (metric->kind) {
-		case METRIC_KIND_COUNTER:
-		case METRIC_KIND_STORE:
-			render_fixed_leaf(text, metric->name, metric->kind == METRIC_KIND_COUNTER,
-					  offset, rendered);
-			break;
-		case METRIC_KIND_LATENCY:
-			text_key(text, metric->name);
-			text_append(text, "{", 1);
-			render_fixed_leaf(text, "min_us", false,
-					  offset + offsetof(struct metrics_latency, min_us),
-					  rendered);
-			render_fixed_leaf(text, "max_us", false,
-					  offset + offsetof(struct metrics_latency, max_us),
-					  rendered);
-			render_fixed_leaf(text, "sum_us", true,
-					  offset + offsetof(struct metrics_latency, sum_us),
-					  rendered);
-			text_append(text, "}", 1);
-			break;
-		}
+		if (metric->kind == METRIC_KIND_LATENCY)
+			failed = json_object_set_new(object, metric->name,
+						     render_latency(metric->offset, rendered));
+		else
+			failed = render_fixed_leaf(object, metric->name,
+						   metric->kind == METRIC_KIND_COUNTER,
+						   metric->offset, rendered);
+		if (failed)
+			return -1;
 	}
-	text_append(text, "}", 1);
+	return 0;
 }
 
 static uint64_t slot_delta(const struct counter_slot *slot)
@@ -441,32 +390,64 @@ static void add_to_sums(struct sum *sums, size_t *nr_sums, const struct metrics_
 	}
 }
 
-static void render_registered_section(struct text *text, const struct metrics_section *section)
+/* A section or counter whose name jansson refuses (not UTF-8: ids come from the API) is
+ * left out and counted in logger.metrics_fails; running out of memory fails the line. */
+static int render_registered_section(json_t *root, const struct metrics_section *section)
 {
-	text_key(text, section->name);
-	text_append(text, "{", 1);
+	json_t *object = json_object();
+	struct sum sums[METRICS_MAX_COUNTERS];
+	size_t nr_sums = 0;
+
+	if (!object)
+		return -1;
 	if (!section->is_aggregate) {
 		for (size_t i = 0; i < section->nr_counters; i++)
-			text_value(text, section->counters[i].name,
-				   slot_delta(&section->counters[i]));
+			sums[nr_sums++] = (struct sum){section->counters[i].name,
+						       slot_delta(&section->counters[i])};
 	} else {
-		struct sum sums[METRICS_MAX_COUNTERS];
-		size_t nr_sums = 0;
-
 		add_to_sums(sums, &nr_sums, section);
 		for (size_t i = 0; i < registry.nr_sections; i++)
 			if (registry.sections[i]->aggregate_into == section)
 				add_to_sums(sums, &nr_sums, registry.sections[i]);
-		for (size_t i = 0; i < nr_sums; i++)
-			text_value(text, sums[i].name, sums[i].value);
 	}
-	text_append(text, "}", 1);
+	for (size_t i = 0; i < nr_sums; i++)
+		if (set_value(object, sums[i].name, sums[i].value))
+			metrics_inc(&metrics.logger.metrics_fails);
+	if (json_object_set_new(root, section->name, object))
+		metrics_inc(&metrics.logger.metrics_fails);
+	return 0;
 }
 
-/* NULL when out of memory. */
+static json_t *render_json_locked(uint64_t utc_ms, struct wisp_metrics *rendered)
+{
+	json_t *root = json_object();
+
+	if (!root || set_value(root, "utc_timestamp_ms", utc_ms))
+		goto fail;
+	for (size_t i = 0; i < ARRAY_SIZE(fixed_sections); i++)
+		if (render_fixed_section(root, &fixed_sections[i], rendered))
+			goto fail;
+	/* Per-device sections, then the sums, as Firecracker writes "block_x" before "block". */
+	for (size_t i = 0; i < registry.nr_sections; i++)
+		if (!registry.sections[i]->is_aggregate &&
+		    render_registered_section(root, registry.sections[i]))
+			goto fail;
+	for (size_t i = 0; i < registry.nr_sections; i++)
+		if (registry.sections[i]->is_aggregate &&
+		    render_registered_section(root, registry.sections[i]))
+			goto fail;
+	return root;
+fail:
+	json_decref(root);
+	return NULL;
+}
+
+/* One compact JSON object and its newline; NULL when out of memory. */
 static char *render_locked(uint64_t utc_ms, struct wisp_metrics *rendered, size_t *len)
 {
-	struct text text = {0};
+	json_t *root;
+	char *line = NULL;
+	size_t size;
 
 	metrics_store(&metrics.logger.missed_log_count, log_missed_line_count());
 	for (size_t i = 0; i < registry.nr_sections; i++) {
@@ -477,25 +458,21 @@ static char *render_locked(uint64_t utc_ms, struct wisp_metrics *rendered, size_
 			section->report(section->opaque, section);
 	}
 
-	text_append(&text, "{", 1);
-	text_value(&text, "utc_timestamp_ms", utc_ms);
-	for (size_t i = 0; i < ARRAY_SIZE(fixed_sections); i++)
-		render_fixed_section(&text, &fixed_sections[i], rendered);
-	/* Per-device sections, then the sums, as Firecracker writes "block_x" before "block". */
-	for (size_t i = 0; i < registry.nr_sections; i++)
-		if (!registry.sections[i]->is_aggregate)
-			render_registered_section(&text, registry.sections[i]);
-	for (size_t i = 0; i < registry.nr_sections; i++)
-		if (registry.sections[i]->is_aggregate)
-			render_registered_section(&text, registry.sections[i]);
-	text_append(&text, "}\n", 2);
-
-	if (text.failed) {
-		free(text.data);
+	root = render_json_locked(utc_ms, rendered);
+	if (!root)
 		return NULL;
+	size = json_dumpb(root, NULL, 0, JSON_COMPACT);
+	if (size)
+		line = malloc(size + 2);
+	if (line && json_dumpb(root, line, size, JSON_COMPACT) == size) {
+		memcpy(line + size, "\n", 2);
+		*len = size + 1;
+	} else {
+		free(line);
+		line = NULL;
 	}
-	*len = text.len;
-	return text.data;
+	json_decref(root);
+	return line;
 }
 
 /* The line is out: what it said becomes the baseline of the next deltas. */
@@ -652,6 +629,21 @@ int metrics_flush(uint64_t utc_ms)
 unlock:
 	pthread_mutex_unlock(&registry.lock);
 	return ret;
+}
+
+/* Only an atomic add: async-signal-safe. */
+static void count_sigpipe(int signal)
+{
+	(void)signal;
+	metrics_inc(&metrics.signals.sigpipe);
+}
+
+int metrics_count_sigpipe(void)
+{
+	struct sigaction action = {.sa_handler = count_sigpipe, .sa_flags = SA_RESTART};
+
+	sigemptyset(&action.sa_mask);
+	return sigaction(SIGPIPE, &action, NULL) < 0 ? -errno : 0;
 }
 
 uint64_t metrics_utc_now_ms(void)

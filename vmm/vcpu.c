@@ -137,11 +137,17 @@ static int vcpu_set_msrs(struct vcpu *vcpu)
 			if (msrs.entries[i].index == 0x2ff) /* MTRRdefType */
 				msrs.entries[i].data = 0;
 	set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
+	if (set < 0) {
+		int err = -errno;
+		log_error("vCPU %u: KVM_SET_MSRS of %u MSRs failed: %s", vcpu->index,
+			  msrs.header.nmsrs, strerror(-err));
+		return err;
+	}
 	if (set != (int)msrs.header.nmsrs) {
 		log_error("vCPU %u: KVM_SET_MSRS set %d of %u MSRs (first refused: 0x%x)",
 			  vcpu->index, set, msrs.header.nmsrs,
-			  set >= 0 && set < (int)msrs.header.nmsrs ? msrs.entries[set].index : 0);
-		return set < 0 ? -errno : -EINVAL;
+			  set < (int)msrs.header.nmsrs ? msrs.entries[set].index : 0);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -246,6 +252,7 @@ static void vcpu_log_registers(struct vcpu *vcpu, enum log_level level)
 static bool vcpu_handle_exit(struct vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
+	uint64_t start_us = metrics_monotonic_us(); /* the bus's time: vcpu.exit_*_agg */
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
@@ -253,12 +260,19 @@ static bool vcpu_handle_exit(struct vcpu *vcpu)
 		metrics_inc(run->io.direction == KVM_EXIT_IO_IN ? &metrics.vcpu.exit_io_in
 								: &metrics.vcpu.exit_io_out);
 		vcpu_handle_io(vcpu);
+		metrics_latency_record(run->io.direction == KVM_EXIT_IO_IN
+					   ? &metrics.vcpu.exit_io_in_agg
+					   : &metrics.vcpu.exit_io_out_agg,
+				       metrics_monotonic_us() - start_us);
 		return true;
 	case KVM_EXIT_MMIO:
 		atomic_fetch_add(&vcpu->exits[VCPU_EXIT_MMIO], 1);
 		metrics_inc(run->mmio.is_write ? &metrics.vcpu.exit_mmio_write
 					       : &metrics.vcpu.exit_mmio_read);
 		vcpu_handle_mmio(vcpu);
+		metrics_latency_record(run->mmio.is_write ? &metrics.vcpu.exit_mmio_write_agg
+							  : &metrics.vcpu.exit_mmio_read_agg,
+				       metrics_monotonic_us() - start_us);
 		return true;
 	case KVM_EXIT_SHUTDOWN:
 		log_info("vCPU %u: guest shut down (triple fault or reset): ending the VM",
@@ -322,8 +336,9 @@ int vcpus_pause_init(struct vcpu_pause *pause)
 	pthread_cond_init(&pause->changed, NULL);
 	sigemptyset(&action.sa_mask);
 	if (sigaction(VCPU_KICK_SIGNAL, &action, NULL) < 0) {
-		log_error("cannot install the vCPU kick signal handler: %s", strerror(errno));
-		return -errno;
+		int err = -errno;
+		log_error("cannot install the vCPU kick signal handler: %s", strerror(-err));
+		return err;
 	}
 	return 0;
 }

@@ -58,8 +58,12 @@ int virtio_attach(struct vm *vm, struct virtio_device *dev)
 	dev->signal = signal_irqfd;
 	dev->kick = kick_eventfd;
 	attachment->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (attachment->irq_fd < 0)
-		return -errno;
+	if (attachment->irq_fd < 0) {
+		err = -errno;
+		log_error("%s '%s': cannot create the eventfd of interrupt %u: %s", dev->ops->name,
+			  dev->id, attachment->irq, strerror(-err));
+		return err;
+	}
 	err = kvm_irqfd(&vm->kvm, attachment->irq_fd, attachment->irq);
 	if (err)
 		return err;
@@ -67,15 +71,22 @@ int virtio_attach(struct vm *vm, struct virtio_device *dev)
 		struct virtio_notify_source *source = &attachment->notify[q];
 		*source = (struct virtio_notify_source){.dev = dev, .queue = q};
 		source->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (source->fd < 0)
-			return -errno;
+		if (source->fd < 0) {
+			err = -errno;
+			log_error("%s '%s': cannot create the eventfd of queue %u: %s",
+				  dev->ops->name, dev->id, q, strerror(-err));
+			return err;
+		}
 		err = kvm_ioeventfd(&vm->kvm, source->fd,
 				    attachment->base + VIRTIO_MMIO_QUEUE_NOTIFY, q);
-		if (!err)
-			err =
-			    event_loop_add(&vm->loop, source->fd, EPOLLIN, on_queue_notify, source);
 		if (err)
 			return err;
+		err = event_loop_add(&vm->loop, source->fd, EPOLLIN, on_queue_notify, source);
+		if (err) {
+			log_error("%s '%s': cannot watch queue %u's notifications: %s",
+				  dev->ops->name, dev->id, q, strerror(-err));
+			return err;
+		}
 	}
 	if (dev->ops->attach) {
 		err = dev->ops->attach(dev, &vm->loop);
@@ -83,8 +94,12 @@ int virtio_attach(struct vm *vm, struct virtio_device *dev)
 			return err;
 	}
 	err = bus_add(&vm->mmio_bus, attachment->base, VIRTIO_MMIO_SIZE, &virtio_mmio_ops, dev);
-	if (err)
+	if (err) {
+		log_error("%s '%s': cannot place its window at 0x%llx on the MMIO bus: %s",
+			  dev->ops->name, dev->id, (unsigned long long)attachment->base,
+			  strerror(-err));
 		return err;
+	}
 	vm->nr_virtio++;
 	return 0;
 }

@@ -20,7 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int map_file(const char *what, const char *path, const uint8_t **data, size_t *size)
+/* A failure to open or read the file blames the input; one to map it, the host. */
+static int map_file(const char *what, const char *path, const uint8_t **data, size_t *size,
+		    enum failure_origin *origin)
 {
 	struct stat st;
 	void *map;
@@ -29,28 +31,33 @@ static int map_file(const char *what, const char *path, const uint8_t **data, si
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		err = -errno;
-		log_error("%s %s: cannot open: %s", what, path, strerror(errno));
+		log_error("%s %s: cannot open: %s", what, path, strerror(-err));
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return err;
 	}
 	if (fstat(fd, &st) < 0) {
 		err = -errno;
-		log_error("%s %s: cannot stat: %s", what, path, strerror(errno));
+		log_error("%s %s: cannot stat: %s", what, path, strerror(-err));
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		log_error("%s %s: not a regular file", what, path);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		err = -EINVAL;
 		goto out;
 	}
 	if (st.st_size == 0) {
 		log_error("%s %s: the file is empty", what, path);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		err = -ENOEXEC;
 		goto out;
 	}
 	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (map == MAP_FAILED) {
 		err = -errno;
-		log_error("%s %s: cannot map: %s", what, path, strerror(errno));
+		log_error("%s %s: cannot map its %lld bytes: %s", what, path, (long long)st.st_size,
+			  strerror(-err));
 		goto out;
 	}
 	*data = map;
@@ -60,22 +67,25 @@ out:
 	return err;
 }
 
-int guest_files_open(struct guest_files *files, const struct vmm_config *config)
+int guest_files_open(struct guest_files *files, const struct vmm_config *config,
+		     enum failure_origin *origin)
 {
 	const char *why = NULL;
 	int err;
 
 	memset(files, 0, sizeof(*files));
-	err = map_file("kernel", config->kernel_path, &files->kernel, &files->kernel_size);
+	err = map_file("kernel", config->kernel_path, &files->kernel, &files->kernel_size, origin);
 	if (err)
 		return err;
 	err = kernel_parse(files->kernel, files->kernel_size, &files->kernel_info, &why);
 	if (err) {
 		log_error("kernel %s: not a bootable x86_64 kernel: %s", config->kernel_path, why);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		goto fail;
 	}
 	if (*config->initrd_path) {
-		err = map_file("initrd", config->initrd_path, &files->initrd, &files->initrd_size);
+		err = map_file("initrd", config->initrd_path, &files->initrd, &files->initrd_size,
+			       origin);
 		if (err)
 			goto fail;
 	}
@@ -232,16 +242,22 @@ static int vm_add_devices(struct vm *vm)
 		return err;
 	}
 	err = vm_watch_console(vm);
-	if (!err)
-		err = metrics_register("uart", NULL, report_uart, vm);
+	if (err)
+		return err;
+	err = metrics_register("uart", NULL, report_uart, vm);
+	if (err)
+		log_error("metrics: cannot add the section uart: %s", strerror(-err));
 	return err;
 }
 
-static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages)
+static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages,
+			 enum failure_origin *origin)
 {
 	int err = gmem_layout(&vm->mem, mem_mib << 20);
 	if (err) {
-		log_error("cannot lay out %llu MiB of guest memory", (unsigned long long)mem_mib);
+		log_error("cannot lay out %llu MiB of guest memory: choose another size",
+			  (unsigned long long)mem_mib);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return err;
 	}
 	err = gmem_map_anonymous(&vm->mem);
@@ -252,7 +268,8 @@ static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages
 }
 
 /* Root drive first, so that it is /dev/vda; the others keep their order. */
-static int vm_add_drives(struct vm *vm, const struct vmm_config *config)
+static int vm_add_drives(struct vm *vm, const struct vmm_config *config,
+			 enum failure_origin *origin)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		for (unsigned int i = 0; i < config->nr_drives; i++) {
@@ -261,7 +278,7 @@ static int vm_add_drives(struct vm *vm, const struct vmm_config *config)
 			int err;
 			if (drive->root != (pass == 0))
 				continue;
-			err = blk_create(&blk, drive, &vm->mem);
+			err = blk_create(&blk, drive, &vm->mem, origin);
 			if (err)
 				return err;
 			snprintf(vm->drive_ids[vm->nr_drives], CONFIG_ID_MAX, "%s", drive->id);
@@ -276,11 +293,11 @@ static int vm_add_drives(struct vm *vm, const struct vmm_config *config)
 	return 0;
 }
 
-static int vm_add_nets(struct vm *vm, const struct vmm_config *config)
+static int vm_add_nets(struct vm *vm, const struct vmm_config *config, enum failure_origin *origin)
 {
 	for (unsigned int i = 0; i < config->nr_nets; i++) {
 		struct net_device *net;
-		int err = net_create(&net, &config->nets[i], &vm->mem);
+		int err = net_create(&net, &config->nets[i], &vm->mem, origin);
 		if (err)
 			return err;
 		snprintf(vm->net_ids[vm->nr_nets], CONFIG_ID_MAX, "%s", config->nets[i].id);
@@ -337,13 +354,14 @@ static int vm_build_cmdline(struct vm *vm, const struct vmm_config *config)
 	}
 	return 0;
 too_long:
-	log_error("the kernel command line with wisp's device parameters is longer than %d bytes",
+	log_error("the kernel command line with wisp's device parameters is longer than %d bytes: "
+		  "shorten --cmdline (boot_args)",
 		  LAYOUT_CMDLINE_MAX - 1);
 	return -E2BIG;
 }
 
 int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
-	      bool *bad_input)
+	      enum failure_origin *origin)
 {
 	const char *why = NULL;
 	int err;
@@ -352,11 +370,13 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	atomic_init(&vm->exit_code, -1);
 	vm->signal_fd = -1;
 	vm->console_kick_fd = -1;
-	*bad_input = false;
 	vm->nr_vcpus = config->vcpus;
 	vm->exit_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->exit_eventfd < 0)
-		return -errno;
+	if (vm->exit_eventfd < 0) {
+		err = -errno;
+		log_error("cannot create the eventfd that ends the VM: %s", strerror(-err));
+		return err;
+	}
 	err = vcpus_pause_init(&vm->pause);
 	if (err)
 		return err;
@@ -369,14 +389,17 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 		if (vm->serial_out_fd < 0) {
 			err = -errno;
 			log_error("serial_out_path %s: cannot open: %s", config->serial_out_path,
-				  strerror(errno));
-			*bad_input = true;
+				  strerror(-err));
+			failure_blame(origin, FAILURE_BAD_INPUT);
 			return err;
 		}
 	}
 	vm->console_kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (vm->console_kick_fd < 0)
-		return -errno;
+	if (vm->console_kick_fd < 0) {
+		err = -errno;
+		log_error("cannot create the console's eventfd: %s", strerror(-err));
+		return err;
+	}
 	err = serial_output_init(&vm->console, vm->serial_out_fd, *config->serial_out_path,
 				 console_wait_writable, vm);
 	if (err) {
@@ -388,24 +411,21 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	if (!err)
 		err = kvm_create_vm(&vm->kvm);
 	if (!err)
-		err = vm_add_memory(vm, config->mem_mib, config->track_dirty_pages);
+		err = vm_add_memory(vm, config->mem_mib, config->track_dirty_pages, origin);
 	if (!err)
 		err = event_loop_init(&vm->loop);
 	if (!err)
 		err = vm_add_devices(vm);
 	if (err)
 		return err;
-	err = vm_add_drives(vm, config);
+	err = vm_add_drives(vm, config, origin);
 	if (!err)
-		err = vm_add_nets(vm, config);
-	if (err) {
-		*bad_input = err == -ENOENT || err == -EACCES || err == -EINVAL || err == -ENODEV ||
-			     err == -EBUSY || err == -EPERM;
+		err = vm_add_nets(vm, config, origin);
+	if (err)
 		return err;
-	}
 	err = vm_build_cmdline(vm, config);
 	if (err) {
-		*bad_input = true;
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return err;
 	}
 
@@ -422,7 +442,7 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	if (err) {
 		log_error("cannot load the guest into %llu MiB: %s",
 			  (unsigned long long)config->mem_mib, why);
-		*bad_input = true;
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return err;
 	}
 
@@ -432,8 +452,10 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	if (ioctl(vm->kvm.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
 		cpuid_enable_tsc_deadline(vm->cpuid->entries, vm->cpuid->nent);
 	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus)
+	if (!vm->vcpus) {
+		log_error("out of memory for %u vCPUs", vm->nr_vcpus);
 		return -ENOMEM;
+	}
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
 		err = vcpu_create(&vm->vcpus[i], vm, i);
 		if (!err)
@@ -527,6 +549,8 @@ static void on_signal(void *opaque, uint32_t events)
 	(void)events;
 	if (read(vm->signal_fd, &info, sizeof(info)) == sizeof(info)) {
 		log_warn("received signal %u: ending the VM", info.ssi_signo);
+		if (info.ssi_signo == SIGHUP) /* a store, as in Firecracker: it ends wisp */
+			metrics_store(&metrics.signals.sighup, 1);
 		vm_request_exit(vm, 128 + (int)info.ssi_signo);
 	}
 }
@@ -534,12 +558,20 @@ static void on_signal(void *opaque, uint32_t events)
 int vm_run(struct vm *vm)
 {
 	sigset_t signals;
+	int err;
 
 	vm_ending_signals(&signals);
 	vm->signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (vm->signal_fd < 0 || event_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm) ||
-	    event_loop_add(&vm->loop, vm->exit_eventfd, EPOLLIN, on_exit_request, vm)) {
-		log_error("cannot set up the VMM thread's event loop: %s", strerror(errno));
+	if (vm->signal_fd < 0) {
+		log_error("cannot create the signalfd for SIGINT, SIGTERM and SIGHUP: %s",
+			  strerror(errno));
+		return 1;
+	}
+	err = event_loop_add(&vm->loop, vm->signal_fd, EPOLLIN, on_signal, vm);
+	if (!err)
+		err = event_loop_add(&vm->loop, vm->exit_eventfd, EPOLLIN, on_exit_request, vm);
+	if (err) {
+		log_error("cannot watch the signals and the end of the VM: %s", strerror(-err));
 		return 1;
 	}
 	/* stdin may be a file or /dev/null, which epoll refuses: then there is no input. */

@@ -15,6 +15,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "event_loop.h"
+#include "failure.h"
 #include "kvm.h"
 #include "memory.h"
 #include "vcpu.h"
@@ -71,14 +72,18 @@ struct guest_files {
 	size_t initrd_size;
 };
 
-/* -ENOENT/-EACCES/-ENOEXEC/... with a message naming the file and the problem. */
-int guest_files_open(struct guest_files *files, const struct vmm_config *config);
+/* -ENOENT/-EACCES/-ENOEXEC/... with a message naming the file and the problem; *origin
+ * says whether the file or the host was at fault. */
+int guest_files_open(struct guest_files *files, const struct vmm_config *config,
+		     enum failure_origin *origin);
 void guest_files_close(struct guest_files *files);
 
-/* Creates the VM, its memory and devices, loads the guest and creates the vCPUs.
- * *bad_input tells whether a failure came from the guest's input rather than KVM. */
+/* Creates the VM, its memory and devices, loads the guest and creates the vCPUs. Every
+ * failure is logged where it happens; one that the input caused (a drive's image, a TAP,
+ * a command line or kernel that does not fit) sets *origin to FAILURE_BAD_INPUT, any
+ * other leaves it alone. */
 int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
-	      bool *bad_input);
+	      enum failure_origin *origin);
 int vm_start(struct vm *vm);
 /* Runs the VMM thread's event loop until the VM ends; returns the exit status. */
 int vm_run(struct vm *vm);

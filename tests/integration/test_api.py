@@ -5,6 +5,7 @@ error answered with 400 and a fault_message, slow clients that block nobody, and
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import tempfile
@@ -321,6 +322,41 @@ def test_boot_timer_logs_the_time_to_the_guests_marker(env):
     check(result.ready() is not None, "the guest did not boot", result)
     check("Guest-boot-time = " in result.stderr and " ms" in result.stderr,
           "--boot-timer did not log the boot time", result)
+
+
+def test_failed_start_names_its_cause_and_sighup_is_counted_on_the_way_out(env):
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        missing = os.path.join(tmp, "gone-disk.img")
+        with open(missing, "wb") as f:
+            f.write(bytes(512))
+        metrics_path = os.path.join(tmp, "metrics.json")
+        with ApiVm(env) as vm:
+            vm.ok("PUT", "/metrics", {"metrics_path": metrics_path})
+            vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux})
+            vm.ok("PUT", "/drives/data", {"drive_id": "data", "path_on_host": missing,
+                                          "is_root_device": False})
+            os.unlink(missing)  # PUT checked it: now only InstanceStart can find it gone
+            status, reply = vm.request("PUT", "/actions", {"action_type": "InstanceStart"})
+            fault = reply.get("fault_message", "") if isinstance(reply, dict) else ""
+            _check_api(status == 400 and f"drive 'data': cannot open {missing}" in fault
+                       and "No such file" in fault,
+                       f"InstanceStart should say which drive and path failed: {status} "
+                       f"{reply}", vm)
+            vm.proc.send_signal(signal.SIGHUP)
+            status = vm.wait(timeout=60)
+            _check_api(status == 128 + signal.SIGHUP, f"SIGHUP should end wisp with 129, "
+                       f"not {status}", vm)
+            lines = _metrics_lines(metrics_path)
+            # The first line, at PUT /metrics; the last, on the way out.
+            _check_api(len(lines) >= 2, f"{len(lines)} metrics lines", vm)
+            startup = lines[0]["api_server"]
+            _check_api(startup["process_startup_time_us"] > 0
+                       and startup["process_startup_time_cpu_us"] > 0,
+                       f"api_server: {startup}", vm)
+            _check_api(lines[-1]["signals"]["sighup"] == 1,
+                       f"signals in the last line: {lines[-1]['signals']}", vm)
+            fails = sum(l["put_api_requests"]["actions_fails"] for l in lines)
+            _check_api(fails == 1, f"put_api_requests.actions_fails adds up to {fails}", vm)
 
 
 def test_get_root_reports_the_id_given_with_id_before_and_after_start(env):

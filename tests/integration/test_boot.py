@@ -118,6 +118,19 @@ def test_bad_command_line_values_give_exit_2(env):
         check(words in result.stderr, f"{args}: the error should mention {words}", result)
 
 
+def test_bad_drive_image_gives_exit_2_naming_it(env):
+    # The user's image: exit 2 whatever its errno (a directory is EISDIR, a missing file
+    # ENOENT), with the drive and the path named.
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, words in [(os.path.join(tmp, "no-such.img"), "No such file"),
+                            (tmp, "Is a directory")]:
+            result = env.run(["--kernel", env.vmlinux, "--drive", f"id=data,path={path}"])
+            check(result.status == 2, f"--drive path={path} should give exit status 2", result)
+            check(f"drive 'data': cannot open {path}: {words}" in result.stderr,
+                  "the error should name the drive, the path and the problem", result)
+            check(result.stderr.count(path) == 1, "the cause should be said once", result)
+
+
 def test_help_describes_every_option(env):
     result = env.run(["--help"])
     check(result.status == 0, "--help should succeed", result)

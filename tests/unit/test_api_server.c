@@ -57,7 +57,7 @@ static int start_server(void **state)
 	api_state_init(&api, &config, "0.0.0", &no_ops, NULL);
 	snprintf(socket_path, sizeof(socket_path), "/tmp/wisp-test-server-%d.sock", getpid());
 	unlink(socket_path);
-	if (api_server_start(&server, socket_path, API_DEFAULT_MAX_PAYLOAD))
+	if (api_server_start(&server, socket_path, API_DEFAULT_MAX_PAYLOAD, NULL))
 		return -1;
 	return pthread_create(&vmm_thread, NULL, vmm_loop, NULL) ? -1 : 0;
 }

@@ -144,7 +144,7 @@ static int setup(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	config = drive(f);
-	assert_int_equal(blk_create(&f->blk, &config, &f->mem), 0);
+	assert_int_equal(blk_create(&f->blk, &config, &f->mem, NULL), 0);
 	assert_int_equal(blk_engine(f->blk), f->params.engine);
 	f->dev = blk_virtio(f->blk);
 	start_device(f);
@@ -676,7 +676,7 @@ static void test_save_restore(void **state)
 	assert_int_equal(truncate(f->path, IMAGE_SIZE / 2), 0);
 	struct drive_config config = drive(f);
 	struct blk_device *other;
-	assert_int_equal(blk_create(&other, &config, &f->mem), 0);
+	assert_int_equal(blk_create(&other, &config, &f->mem, NULL), 0);
 	assert_int_equal(virtio_mmio_ops.restore(blk_virtio(other), whole, (size_t)total), -EINVAL);
 	blk_destroy(other);
 }
@@ -687,26 +687,38 @@ static void test_create_errors(void **state)
 	struct drive_config config = drive(f);
 	struct blk_device *blk = NULL;
 	uint64_t capacity;
+	enum failure_origin origin;
 	char odd[64];
 	int fd;
 
+	/* Each is the user's image: exit status 2 at boot, whatever the errno. */
+#define ASSERT_BAD_IMAGE(expected)                                                                 \
+	do {                                                                                       \
+		origin = FAILURE_VMM;                                                              \
+		assert_int_equal(blk_create(&blk, &config, &f->mem, &origin), expected);           \
+		assert_int_equal(origin, FAILURE_BAD_INPUT);                                       \
+	} while (0)
 	strcpy(config.path, "/nonexistent/wisp.img");
-	assert_int_equal(blk_create(&blk, &config, &f->mem), -ENOENT);
+	ASSERT_BAD_IMAGE(-ENOENT);
 	strcpy(config.path, "/tmp");
-	assert_int_equal(blk_create(&blk, &config, &f->mem), -EISDIR);
+	ASSERT_BAD_IMAGE(-EISDIR);
 	config.read_only = true; /* opens, but is no disk */
-	assert_int_equal(blk_create(&blk, &config, &f->mem), -EINVAL);
+	ASSERT_BAD_IMAGE(-EINVAL);
 	config.read_only = false;
 	strcpy(config.path, "/dev/null");
-	assert_int_equal(blk_create(&blk, &config, &f->mem), -EINVAL);
+	ASSERT_BAD_IMAGE(-EINVAL);
 	assert_null(blk);
+#undef ASSERT_BAD_IMAGE
 
-	/* A size that is not a multiple of 512: the tail is not exposed. */
+	/* A size that is not a multiple of 512: the tail is not exposed. A success blames
+	 * nobody. */
 	fd = make_image(odd, sizeof(odd), 1000);
 	assert_true(fd >= 0);
 	close(fd);
 	strcpy(config.path, odd);
-	assert_int_equal(blk_create(&blk, &config, &f->mem), 0);
+	origin = FAILURE_VMM;
+	assert_int_equal(blk_create(&blk, &config, &f->mem, &origin), 0);
+	assert_int_equal(origin, FAILURE_VMM);
 	blk_virtio(blk)->ops->config_read(blk_virtio(blk), 0, (uint8_t *)&capacity, 8);
 	assert_int_equal(capacity, 1);
 	blk_destroy(blk);
@@ -743,7 +755,7 @@ static void test_async_falls_back_to_sync(void **state)
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
 		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 			_exit(10);
-		if (blk_create(&f->blk, &config, &f->mem))
+		if (blk_create(&f->blk, &config, &f->mem, NULL))
 			_exit(11);
 		if (blk_engine(f->blk) != IO_ENGINE_SYNC || blk_event_fd(f->blk) != -1)
 			_exit(12);
@@ -798,7 +810,7 @@ static void limit_drive(struct fixture *f, struct rate_limiter_config limits)
 	blk_destroy(f->blk);
 	clear_rings(f);
 	config.rate_limiter = limits;
-	assert_int_equal(blk_create(&f->blk, &config, &f->mem), 0);
+	assert_int_equal(blk_create(&f->blk, &config, &f->mem, NULL), 0);
 	rate_limiter_set_clock(blk_rate_limiter(f->blk), fake_clock);
 	f->dev = blk_virtio(f->blk);
 	start_device(f);

@@ -441,6 +441,83 @@ static void test_fifo_without_reader_does_not_block_and_counts_missed_lines(void
 	assert_true(lines > 100);
 }
 
+/* Callers read errno after logging what failed (err = -errno after log_error): a line that
+ * is written, dropped by a full FIFO, refused by a closed stderr or filtered out must leave
+ * errno as it found it. */
+static void test_logging_preserves_errno(void **state)
+{
+	struct fixture *f = *state;
+	int saved_stderr;
+
+	/* A full FIFO: the write fails with EAGAIN. */
+	assert_int_equal(mkfifo(f->path, 0600), 0);
+	configure(f->path, true, true);
+	for (int i = 0; i < 100000 && log_missed_line_count() == 0; i++) {
+		errno = ENOTTY;
+		log_error("line %d of a FIFO nobody reads", i);
+		assert_int_equal(errno, ENOTTY);
+	}
+	assert_true(log_missed_line_count() > 0);
+	errno = EXDEV;
+	log_error("one more line the full FIFO refuses");
+	assert_int_equal(errno, EXDEV);
+
+	/* stderr closed: the write fails with EBADF. */
+	log_reset();
+	saved_stderr = dup(STDERR_FILENO);
+	assert_true(saved_stderr >= 0);
+	close(STDERR_FILENO);
+	errno = ENOTTY;
+	log_error("nowhere to go");
+	assert_int_equal(dup2(saved_stderr, STDERR_FILENO), STDERR_FILENO);
+	close(saved_stderr);
+	assert_int_equal(errno, ENOTTY);
+	assert_int_equal(log_missed_line_count(), 1);
+
+	/* Written, and filtered out. */
+	unlink(f->path);
+	configure(f->path, true, true);
+	errno = ENOTTY;
+	log_error("written to a file");
+	assert_int_equal(errno, ENOTTY);
+	errno = EXDEV;
+	log_debug("below the level");
+	assert_int_equal(errno, EXDEV);
+	assert_int_equal(log_set_module("vmm/nothing-here/"), 0);
+	log_error("filtered out by the module");
+	assert_int_equal(errno, EXDEV);
+}
+
+static void *log_an_error(void *arg)
+{
+	(void)arg;
+	log_error("an error on another thread");
+	return NULL;
+}
+
+/* What InstanceStart's fault_message takes its cause from. */
+static void test_first_error_is_kept_per_thread_until_reset(void **state)
+{
+	pthread_t thread;
+	(void)state;
+
+	log_first_error_reset();
+	assert_string_equal(log_first_error(), "");
+	log_warn("a warning is no error");
+	assert_string_equal(log_first_error(), "");
+	log_set_level(LOG_LEVEL_OFF); /* kept even when no line is written */
+	log_error("drive '%s': cannot open %s", "rootfs", "/x.img");
+	log_error("a consequence of the first");
+	assert_string_equal(log_first_error(), "drive 'rootfs': cannot open /x.img");
+	assert_int_equal(pthread_create(&thread, NULL, log_an_error, NULL), 0);
+	pthread_join(thread, NULL);
+	assert_string_equal(log_first_error(), "drive 'rootfs': cannot open /x.img");
+	log_first_error_reset();
+	assert_string_equal(log_first_error(), "");
+	log_error("the next failure");
+	assert_string_equal(log_first_error(), "the next failure");
+}
+
 #define THREADS		 4
 #define LINES_PER_THREAD 500
 
@@ -498,6 +575,8 @@ int main(void)
 	    T(test_long_messages_are_cut_but_stay_one_line),
 	    T(test_fifo_without_reader_does_not_block_and_counts_missed_lines),
 	    T(test_lines_from_several_threads_never_interleave),
+	    T(test_logging_preserves_errno),
+	    T(test_first_error_is_kept_per_thread_until_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -441,20 +441,25 @@ static const struct virtio_device_ops blk_ops = {
     .restore = blk_restore,
 };
 
-int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem)
+int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem,
+	       enum failure_origin *origin)
 {
 	struct blk_device *blk = calloc(1, sizeof(*blk));
 	int err;
 
-	if (!blk)
+	if (!blk) {
+		log_error("drive '%s': out of memory for the device", config->id);
 		return -ENOMEM;
+	}
 	blk->fd = blk->event_fd = blk->direct_fd = -1;
 	blk->config = *config;
 	rate_limiter_init(&blk->limiter, &config->rate_limiter);
 
 	err = blk_open_image(blk, blk->config.path, &blk->fd, &blk->direct_fd, &blk->capacity);
-	if (err)
+	if (err) {
+		failure_blame(origin, FAILURE_BAD_INPUT); /* the user's image */
 		goto fail;
+	}
 
 	blk->engine = config->engine;
 	if (blk->engine == IO_ENGINE_ASYNC) {
@@ -469,8 +474,11 @@ int blk_create(struct blk_device **out, const struct drive_config *config, const
 	blk->pool_size = blk->engine == IO_ENGINE_ASYNC ? VIRTIO_BLK_QUEUE_SIZE : 1;
 	blk->pool = calloc(blk->pool_size, sizeof(*blk->pool));
 	err = -ENOMEM;
-	if (!blk->pool)
+	if (!blk->pool) {
+		log_error("drive '%s': out of memory for %u requests", blk->config.id,
+			  blk->pool_size);
 		goto fail;
+	}
 	for (unsigned int i = 0; i < blk->pool_size; i++)
 		blk->free_list[i] = (uint16_t)(blk->pool_size - 1 - i);
 	blk->nr_free = blk->pool_size;

@@ -17,6 +17,7 @@
 #define WISP_VIRTIO_BLK_H
 
 #include "../../config.h"
+#include "../../failure.h"
 #include "../../memory.h"
 #include "virtio.h"
 
@@ -85,8 +86,10 @@ struct rate_limiter;
 
 /* Opens the drive's image and sets the device up; the config's strings are copied. An
  * Async drive whose io_uring cannot be set up falls back to Sync with a warning.
- * Returns 0 or -errno, having logged which drive and path failed and why. */
-int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem);
+ * Returns 0 or -errno, having logged which drive and path failed and why; an image that
+ * cannot be opened or is no disk blames the input in *origin (may be NULL). */
+int blk_create(struct blk_device **out, const struct drive_config *config, const struct gmem *mem,
+	       enum failure_origin *origin);
 /* Waits for requests in flight (they write guest memory), then frees everything. The
  * event loop the device was attached to must still exist. */
 void blk_destroy(struct blk_device *blk);

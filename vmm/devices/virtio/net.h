@@ -21,6 +21,7 @@
 #define WISP_VIRTIO_NET_H
 
 #include "../../config.h"
+#include "../../failure.h"
 #include "../../memory.h"
 #include "virtio.h"
 
@@ -106,8 +107,10 @@ struct rate_limiter;
 /* Attaches to the existing TAP interface config->tap (opening /dev/net/tun; creating the
  * interface would need CAP_NET_ADMIN) and sets the device up; the config's strings are
  * copied. Without config->has_mac the MAC is random, locally administered. Returns 0 or
- * -errno, having logged which interface failed, why and what to do. */
-int net_create(struct net_device **out, const struct net_config *config, const struct gmem *mem);
+ * -errno, having logged which interface failed, why and what to do; a TAP name or device
+ * that cannot be used blames the input in *origin (may be NULL). */
+int net_create(struct net_device **out, const struct net_config *config, const struct gmem *mem,
+	       enum failure_origin *origin);
 /* The same over an fd already open: a TAP as net_create leaves it (IFF_TAP | IFF_NO_PI |
  * IFF_VNET_HDR, 12-byte header, offloads off), or in tests a SOCK_SEQPACKET socket whose
  * messages are header + frame. `offloads` (TUN_F_*) is what the TAP accepts; 0 for a

@@ -35,7 +35,8 @@ static void log_tap_error(const char *id, const char *tap, int error)
 		log_error("net '%s': cannot attach to TAP %s: %s", id, tap, strerror(error));
 }
 
-int net_create(struct net_device **out, const struct net_config *config, const struct gmem *mem)
+int net_create(struct net_device **out, const struct net_config *config, const struct gmem *mem,
+	       enum failure_origin *origin)
 {
 	/* Old kernels refuse UFO, very old ones every offload: the best the TAP takes. */
 	static const unsigned int tries[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO,
@@ -48,6 +49,7 @@ int net_create(struct net_device **out, const struct net_config *config, const s
 	if (!*config->tap || strlen(config->tap) >= IFNAMSIZ) {
 		log_error("net '%s': TAP name '%s' must have 1 to %d characters", id, config->tap,
 			  IFNAMSIZ - 1);
+		failure_blame(origin, FAILURE_BAD_INPUT);
 		return -EINVAL;
 	}
 	memcpy(ifr.ifr_name, config->tap, strlen(config->tap) + 1);
@@ -61,7 +63,8 @@ int net_create(struct net_device **out, const struct net_config *config, const s
 	}
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		err = -errno;
-		log_tap_error(id, config->tap, errno);
+		log_tap_error(id, config->tap, -err);
+		failure_blame(origin, FAILURE_BAD_INPUT); /* no such TAP, not the user's, busy */
 		goto fail;
 	}
 	if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) {
