@@ -205,6 +205,17 @@ def _sample(pid):
     return fds, threads, rss
 
 
+def _settled_sample(pid):
+    """_sample once the server has seen the last client go: a connection it ends with an
+    error lingers until it reads the client's EOF, so right after a request its fd can
+    still be open. The lowest of readings over half a second; a leaked fd is in all."""
+    readings = []
+    for _ in range(10):
+        readings.append(_sample(pid))
+        time.sleep(0.05)
+    return min(readings)
+
+
 def api_soak(env, count, log=print):
     """`count` API requests against one wisp; returns (samples [(label, fds, threads,
     rss_kib)], seconds, problems)."""
@@ -249,7 +260,7 @@ def api_soak(env, count, log=print):
                 # After one round of each kind (lazy allocations), halfway and at the end.
                 if i + 1 in (len(REQUESTS), count // 2, count):
                     label = {len(REQUESTS): "start", count // 2: "middle"}.get(i + 1, "end")
-                    samples.append((label, *_sample(proc.pid)))
+                    samples.append((label, *_settled_sample(proc.pid)))
                     log(f"# soak: after {i + 1} requests: fds {samples[-1][1]}, threads "
                         f"{samples[-1][2]}, RSS outside guest memory {samples[-1][3]} KiB")
             seconds = time.monotonic() - start
