@@ -90,6 +90,13 @@ enum snap_device_kind {
 	SNAP_DEV_VIRTIO_BALLOON = 6,
 };
 
+/* Formats the message into err (when err is not NULL and err_size is not 0), for the state
+ * code's "what failed, with which value" messages (vcpu_state.c, vm_state.c and here). */
+void snap_set_err(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Whether all len bytes at p are zero (reserved fields and padding). */
+bool snap_all_zero(const void *p, size_t len);
+
 /* "VCPU_REGS", or NULL for a type this version does not know. */
 const char *snap_section_name(uint32_t type);
 /* "serial", "virtio-blk"..., or NULL. */
