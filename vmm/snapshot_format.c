@@ -128,6 +128,38 @@ const char *snap_device_kind_name(uint32_t kind)
 	return NULL;
 }
 
+/* kvm.c refuses a KVM without the required ones, in this order; snapshot-info names them all. */
+const struct snap_kvm_cap snap_kvm_caps[] = {
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", true},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", true},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", true},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2", true},
+    {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2", true},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", true},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD", true},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", true},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", true},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", true},
+    {KVM_CAP_XSAVE, "KVM_CAP_XSAVE", true},
+    {KVM_CAP_XCRS, "KVM_CAP_XCRS", true},
+    {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS", true},
+    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", true},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", true},
+    {KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ", false},
+    {KVM_CAP_TSC_CONTROL, "KVM_CAP_TSC_CONTROL", false},
+    {KVM_CAP_KVMCLOCK_CTRL, "KVM_CAP_KVMCLOCK_CTRL", false},
+    {KVM_CAP_XSAVE2, "KVM_CAP_XSAVE2", false},
+};
+const size_t snap_nr_kvm_caps = sizeof(snap_kvm_caps) / sizeof(snap_kvm_caps[0]);
+
+const char *snap_kvm_cap_name(uint32_t cap)
+{
+	for (size_t i = 0; i < snap_nr_kvm_caps; i++)
+		if (snap_kvm_caps[i].cap == cap)
+			return snap_kvm_caps[i].name;
+	return NULL;
+}
+
 /* ---- CRC-64/XZ ---- */
 
 #define CRC64_XZ_POLY_REFLECTED 0xc96c5795d7870f42ull

@@ -102,6 +102,17 @@ const char *snap_section_name(uint32_t type);
 /* "serial", "virtio-blk"..., or NULL. */
 const char *snap_device_kind_name(uint32_t kind);
 
+/* The KVM capabilities wisp knows by name; `required` marks those kvm_open() checks for. */
+struct snap_kvm_cap {
+	uint32_t cap;
+	const char *name;
+	bool required;
+};
+extern const struct snap_kvm_cap snap_kvm_caps[];
+extern const size_t snap_nr_kvm_caps;
+/* "KVM_CAP_XSAVE", or NULL for a capability not in snap_kvm_caps. */
+const char *snap_kvm_cap_name(uint32_t cap);
+
 /* CRC-64/XZ (ECMA-182 polynomial, reflected, initial value and final xor all ones). Start
  * with crc = 0 and feed the bytes in any number of pieces: crc = snap_crc64(crc, p, n). */
 uint64_t snap_crc64(uint64_t crc, const void *data, size_t len);
