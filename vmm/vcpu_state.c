@@ -82,7 +82,7 @@ static int probe_xcr0(int sys_fd, const struct state_ioctl *ops, uint64_t *xcr0,
 	int ret;
 
 	for (;;) {
-		cpuid = calloc(1, sizeof(*cpuid) + nent * sizeof(cpuid->entries[0]));
+		cpuid = cpuid_alloc(nent);
 		if (!cpuid) {
 			snap_set_err(err, err_size, "out of memory for the supported CPUID");
 			return -ENOMEM;
