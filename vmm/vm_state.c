@@ -80,19 +80,21 @@ int vm_state_capture(int vm_fd, const struct snap_mem_layout *layout, const stru
 
 /* ---- encoding ---- */
 
+/* The fixed-size sections, { type, field, size }, for the writer and the decoder alike. */
+#define VM_FIXED_SECTIONS(st)                                                                      \
+	{SNAP_SEC_PIC_MASTER, &(st)->pic_master, sizeof((st)->pic_master)},                        \
+	    {SNAP_SEC_PIC_SLAVE, &(st)->pic_slave, sizeof((st)->pic_slave)},                       \
+	    {SNAP_SEC_IOAPIC, &(st)->ioapic, sizeof((st)->ioapic)},                                \
+	    {SNAP_SEC_PIT, &(st)->pit, sizeof((st)->pit)},                                         \
+	    {SNAP_SEC_KVMCLOCK, &(st)->clock, sizeof((st)->clock)},
+
 int vm_state_write(struct snap_writer *w, const struct vm_state *st, char *err, size_t err_size)
 {
 	const struct {
 		uint32_t type;
 		const void *data;
 		size_t len;
-	} fixed[] = {
-	    {SNAP_SEC_PIC_MASTER, &st->pic_master, sizeof(st->pic_master)},
-	    {SNAP_SEC_PIC_SLAVE, &st->pic_slave, sizeof(st->pic_slave)},
-	    {SNAP_SEC_IOAPIC, &st->ioapic, sizeof(st->ioapic)},
-	    {SNAP_SEC_PIT, &st->pit, sizeof(st->pit)},
-	    {SNAP_SEC_KVMCLOCK, &st->clock, sizeof(st->clock)},
-	};
+	} fixed[] = {VM_FIXED_SECTIONS(st)};
 	int ret = snap_writer_add_mem_layout(w, &st->layout, err, err_size);
 
 	for (size_t i = 0; !ret && i < sizeof(fixed) / sizeof(fixed[0]); i++)
@@ -110,13 +112,7 @@ int vm_state_decode(const uint8_t *data, const struct snap_index *idx, struct vm
 		uint32_t type;
 		void *dst;
 		size_t size;
-	} fixed[] = {
-	    {SNAP_SEC_PIC_MASTER, &st->pic_master, sizeof(st->pic_master)},
-	    {SNAP_SEC_PIC_SLAVE, &st->pic_slave, sizeof(st->pic_slave)},
-	    {SNAP_SEC_IOAPIC, &st->ioapic, sizeof(st->ioapic)},
-	    {SNAP_SEC_PIT, &st->pit, sizeof(st->pit)},
-	    {SNAP_SEC_KVMCLOCK, &st->clock, sizeof(st->clock)},
-	};
+	} fixed[] = {VM_FIXED_SECTIONS(st)};
 	const struct snap_section *s;
 
 	memset(st, 0, sizeof(*st));
