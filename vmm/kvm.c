@@ -2,6 +2,7 @@
 
 #include "arch/x86_64/layout.h"
 #include "log.h"
+#include "snapshot_format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,27 +10,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-
-static const struct {
-	int cap;
-	const char *name;
-} required_caps[] = {
-    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-    {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"},
-    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
-    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
-    {KVM_CAP_XSAVE, "KVM_CAP_XSAVE"},
-    {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
-    {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"},
-    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK"},
-    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-};
 
 int kvm_open(struct kvm *kvm, const char *path)
 {
@@ -50,10 +30,12 @@ int kvm_open(struct kvm *kvm, const char *path)
 		err = -ENOTSUP;
 		goto fail;
 	}
-	for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
-		if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+	for (size_t i = 0; i < snap_nr_kvm_caps; i++) {
+		if (!snap_kvm_caps[i].required)
+			continue;
+		if (ioctl(kvm->sys_fd, KVM_CHECK_EXTENSION, (int)snap_kvm_caps[i].cap) <= 0) {
 			log_error("this KVM lacks %s, which wisp needs (a newer host kernel?)",
-				  required_caps[i].name);
+				  snap_kvm_caps[i].name);
 			err = -ENOTSUP;
 			goto fail;
 		}

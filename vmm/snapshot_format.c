@@ -23,10 +23,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the state file is lit
 #define DEVICE_HDR	 8u
 #define LIST_HDR	 8u /* MSRs and CPUID: u32 count, u32 0 */
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
+void snap_set_err(char *err, size_t err_size, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -64,6 +61,16 @@ static void put64(uint8_t *p, uint64_t v)
 static uint64_t align8(uint64_t n)
 {
 	return (n + 7) & ~7ull;
+}
+
+bool snap_all_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
 }
 
 /* ---- names ---- */
@@ -118,6 +125,38 @@ const char *snap_device_kind_name(uint32_t kind)
 	case SNAP_DEV_VIRTIO_BALLOON:
 		return "virtio-balloon";
 	}
+	return NULL;
+}
+
+/* kvm.c refuses a KVM without the required ones, in this order; snapshot-info names them all. */
+const struct snap_kvm_cap snap_kvm_caps[] = {
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP", true},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY", true},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR", true},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2", true},
+    {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2", true},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID", true},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD", true},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD", true},
+    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE", true},
+    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS", true},
+    {KVM_CAP_XSAVE, "KVM_CAP_XSAVE", true},
+    {KVM_CAP_XCRS, "KVM_CAP_XCRS", true},
+    {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS", true},
+    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK", true},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT", true},
+    {KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ", false},
+    {KVM_CAP_TSC_CONTROL, "KVM_CAP_TSC_CONTROL", false},
+    {KVM_CAP_KVMCLOCK_CTRL, "KVM_CAP_KVMCLOCK_CTRL", false},
+    {KVM_CAP_XSAVE2, "KVM_CAP_XSAVE2", false},
+};
+const size_t snap_nr_kvm_caps = sizeof(snap_kvm_caps) / sizeof(snap_kvm_caps[0]);
+
+const char *snap_kvm_cap_name(uint32_t cap)
+{
+	for (size_t i = 0; i < snap_nr_kvm_caps; i++)
+		if (snap_kvm_caps[i].cap == cap)
+			return snap_kvm_caps[i].name;
 	return NULL;
 }
 
@@ -197,8 +236,8 @@ int snap_mem_layout_check(const struct snap_mem_layout *layout, char *err, size_
 	uint64_t file_offset = 0;
 
 	if (layout->nr_regions == 0 || layout->nr_regions > SNAP_MAX_MEM_REGIONS) {
-		set_err(err, err_size, "memory layout: %u regions (1 to %u allowed)",
-			layout->nr_regions, SNAP_MAX_MEM_REGIONS);
+		snap_set_err(err, err_size, "memory layout: %u regions (1 to %u allowed)",
+			     layout->nr_regions, SNAP_MAX_MEM_REGIONS);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < layout->nr_regions; i++) {
@@ -206,15 +245,16 @@ int snap_mem_layout_check(const struct snap_mem_layout *layout, char *err, size_
 
 		if (r->size == 0 || r->gpa % SNAP_PAGE_SIZE || r->size % SNAP_PAGE_SIZE ||
 		    r->file_offset % SNAP_PAGE_SIZE) {
-			set_err(err, err_size,
-				"memory layout: region %u (guest 0x%llx, size 0x%llx, file offset "
-				"0x%llx) is empty or not aligned to 4 KiB pages",
-				i, (unsigned long long)r->gpa, (unsigned long long)r->size,
-				(unsigned long long)r->file_offset);
+			snap_set_err(
+			    err, err_size,
+			    "memory layout: region %u (guest 0x%llx, size 0x%llx, file offset "
+			    "0x%llx) is empty or not aligned to 4 KiB pages",
+			    i, (unsigned long long)r->gpa, (unsigned long long)r->size,
+			    (unsigned long long)r->file_offset);
 			return -EINVAL;
 		}
 		if (r->gpa + r->size < r->gpa) {
-			set_err(
+			snap_set_err(
 			    err, err_size,
 			    "memory layout: region %u (guest 0x%llx, size 0x%llx) wraps past the "
 			    "end of the address space",
@@ -224,7 +264,7 @@ int snap_mem_layout_check(const struct snap_mem_layout *layout, char *err, size_
 		if (i > 0) {
 			const struct snap_mem_region *prev = &layout->regions[i - 1];
 			if (r->gpa < prev->gpa + prev->size) {
-				set_err(
+				snap_set_err(
 				    err, err_size,
 				    "memory layout: region %u (guest 0x%llx) overlaps region %u "
 				    "(guest 0x%llx-0x%llx) or is out of order",
@@ -235,7 +275,7 @@ int snap_mem_layout_check(const struct snap_mem_layout *layout, char *err, size_
 			}
 		}
 		if (r->file_offset != file_offset) {
-			set_err(
+			snap_set_err(
 			    err, err_size,
 			    "memory layout: region %u is at file offset 0x%llx; the regions lie "
 			    "back to back in the memory file, so it must be 0x%llx",
@@ -243,7 +283,8 @@ int snap_mem_layout_check(const struct snap_mem_layout *layout, char *err, size_
 			return -EINVAL;
 		}
 		if (file_offset + r->size < file_offset) {
-			set_err(err, err_size, "memory layout: the memory file's size overflows");
+			snap_set_err(err, err_size,
+				     "memory layout: the memory file's size overflows");
 			return -EINVAL;
 		}
 		file_offset += r->size;
@@ -267,25 +308,27 @@ int snap_mem_layout_decode(const uint8_t *payload, uint64_t len, struct snap_mem
 
 	memset(layout, 0, sizeof(*layout));
 	if (len < MEM_LAYOUT_HDR) {
-		set_err(err, err_size, "memory layout: %llu bytes, less than its 8-byte header",
-			(unsigned long long)len);
+		snap_set_err(err, err_size,
+			     "memory layout: %llu bytes, less than its 8-byte header",
+			     (unsigned long long)len);
 		return -EINVAL;
 	}
 	count = get32(payload);
 	if (count == 0 || count > SNAP_MAX_MEM_REGIONS) {
-		set_err(err, err_size, "memory layout: %u regions (1 to %u allowed)", count,
-			SNAP_MAX_MEM_REGIONS);
+		snap_set_err(err, err_size, "memory layout: %u regions (1 to %u allowed)", count,
+			     SNAP_MAX_MEM_REGIONS);
 		return -EINVAL;
 	}
 	if (get32(payload + 4)) {
-		set_err(err, err_size, "memory layout: reserved field is 0x%x, not 0",
-			get32(payload + 4));
+		snap_set_err(err, err_size, "memory layout: reserved field is 0x%x, not 0",
+			     get32(payload + 4));
 		return -EINVAL;
 	}
 	if (len != MEM_LAYOUT_HDR + (uint64_t)count * MEM_REGION_SIZE) {
-		set_err(err, err_size, "memory layout: %llu bytes for %u regions, not %llu",
-			(unsigned long long)len, count,
-			(unsigned long long)(MEM_LAYOUT_HDR + (uint64_t)count * MEM_REGION_SIZE));
+		snap_set_err(
+		    err, err_size, "memory layout: %llu bytes for %u regions, not %llu",
+		    (unsigned long long)len, count,
+		    (unsigned long long)(MEM_LAYOUT_HDR + (uint64_t)count * MEM_REGION_SIZE));
 		return -EINVAL;
 	}
 	layout->nr_regions = count;
@@ -301,14 +344,14 @@ int snap_mem_layout_decode(const uint8_t *payload, uint64_t len, struct snap_mem
 static int config_check(const uint8_t *payload, uint64_t len, char *err, size_t err_size)
 {
 	if (len == 0 || len > SNAP_CONFIG_MAX) {
-		set_err(err, err_size, "machine configuration: %llu bytes (1 to %u allowed)",
-			(unsigned long long)len, SNAP_CONFIG_MAX);
+		snap_set_err(err, err_size, "machine configuration: %llu bytes (1 to %u allowed)",
+			     (unsigned long long)len, SNAP_CONFIG_MAX);
 		return -EINVAL;
 	}
 	if (memchr(payload, 0, len)) {
-		set_err(err, err_size,
-			"machine configuration: a NUL byte at offset %llu of its text",
-			(unsigned long long)((const uint8_t *)memchr(payload, 0, len) - payload));
+		snap_set_err(
+		    err, err_size, "machine configuration: a NUL byte at offset %llu of its text",
+		    (unsigned long long)((const uint8_t *)memchr(payload, 0, len) - payload));
 		return -EINVAL;
 	}
 	return 0;
@@ -324,8 +367,8 @@ int snap_config_decode(const uint8_t *payload, uint64_t len, char **json, char *
 		return ret;
 	*json = malloc(len + 1);
 	if (!*json) {
-		set_err(err, err_size, "machine configuration: out of memory for %llu bytes",
-			(unsigned long long)len);
+		snap_set_err(err, err_size, "machine configuration: out of memory for %llu bytes",
+			     (unsigned long long)len);
 		return -ENOMEM;
 	}
 	memcpy(*json, payload, len);
@@ -340,29 +383,29 @@ int snap_device_decode(const uint8_t *payload, uint64_t len, struct snap_device 
 
 	memset(device, 0, sizeof(*device));
 	if (len < DEVICE_HDR) {
-		set_err(err, err_size, "device state: %llu bytes, less than its 8-byte header",
-			(unsigned long long)len);
+		snap_set_err(err, err_size, "device state: %llu bytes, less than its 8-byte header",
+			     (unsigned long long)len);
 		return -EINVAL;
 	}
 	device->kind = get32(payload);
 	id_len = get32(payload + 4);
 	if (!snap_device_kind_name(device->kind)) {
-		set_err(err, err_size, "device state: unknown device kind %u", device->kind);
+		snap_set_err(err, err_size, "device state: unknown device kind %u", device->kind);
 		return -EINVAL;
 	}
 	if (id_len == 0 || id_len > SNAP_DEVICE_ID_MAX || id_len > len - DEVICE_HDR) {
-		set_err(err, err_size,
-			"device state: id length %u (1 to %u allowed, %llu bytes left in the "
-			"section)",
-			id_len, SNAP_DEVICE_ID_MAX, (unsigned long long)(len - DEVICE_HDR));
+		snap_set_err(err, err_size,
+			     "device state: id length %u (1 to %u allowed, %llu bytes left in the "
+			     "section)",
+			     id_len, SNAP_DEVICE_ID_MAX, (unsigned long long)(len - DEVICE_HDR));
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < id_len; i++) {
 		uint8_t c = payload[DEVICE_HDR + i];
 		if (c < 0x21 || c > 0x7e) {
-			set_err(err, err_size,
-				"device state: byte %u of the id is 0x%02x, not printable ASCII", i,
-				c);
+			snap_set_err(
+			    err, err_size,
+			    "device state: byte %u of the id is 0x%02x, not printable ASCII", i, c);
 			return -EINVAL;
 		}
 	}
@@ -414,19 +457,20 @@ static int list_check(const char *what, const uint8_t *payload, uint64_t len, ui
 	uint32_t count;
 
 	if (len < LIST_HDR) {
-		set_err(err, err_size, "%llu bytes, less than the 8-byte %s header",
-			(unsigned long long)len, what);
+		snap_set_err(err, err_size, "%llu bytes, less than the 8-byte %s header",
+			     (unsigned long long)len, what);
 		return -EINVAL;
 	}
 	count = get32(payload);
 	if (count > max || get32(payload + 4)) {
-		set_err(err, err_size, "%u %s (at most %u), reserved field 0x%x (must be 0)", count,
-			what, max, get32(payload + 4));
+		snap_set_err(err, err_size, "%u %s (at most %u), reserved field 0x%x (must be 0)",
+			     count, what, max, get32(payload + 4));
 		return -EINVAL;
 	}
 	if (len != LIST_HDR + count * entry_size) {
-		set_err(err, err_size, "%llu bytes for %u %s, not %llu", (unsigned long long)len,
-			count, what, (unsigned long long)(LIST_HDR + count * entry_size));
+		snap_set_err(err, err_size, "%llu bytes for %u %s, not %llu",
+			     (unsigned long long)len, count, what,
+			     (unsigned long long)(LIST_HDR + count * entry_size));
 		return -EINVAL;
 	}
 	return 0;
@@ -444,7 +488,7 @@ static int section_check(uint32_t type, uint32_t instance, const uint8_t *payloa
 	int ret;
 
 	if (!snap_section_name(type) || type == SNAP_SEC_END) {
-		set_err(err, err_size, "unknown section type 0x%04x", type);
+		snap_set_err(err, err_size, "unknown section type 0x%04x", type);
 		return -EINVAL;
 	}
 	if (type >= SNAP_SEC_VCPU_REGS && type <= SNAP_SEC_VCPU_TSC_KHZ)
@@ -453,22 +497,22 @@ static int section_check(uint32_t type, uint32_t instance, const uint8_t *payloa
 		rule = INSTANCE_ANY;
 	if ((rule == INSTANCE_ZERO && instance != 0) ||
 	    (rule == INSTANCE_VCPU && instance >= SNAP_MAX_VCPUS)) {
-		set_err(err, err_size, "instance %u (%s)", instance,
-			rule == INSTANCE_ZERO ? "a VM-wide section's instance is 0"
-					      : "a vCPU's index is below 256");
+		snap_set_err(err, err_size, "instance %u (%s)", instance,
+			     rule == INSTANCE_ZERO ? "a VM-wide section's instance is 0"
+						   : "a vCPU's index is below 256");
 		return -EINVAL;
 	}
 	if (size && len != size) {
-		set_err(err, err_size, "%llu bytes, not the %llu this section has",
-			(unsigned long long)len, (unsigned long long)size);
+		snap_set_err(err, err_size, "%llu bytes, not the %llu this section has",
+			     (unsigned long long)len, (unsigned long long)size);
 		return -EINVAL;
 	}
 	switch (type) {
 	case SNAP_SEC_VCPU_XSAVE:
 		if (len < SNAP_XSAVE_MIN || len > SNAP_XSAVE_MAX || len % 4) {
-			set_err(err, err_size,
-				"%llu bytes of XSAVE state (a multiple of 4 from %u to %u)",
-				(unsigned long long)len, SNAP_XSAVE_MIN, SNAP_XSAVE_MAX);
+			snap_set_err(err, err_size,
+				     "%llu bytes of XSAVE state (a multiple of 4 from %u to %u)",
+				     (unsigned long long)len, SNAP_XSAVE_MIN, SNAP_XSAVE_MAX);
 			return -EINVAL;
 		}
 		return 0;
@@ -483,7 +527,7 @@ static int section_check(uint32_t type, uint32_t instance, const uint8_t *payloa
 	case SNAP_SEC_MEMORY_LAYOUT:
 		layout = malloc(sizeof(*layout));
 		if (!layout) {
-			set_err(err, err_size, "out of memory");
+			snap_set_err(err, err_size, "out of memory");
 			return -ENOMEM;
 		}
 		ret = snap_mem_layout_decode(payload, len, layout, err, err_size);
@@ -542,8 +586,8 @@ static int writer_put(struct snap_writer *w, const void *data, size_t len, bool 
 			continue;
 		if (n <= 0) {
 			int error = n < 0 ? -errno : -EIO;
-			set_err(err, err_size, "snapshot %s: cannot write %s: %s", w->path,
-				w->tmp_path, strerror(-error));
+			snap_set_err(err, err_size, "snapshot %s: cannot write %s: %s", w->path,
+				     w->tmp_path, strerror(-error));
 			return writer_fail(w, error);
 		}
 		done += (size_t)n;
@@ -557,8 +601,8 @@ static int writer_put(struct snap_writer *w, const void *data, size_t len, bool 
 static int writer_usable(struct snap_writer *w, char *err, size_t err_size)
 {
 	if (w->error || w->fd < 0) {
-		set_err(err, err_size, "snapshot %s: the writer has already %s", w->path,
-			w->error ? "failed" : "finished");
+		snap_set_err(err, err_size, "snapshot %s: the writer has already %s", w->path,
+			     w->error ? "failed" : "finished");
 		return w->error ? w->error : -EINVAL;
 	}
 	return 0;
@@ -589,11 +633,12 @@ int snap_writer_begin(struct snap_writer *w, const char *path, const struct snap
 		memcpy(head + 48, header->cpu_vendor, vendor_len);
 	if (!string_field_ok(head + 16, SNAP_WISP_VERSION_SIZE) ||
 	    !string_field_ok(head + 48, SNAP_VENDOR_SIZE) || header->nr_caps > SNAP_MAX_CAPS) {
-		set_err(err, err_size,
-			"snapshot %s: bad header: wisp version and CPU vendor must be 1 to %u and "
-			"%u printable characters, capabilities at most %u (%u given)",
-			path, SNAP_WISP_VERSION_SIZE - 1, SNAP_VENDOR_SIZE - 1, SNAP_MAX_CAPS,
-			header->nr_caps);
+		snap_set_err(
+		    err, err_size,
+		    "snapshot %s: bad header: wisp version and CPU vendor must be 1 to %u and "
+		    "%u printable characters, capabilities at most %u (%u given)",
+		    path, SNAP_WISP_VERSION_SIZE - 1, SNAP_VENDOR_SIZE - 1, SNAP_MAX_CAPS,
+		    header->nr_caps);
 		return writer_fail(w, -EINVAL);
 	}
 	for (uint32_t i = 0; i < header->nr_caps; i++)
@@ -601,8 +646,8 @@ int snap_writer_begin(struct snap_writer *w, const char *path, const struct snap
 	head_len = align8(SNAP_HEADER_SIZE + 4ull * header->nr_caps);
 
 	if (!*path || strlen(path) + 9 > sizeof(w->tmp_path) || (slash && !slash[1])) {
-		set_err(err, err_size, "snapshot path '%.256s': empty, a directory or too long",
-			path);
+		snap_set_err(err, err_size,
+			     "snapshot path '%.256s': empty, a directory or too long", path);
 		return writer_fail(w, -EINVAL);
 	}
 	snprintf(w->path, sizeof(w->path), "%s", path);
@@ -622,21 +667,21 @@ int snap_writer_begin(struct snap_writer *w, const char *path, const struct snap
 		w->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (w->dir_fd < 0) {
 			int error = -errno;
-			set_err(err, err_size, "snapshot %s: cannot open its directory %s: %s",
-				path, dir, strerror(errno));
+			snap_set_err(err, err_size, "snapshot %s: cannot open its directory %s: %s",
+				     path, dir, strerror(errno));
 			return writer_fail(w, error);
 		}
 	}
 	w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
 	if (w->fd < 0) {
 		int error = -errno;
-		set_err(err, err_size, "snapshot %s: cannot create a temporary file %s: %s", path,
-			w->tmp_path, strerror(errno));
+		snap_set_err(err, err_size, "snapshot %s: cannot create a temporary file %s: %s",
+			     path, w->tmp_path, strerror(errno));
 		return writer_fail(w, error);
 	}
 	w->keys = calloc(SNAP_MAX_SECTIONS, sizeof(*w->keys));
 	if (!w->keys) {
-		set_err(err, err_size, "snapshot %s: out of memory", path);
+		snap_set_err(err, err_size, "snapshot %s: out of memory", path);
 		return writer_fail(w, -ENOMEM);
 	}
 	return writer_put(w, head, head_len, true, err, err_size);
@@ -655,14 +700,16 @@ int snap_writer_add(struct snap_writer *w, uint32_t type, uint32_t instance, con
 		return ret;
 	ret = section_check(type, instance, data, len, why, sizeof(why));
 	if (ret) {
-		set_err(err, err_size, "snapshot %s: section %s instance %u: %s", w->path,
-			snap_section_name(type) ? snap_section_name(type) : "?", instance, why);
+		snap_set_err(err, err_size, "snapshot %s: section %s instance %u: %s", w->path,
+			     snap_section_name(type) ? snap_section_name(type) : "?", instance,
+			     why);
 		return writer_fail(w, ret);
 	}
 	for (uint32_t i = 0; i < w->nr_sections; i++) {
 		if (w->keys[i] == key) {
-			set_err(err, err_size, "snapshot %s: section %s instance %u added twice",
-				w->path, snap_section_name(type), instance);
+			snap_set_err(err, err_size,
+				     "snapshot %s: section %s instance %u added twice", w->path,
+				     snap_section_name(type), instance);
 			return writer_fail(w, -EINVAL);
 		}
 	}
@@ -670,10 +717,11 @@ int snap_writer_add(struct snap_writer *w, uint32_t type, uint32_t instance, con
 							   SNAP_SECTION_HDR_SIZE +
 							   SNAP_END_PAYLOAD + SNAP_CRC_SIZE >
 						       SNAP_FILE_MAX) {
-		set_err(err, err_size,
-			"snapshot %s: more than %u sections or %llu bytes: the reader would refuse "
-			"the file",
-			w->path, SNAP_MAX_SECTIONS, SNAP_FILE_MAX);
+		snap_set_err(
+		    err, err_size,
+		    "snapshot %s: more than %u sections or %llu bytes: the reader would refuse "
+		    "the file",
+		    w->path, SNAP_MAX_SECTIONS, SNAP_FILE_MAX);
 		return writer_fail(w, -EFBIG);
 	}
 	put32(hdr, type);
@@ -709,32 +757,33 @@ int snap_writer_finish(struct snap_writer *w, char *err, size_t err_size)
 		return ret;
 	if (w->ops.fsync(w->fd) < 0) {
 		ret = -errno;
-		set_err(err, err_size, "snapshot %s: cannot fsync %s: %s", w->path, w->tmp_path,
-			strerror(errno));
+		snap_set_err(err, err_size, "snapshot %s: cannot fsync %s: %s", w->path,
+			     w->tmp_path, strerror(errno));
 		return writer_fail(w, ret);
 	}
 	fd = w->fd;
 	w->fd = -1;
 	if (close(fd) < 0) {
 		ret = -errno;
-		set_err(err, err_size, "snapshot %s: cannot close %s: %s", w->path, w->tmp_path,
-			strerror(errno));
+		snap_set_err(err, err_size, "snapshot %s: cannot close %s: %s", w->path,
+			     w->tmp_path, strerror(errno));
 		unlink(w->tmp_path);
 		return writer_fail(w, ret);
 	}
 	if (w->ops.rename(w->tmp_path, w->path) < 0) {
 		ret = -errno;
-		set_err(err, err_size, "snapshot %s: cannot rename %s to it: %s", w->path,
-			w->tmp_path, strerror(errno));
+		snap_set_err(err, err_size, "snapshot %s: cannot rename %s to it: %s", w->path,
+			     w->tmp_path, strerror(errno));
 		unlink(w->tmp_path);
 		return writer_fail(w, ret);
 	}
 	ret = w->ops.fsync(w->dir_fd) < 0 ? -errno : 0;
 	if (ret)
-		set_err(err, err_size,
-			"snapshot %s: written and renamed, but fsync of its directory failed (%s): "
-			"after a crash the path may still hold the previous file",
-			w->path, strerror(-ret));
+		snap_set_err(
+		    err, err_size,
+		    "snapshot %s: written and renamed, but fsync of its directory failed (%s): "
+		    "after a crash the path may still hold the previous file",
+		    w->path, strerror(-ret));
 	writer_fail(w, ret);
 	return ret;
 }
@@ -756,7 +805,7 @@ int snap_writer_add_mem_layout(struct snap_writer *w, const struct snap_mem_layo
 		return ret;
 	ret = snap_mem_layout_check(layout, why, sizeof(why));
 	if (ret) {
-		set_err(err, err_size, "snapshot %s: %s", w->path, why);
+		snap_set_err(err, err_size, "snapshot %s: %s", w->path, why);
 		return writer_fail(w, ret);
 	}
 	put32(buf, layout->nr_regions);
@@ -786,13 +835,13 @@ int snap_writer_add_device(struct snap_writer *w, uint32_t instance, uint32_t ki
 	if (ret)
 		return ret;
 	if (state_len > SNAP_FILE_MAX) {
-		set_err(err, err_size, "snapshot %s: device '%.64s': %zu bytes of state", w->path,
-			id, state_len);
+		snap_set_err(err, err_size, "snapshot %s: device '%.64s': %zu bytes of state",
+			     w->path, id, state_len);
 		return writer_fail(w, -EFBIG);
 	}
 	payload = malloc(DEVICE_HDR + id_len + state_len);
 	if (!payload) {
-		set_err(err, err_size, "snapshot %s: out of memory", w->path);
+		snap_set_err(err, err_size, "snapshot %s: out of memory", w->path);
 		return writer_fail(w, -ENOMEM);
 	}
 	put32(payload, kind);
@@ -833,7 +882,7 @@ static int check_duplicates(const struct snap_index *idx, char *err, size_t err_
 		return 0;
 	sorted = malloc(idx->nr_sections * sizeof(*sorted));
 	if (!sorted) {
-		set_err(err, err_size, "state file: out of memory");
+		snap_set_err(err, err_size, "state file: out of memory");
 		return -ENOMEM;
 	}
 	memcpy(sorted, idx->sections, idx->nr_sections * sizeof(*sorted));
@@ -846,7 +895,7 @@ static int check_duplicates(const struct snap_index *idx, char *err, size_t err_
 				first = second;
 				second = t;
 			}
-			set_err(
+			snap_set_err(
 			    err, err_size,
 			    "state file: offset %llu: section %s instance %u appears twice (first "
 			    "at offset %llu)",
@@ -869,41 +918,44 @@ static int parse_header(const uint8_t *data, uint64_t end, struct snap_header *h
 	h->format_version = get32(data + 8);
 	h->nr_caps = get32(data + 12);
 	if (!string_field_ok(data + 16, SNAP_WISP_VERSION_SIZE)) {
-		set_err(err, err_size,
-			"state file: offset 16: the wisp version is not 1 to %u printable "
-			"characters followed by NULs",
-			SNAP_WISP_VERSION_SIZE - 1);
+		snap_set_err(err, err_size,
+			     "state file: offset 16: the wisp version is not 1 to %u printable "
+			     "characters followed by NULs",
+			     SNAP_WISP_VERSION_SIZE - 1);
 		return -EINVAL;
 	}
 	if (!string_field_ok(data + 48, SNAP_VENDOR_SIZE)) {
-		set_err(err, err_size,
-			"state file: offset 48: the CPU vendor is not 1 to %u printable characters "
-			"followed by NULs",
-			SNAP_VENDOR_SIZE - 1);
+		snap_set_err(
+		    err, err_size,
+		    "state file: offset 48: the CPU vendor is not 1 to %u printable characters "
+		    "followed by NULs",
+		    SNAP_VENDOR_SIZE - 1);
 		return -EINVAL;
 	}
 	memcpy(h->wisp_version, data + 16, SNAP_WISP_VERSION_SIZE);
 	memcpy(h->cpu_vendor, data + 48, SNAP_VENDOR_SIZE);
 	if (h->nr_caps > SNAP_MAX_CAPS) {
-		set_err(err, err_size, "state file: offset 12: %u KVM capabilities (at most %u)",
-			h->nr_caps, SNAP_MAX_CAPS);
+		snap_set_err(err, err_size,
+			     "state file: offset 12: %u KVM capabilities (at most %u)", h->nr_caps,
+			     SNAP_MAX_CAPS);
 		h->nr_caps = 0;
 		return -EINVAL;
 	}
 	caps_end = align8(SNAP_HEADER_SIZE + 4ull * h->nr_caps);
 	if (caps_end > end) {
-		set_err(err, err_size,
-			"state file: offset %u: the list of %u KVM capabilities runs past the "
-			"sections' end at offset %llu",
-			SNAP_HEADER_SIZE, h->nr_caps, (unsigned long long)end);
+		snap_set_err(err, err_size,
+			     "state file: offset %u: the list of %u KVM capabilities runs past the "
+			     "sections' end at offset %llu",
+			     SNAP_HEADER_SIZE, h->nr_caps, (unsigned long long)end);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < h->nr_caps; i++)
 		h->caps[i] = get32(data + SNAP_HEADER_SIZE + 4 * i);
 	for (uint64_t off = SNAP_HEADER_SIZE + 4ull * h->nr_caps; off < caps_end; off++) {
 		if (data[off]) {
-			set_err(err, err_size, "state file: offset %llu: padding byte is not 0",
-				(unsigned long long)off);
+			snap_set_err(err, err_size,
+				     "state file: offset %llu: padding byte is not 0",
+				     (unsigned long long)off);
 			return -EINVAL;
 		}
 	}
@@ -922,31 +974,34 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 	memset(idx, 0, sizeof(*idx));
 	idx->file_size = size;
 	if (size > SNAP_FILE_MAX) {
-		set_err(err, err_size, "state file: %zu bytes, more than the %llu a state file has",
-			size, SNAP_FILE_MAX);
+		snap_set_err(err, err_size,
+			     "state file: %zu bytes, more than the %llu a state file has", size,
+			     SNAP_FILE_MAX);
 		return -EFBIG;
 	}
 	if (size < 8 || memcmp(data, SNAP_MAGIC, 8)) {
-		set_err(err, err_size,
-			"not a wisp snapshot state file: offset 0: no \"" SNAP_MAGIC "\" magic");
+		snap_set_err(err, err_size,
+			     "not a wisp snapshot state file: offset 0: no \"" SNAP_MAGIC
+			     "\" magic");
 		return -EINVAL;
 	}
 	if (size < 12) {
-		set_err(err, err_size, "state file truncated: %zu bytes, cut inside the header",
-			size);
+		snap_set_err(err, err_size,
+			     "state file truncated: %zu bytes, cut inside the header", size);
 		return -EINVAL;
 	}
 	idx->header.format_version = get32(data + 8);
 	if (idx->header.format_version != SNAP_FORMAT_VERSION) {
-		set_err(err, err_size,
-			"state file: offset 8: format version %u; this wisp reads version %u only",
-			idx->header.format_version, SNAP_FORMAT_VERSION);
+		snap_set_err(
+		    err, err_size,
+		    "state file: offset 8: format version %u; this wisp reads version %u only",
+		    idx->header.format_version, SNAP_FORMAT_VERSION);
 		return -EPROTONOSUPPORT;
 	}
 	if (size < SNAP_MIN_FILE_SIZE) {
-		set_err(err, err_size,
-			"state file truncated: %zu bytes, less than the %u of an empty one", size,
-			SNAP_MIN_FILE_SIZE);
+		snap_set_err(err, err_size,
+			     "state file truncated: %zu bytes, less than the %u of an empty one",
+			     size, SNAP_MIN_FILE_SIZE);
 		return -EINVAL;
 	}
 	end = size - SNAP_CRC_SIZE;
@@ -955,11 +1010,12 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 	idx->crc_checked = true;
 	idx->crc_ok = idx->crc_stored == idx->crc_computed;
 	if (!idx->crc_ok && !(flags & SNAP_PARSE_CRC_ADVISORY)) {
-		set_err(err, err_size,
-			"state file: offset %llu: checksum 0x%016llx stored, 0x%016llx computed "
-			"(damaged or truncated)",
-			(unsigned long long)end, (unsigned long long)idx->crc_stored,
-			(unsigned long long)idx->crc_computed);
+		snap_set_err(
+		    err, err_size,
+		    "state file: offset %llu: checksum 0x%016llx stored, 0x%016llx computed "
+		    "(damaged or truncated)",
+		    (unsigned long long)end, (unsigned long long)idx->crc_stored,
+		    (unsigned long long)idx->crc_computed);
 		return -EBADMSG;
 	}
 	ret = parse_header(data, end, &idx->header, &pos, err, err_size);
@@ -971,7 +1027,7 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 		capacity = SNAP_MAX_SECTIONS;
 	idx->sections = calloc(capacity, sizeof(*idx->sections));
 	if (!idx->sections) {
-		set_err(err, err_size, "state file: out of memory for %u sections", capacity);
+		snap_set_err(err, err_size, "state file: out of memory for %u sections", capacity);
 		return -ENOMEM;
 	}
 	for (;;) {
@@ -980,11 +1036,12 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 		const uint8_t *payload;
 
 		if (end - pos < SNAP_SECTION_HDR_SIZE) {
-			set_err(err, err_size,
-				"state file: offset %llu: no end section (%llu bytes left where a "
-				"section header needs %u): truncated?",
-				(unsigned long long)pos, (unsigned long long)(end - pos),
-				SNAP_SECTION_HDR_SIZE);
+			snap_set_err(
+			    err, err_size,
+			    "state file: offset %llu: no end section (%llu bytes left where a "
+			    "section header needs %u): truncated?",
+			    (unsigned long long)pos, (unsigned long long)(end - pos),
+			    SNAP_SECTION_HDR_SIZE);
 			ret = -EINVAL;
 			goto fail;
 		}
@@ -994,18 +1051,19 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 		pos += SNAP_SECTION_HDR_SIZE;
 		padded = len > end - pos ? UINT64_MAX : align8(len);
 		if (padded > end - pos) {
-			set_err(err, err_size,
-				"state file: offset %llu: section %u (type 0x%04x, instance %u): "
-				"length %llu runs past the end (%llu bytes left)",
-				(unsigned long long)section_start, idx->nr_sections, type, instance,
-				(unsigned long long)len, (unsigned long long)(end - pos));
+			snap_set_err(
+			    err, err_size,
+			    "state file: offset %llu: section %u (type 0x%04x, instance %u): "
+			    "length %llu runs past the end (%llu bytes left)",
+			    (unsigned long long)section_start, idx->nr_sections, type, instance,
+			    (unsigned long long)len, (unsigned long long)(end - pos));
 			ret = -EINVAL;
 			goto fail;
 		}
 		payload = data + pos;
 		for (uint64_t i = len; i < padded; i++) {
 			if (payload[i]) {
-				set_err(
+				snap_set_err(
 				    err, err_size,
 				    "state file: offset %llu: padding byte of section %u is not 0",
 				    (unsigned long long)(pos + i), idx->nr_sections);
@@ -1017,18 +1075,20 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 		if (type == SNAP_SEC_END) {
 			if (len != SNAP_END_PAYLOAD || instance || get32(payload + 4) ||
 			    get32(payload) != idx->nr_sections) {
-				set_err(err, err_size,
-					"state file: offset %llu: end section (instance %u, length "
-					"%llu) does not say %u sections",
-					(unsigned long long)section_start, instance,
-					(unsigned long long)len, idx->nr_sections);
+				snap_set_err(
+				    err, err_size,
+				    "state file: offset %llu: end section (instance %u, length "
+				    "%llu) does not say %u sections",
+				    (unsigned long long)section_start, instance,
+				    (unsigned long long)len, idx->nr_sections);
 				ret = -EINVAL;
 				goto fail;
 			}
 			if (pos != end) {
-				set_err(err, err_size,
-					"state file: offset %llu: %llu bytes after the end section",
-					(unsigned long long)pos, (unsigned long long)(end - pos));
+				snap_set_err(
+				    err, err_size,
+				    "state file: offset %llu: %llu bytes after the end section",
+				    (unsigned long long)pos, (unsigned long long)(end - pos));
 				ret = -EINVAL;
 				goto fail;
 			}
@@ -1036,7 +1096,7 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 		}
 		ret = section_check(type, instance, payload, len, why, sizeof(why));
 		if (ret) {
-			set_err(
+			snap_set_err(
 			    err, err_size,
 			    "state file: offset %llu: section %u (type 0x%04x %s, instance %u): "
 			    "%s",
@@ -1047,8 +1107,9 @@ int snap_parse(const uint8_t *data, size_t size, unsigned int flags, struct snap
 		}
 		/* Every section takes 24 bytes or more, so only the limit stops this. */
 		if (idx->nr_sections >= capacity) {
-			set_err(err, err_size, "state file: offset %llu: more than %u sections",
-				(unsigned long long)section_start, SNAP_MAX_SECTIONS);
+			snap_set_err(err, err_size,
+				     "state file: offset %llu: more than %u sections",
+				     (unsigned long long)section_start, SNAP_MAX_SECTIONS);
 			ret = -EINVAL;
 			goto fail;
 		}
@@ -1077,31 +1138,33 @@ int snap_read_file(const char *path, uint8_t **data, size_t *size, char *err, si
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, err_size, "state file %s: cannot open: %s", path, strerror(errno));
+		snap_set_err(err, err_size, "state file %s: cannot open: %s", path,
+			     strerror(errno));
 		return ret;
 	}
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		set_err(err, err_size, "state file %s: cannot stat: %s", path, strerror(errno));
+		snap_set_err(err, err_size, "state file %s: cannot stat: %s", path,
+			     strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		ret = -EINVAL;
-		set_err(err, err_size, "state file %s: not a regular file", path);
+		snap_set_err(err, err_size, "state file %s: not a regular file", path);
 		goto out;
 	}
 	if ((uint64_t)st.st_size > SNAP_FILE_MAX) {
 		ret = -EFBIG;
-		set_err(err, err_size,
-			"state file %s: %lld bytes, more than the %llu a state file has", path,
-			(long long)st.st_size, SNAP_FILE_MAX);
+		snap_set_err(err, err_size,
+			     "state file %s: %lld bytes, more than the %llu a state file has", path,
+			     (long long)st.st_size, SNAP_FILE_MAX);
 		goto out;
 	}
 	/* One byte more than the size, to see a file that grew meanwhile. */
 	buf = malloc((size_t)st.st_size + 1);
 	if (!buf) {
 		ret = -ENOMEM;
-		set_err(err, err_size, "state file %s: out of memory", path);
+		snap_set_err(err, err_size, "state file %s: out of memory", path);
 		goto out;
 	}
 	for (;;) {
@@ -1110,8 +1173,8 @@ int snap_read_file(const char *path, uint8_t **data, size_t *size, char *err, si
 			continue;
 		if (n < 0) {
 			ret = -errno;
-			set_err(err, err_size, "state file %s: cannot read: %s", path,
-				strerror(errno));
+			snap_set_err(err, err_size, "state file %s: cannot read: %s", path,
+				     strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -1119,7 +1182,8 @@ int snap_read_file(const char *path, uint8_t **data, size_t *size, char *err, si
 		len += (size_t)n;
 		if (len > (size_t)st.st_size) {
 			ret = -EAGAIN;
-			set_err(err, err_size, "state file %s: it grew while being read", path);
+			snap_set_err(err, err_size, "state file %s: it grew while being read",
+				     path);
 			goto out;
 		}
 	}
@@ -1137,7 +1201,7 @@ int snap_check_vendor(const struct snap_header *header, const char *host_vendor,
 		      size_t err_size)
 {
 	if (strncmp(header->cpu_vendor, host_vendor, SNAP_VENDOR_SIZE)) {
-		set_err(
+		snap_set_err(
 		    err, err_size,
 		    "state file was written on a host whose CPU vendor is %.16s; this host's is "
 		    "%.16s: restore it on a host with the same CPU vendor",

@@ -90,10 +90,28 @@ enum snap_device_kind {
 	SNAP_DEV_VIRTIO_BALLOON = 6,
 };
 
+/* Formats the message into err (when err is not NULL and err_size is not 0), for the state
+ * code's "what failed, with which value" messages (vcpu_state.c, vm_state.c and here). */
+void snap_set_err(char *err, size_t err_size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Whether all len bytes at p are zero (reserved fields and padding). */
+bool snap_all_zero(const void *p, size_t len);
+
 /* "VCPU_REGS", or NULL for a type this version does not know. */
 const char *snap_section_name(uint32_t type);
 /* "serial", "virtio-blk"..., or NULL. */
 const char *snap_device_kind_name(uint32_t kind);
+
+/* The KVM capabilities wisp knows by name; `required` marks those kvm_open() checks for. */
+struct snap_kvm_cap {
+	uint32_t cap;
+	const char *name;
+	bool required;
+};
+extern const struct snap_kvm_cap snap_kvm_caps[];
+extern const size_t snap_nr_kvm_caps;
+/* "KVM_CAP_XSAVE", or NULL for a capability not in snap_kvm_caps. */
+const char *snap_kvm_cap_name(uint32_t cap);
 
 /* CRC-64/XZ (ECMA-182 polynomial, reflected, initial value and final xor all ones). Start
  * with crc = 0 and feed the bytes in any number of pieces: crc = snap_crc64(crc, p, n). */

@@ -12,44 +12,11 @@
 #define EXIT_VALID   0
 #define EXIT_INVALID 2 /* wisp's status for bad input */
 
-static const struct {
-	uint32_t cap;
-	const char *name;
-} cap_names[] = {
-    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
-    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
-    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
-    {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
-    {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"},
-    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
-    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
-    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
-    {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
-    {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"},
-    {KVM_CAP_XSAVE, "KVM_CAP_XSAVE"},
-    {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
-    {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"},
-    {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK"},
-    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
-    {KVM_CAP_GET_TSC_KHZ, "KVM_CAP_GET_TSC_KHZ"},
-    {KVM_CAP_TSC_CONTROL, "KVM_CAP_TSC_CONTROL"},
-    {KVM_CAP_KVMCLOCK_CTRL, "KVM_CAP_KVMCLOCK_CTRL"},
-    {KVM_CAP_XSAVE2, "KVM_CAP_XSAVE2"},
-};
-
-static const char *cap_name(uint32_t cap)
-{
-	for (size_t i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++)
-		if (cap_names[i].cap == cap)
-			return cap_names[i].name;
-	return NULL;
-}
-
 static void print_caps(FILE *out, const struct snap_header *h)
 {
 	fprintf(out, "KVM capabilities: %u\n", h->nr_caps);
 	for (uint32_t i = 0; i < h->nr_caps; i++) {
-		const char *name = cap_name(h->caps[i]);
+		const char *name = snap_kvm_cap_name(h->caps[i]);
 		if (name)
 			fprintf(out, "  %s (%u)\n", name, h->caps[i]);
 		else

@@ -2,8 +2,6 @@
 #include "vcpu_state.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -37,30 +35,6 @@
 	 KVM_VCPUEVENT_VALID_TRIPLE_FAULT)
 #define NMI_VECTOR 2u
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !err_size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-}
-
-static bool all_zero(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* KVM's variable-length arguments, with room for `n` entries (zeroed). */
 static struct kvm_msrs *msrs_alloc(uint32_t n)
 {
@@ -93,7 +67,7 @@ static int call(const struct state_ioctl *ops, int fd, unsigned long request, vo
 		return 0;
 	if (ret > 0)
 		ret = -EIO;
-	set_err(err, err_size, "vCPU %u: %s failed: %s", vcpu_index, what, strerror(-ret));
+	snap_set_err(err, err_size, "vCPU %u: %s failed: %s", vcpu_index, what, strerror(-ret));
 	return ret;
 }
 
@@ -108,9 +82,9 @@ static int probe_xcr0(int sys_fd, const struct state_ioctl *ops, uint64_t *xcr0,
 	int ret;
 
 	for (;;) {
-		cpuid = calloc(1, sizeof(*cpuid) + nent * sizeof(cpuid->entries[0]));
+		cpuid = cpuid_alloc(nent);
 		if (!cpuid) {
-			set_err(err, err_size, "out of memory for the supported CPUID");
+			snap_set_err(err, err_size, "out of memory for the supported CPUID");
 			return -ENOMEM;
 		}
 		cpuid->nent = nent;
@@ -121,7 +95,7 @@ static int probe_xcr0(int sys_fd, const struct state_ioctl *ops, uint64_t *xcr0,
 		nent *= 2;
 	}
 	if (ret < 0) {
-		set_err(err, err_size, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(-ret));
+		snap_set_err(err, err_size, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(-ret));
 		free(cpuid);
 		return ret;
 	}
@@ -145,22 +119,24 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 	memset(host, 0, sizeof(*host));
 	list = calloc(1, sizeof(*list) + SNAP_MAX_MSRS * sizeof(list->indices[0]));
 	if (!list) {
-		set_err(err, err_size, "out of memory for the MSR index list");
+		snap_set_err(err, err_size, "out of memory for the MSR index list");
 		return -ENOMEM;
 	}
 	list->nmsrs = SNAP_MAX_MSRS;
 	ret = state_ioctl_call(ops, sys_fd, KVM_GET_MSR_INDEX_LIST, list);
 	if (ret == -E2BIG) {
-		set_err(err, err_size,
-			"KVM saves %u MSRs, more than the %u a state file holds; this wisp cannot "
-			"snapshot on this host",
-			list->nmsrs, SNAP_MAX_MSRS);
+		snap_set_err(
+		    err, err_size,
+		    "KVM saves %u MSRs, more than the %u a state file holds; this wisp cannot "
+		    "snapshot on this host",
+		    list->nmsrs, SNAP_MAX_MSRS);
 		free(list);
 		return -E2BIG;
 	}
 	if (ret < 0 || list->nmsrs > SNAP_MAX_MSRS) {
-		set_err(err, err_size, "KVM_GET_MSR_INDEX_LIST failed: %s",
-			ret < 0 ? strerror(-ret) : "it answered more MSRs than it had room for");
+		snap_set_err(err, err_size, "KVM_GET_MSR_INDEX_LIST failed: %s",
+			     ret < 0 ? strerror(-ret)
+				     : "it answered more MSRs than it had room for");
 		free(list);
 		return ret < 0 ? ret : -EIO;
 	}
@@ -170,17 +146,17 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 
 	ret = state_ioctl_call(ops, vm_fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_XSAVE2);
 	if (ret < 0) {
-		set_err(err, err_size, "KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) failed: %s",
-			strerror(-ret));
+		snap_set_err(err, err_size, "KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) failed: %s",
+			     strerror(-ret));
 		return ret;
 	}
 	host->xsave2 = ret > 0;
 	host->xsave_size =
 	    (uint32_t)ret > sizeof(struct kvm_xsave) ? (uint32_t)ret : sizeof(struct kvm_xsave);
 	if (host->xsave_size > SNAP_XSAVE_MAX) {
-		set_err(err, err_size,
-			"KVM's XSAVE state is %u bytes, more than the %u a state file holds",
-			host->xsave_size, SNAP_XSAVE_MAX);
+		snap_set_err(err, err_size,
+			     "KVM's XSAVE state is %u bytes, more than the %u a state file holds",
+			     host->xsave_size, SNAP_XSAVE_MAX);
 		return -E2BIG;
 	}
 
@@ -193,8 +169,8 @@ int vcpu_state_host_probe(int sys_fd, int vm_fd, int vcpu_fd, const struct state
 	host->tsc_control = ret > 0;
 	ret = state_ioctl_call(ops, vcpu_fd, KVM_GET_TSC_KHZ, NULL);
 	if (ret <= 0) {
-		set_err(err, err_size, "KVM_GET_TSC_KHZ failed: %s",
-			ret < 0 ? strerror(-ret) : "it answered 0 kHz");
+		snap_set_err(err, err_size, "KVM_GET_TSC_KHZ failed: %s",
+			     ret < 0 ? strerror(-ret) : "it answered 0 kHz");
 		return ret < 0 ? ret : -EIO;
 	}
 	host->tsc_khz = (uint32_t)ret;
@@ -216,14 +192,15 @@ int vcpu_state_complete_io(int vcpu_fd, unsigned int vcpu_index, struct kvm_run 
 	if (ret == 0) {
 		/* Finishing the instruction needed userspace again (an MMIO access split in
 		 * two): the VMM handles this exit and calls again. */
-		set_err(err, err_size,
-			"vCPU %u: completing its last exit made another (reason %u); handle it and "
-			"complete again",
-			vcpu_index, run->exit_reason);
+		snap_set_err(
+		    err, err_size,
+		    "vCPU %u: completing its last exit made another (reason %u); handle it and "
+		    "complete again",
+		    vcpu_index, run->exit_reason);
 		return -EAGAIN;
 	}
-	set_err(err, err_size, "vCPU %u: KVM_RUN with immediate_exit failed: %s", vcpu_index,
-		strerror(-ret));
+	snap_set_err(err, err_size, "vCPU %u: KVM_RUN with immediate_exit failed: %s", vcpu_index,
+		     strerror(-ret));
 	return ret;
 }
 
@@ -235,7 +212,7 @@ static int get_msrs(int vcpu_fd, unsigned int vcpu_index, const struct state_ioc
 	int ret = 0;
 
 	if (!batch) {
-		set_err(err, err_size, "out of memory for vCPU %u's MSRs", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's MSRs", vcpu_index);
 		return -ENOMEM;
 	}
 	for (uint32_t done = 0; done < count;) {
@@ -248,16 +225,16 @@ static int get_msrs(int vcpu_fd, unsigned int vcpu_index, const struct state_ioc
 			batch->entries[i].index = entries[done + i].index;
 		ret = state_ioctl_call(ops, vcpu_fd, KVM_GET_MSRS, batch);
 		if (ret < 0) {
-			set_err(err, err_size, "vCPU %u: KVM_GET_MSRS failed: %s", vcpu_index,
-				strerror(-ret));
+			snap_set_err(err, err_size, "vCPU %u: KVM_GET_MSRS failed: %s", vcpu_index,
+				     strerror(-ret));
 			break;
 		}
 		if ((uint32_t)ret != n) {
-			set_err(err, err_size,
-				"vCPU %u: KVM_GET_MSRS read %d of %u MSRs; it stopped at MSR 0x%x, "
-				"which KVM lists as saveable but would not read",
-				vcpu_index, ret, n,
-				(uint32_t)ret < n ? entries[done + ret].index : 0);
+			snap_set_err(
+			    err, err_size,
+			    "vCPU %u: KVM_GET_MSRS read %d of %u MSRs; it stopped at MSR 0x%x, "
+			    "which KVM lists as saveable but would not read",
+			    vcpu_index, ret, n, (uint32_t)ret < n ? entries[done + ret].index : 0);
 			ret = -EIO;
 			break;
 		}
@@ -277,22 +254,23 @@ static int get_cpuid(int vcpu_fd, unsigned int vcpu_index, const struct state_io
 	int ret;
 
 	if (!cpuid) {
-		set_err(err, err_size, "out of memory for vCPU %u's CPUID", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's CPUID", vcpu_index);
 		return -ENOMEM;
 	}
 	cpuid->nent = SNAP_MAX_CPUID_ENTRIES;
 	ret =
 	    call(ops, vcpu_fd, KVM_GET_CPUID2, cpuid, "KVM_GET_CPUID2", vcpu_index, err, err_size);
 	if (!ret && cpuid->nent > SNAP_MAX_CPUID_ENTRIES) {
-		set_err(err, err_size, "vCPU %u: KVM_GET_CPUID2 answered %u entries (at most %u)",
-			vcpu_index, cpuid->nent, SNAP_MAX_CPUID_ENTRIES);
+		snap_set_err(err, err_size,
+			     "vCPU %u: KVM_GET_CPUID2 answered %u entries (at most %u)", vcpu_index,
+			     cpuid->nent, SNAP_MAX_CPUID_ENTRIES);
 		ret = -EIO;
 	}
 	/* Some kernels (6.1) answer with the nent they were given, the entries after the real
 	 * ones zeroed; an all-zero entry is never a real leaf (leaf 0's EAX, the highest basic
 	 * leaf, is at least 1), so those are dropped. */
 	for (uint32_t i = 0; !ret && i < cpuid->nent; i++)
-		if (!all_zero(&cpuid->entries[i], sizeof(cpuid->entries[i])))
+		if (!snap_all_zero(&cpuid->entries[i], sizeof(cpuid->entries[i])))
 			st->cpuid[st->nr_cpuid++] = cpuid->entries[i];
 	free(cpuid);
 	return ret;
@@ -308,7 +286,7 @@ int vcpu_state_capture(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_s
 	st->xsave_size = host->xsave_size;
 	st->xsave = calloc(1, st->xsave_size);
 	if (!st->xsave) {
-		set_err(err, err_size, "out of memory for vCPU %u's XSAVE state", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's XSAVE state", vcpu_index);
 		return -ENOMEM;
 	}
 	/*
@@ -342,8 +320,8 @@ int vcpu_state_capture(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_s
 		int khz = state_ioctl_call(ops, vcpu_fd, KVM_GET_TSC_KHZ, NULL);
 
 		if (khz <= 0) {
-			set_err(err, err_size, "vCPU %u: KVM_GET_TSC_KHZ failed: %s", vcpu_index,
-				khz < 0 ? strerror(-khz) : "it answered 0 kHz");
+			snap_set_err(err, err_size, "vCPU %u: KVM_GET_TSC_KHZ failed: %s",
+				     vcpu_index, khz < 0 ? strerror(-khz) : "it answered 0 kHz");
 			ret = khz < 0 ? khz : -EIO;
 		}
 		st->tsc_khz = khz > 0 ? (uint64_t)khz : 0;
@@ -376,7 +354,7 @@ static int add_list(struct snap_writer *w, uint32_t type, unsigned int vcpu_inde
 	int ret;
 
 	if (!buf) {
-		set_err(err, err_size, "out of memory");
+		snap_set_err(err, err_size, "out of memory");
 		return -ENOMEM;
 	}
 	memcpy(buf, &count, sizeof(count));
@@ -407,8 +385,9 @@ int vcpu_state_write(struct snap_writer *w, unsigned int vcpu_index, const struc
 	int ret;
 
 	if (!st->xsave || st->nr_msrs > SNAP_MAX_MSRS || st->nr_cpuid > SNAP_MAX_CPUID_ENTRIES) {
-		set_err(err, err_size, "vCPU %u: no XSAVE state, or %u MSRs / %u CPUID entries",
-			vcpu_index, st->nr_msrs, st->nr_cpuid);
+		snap_set_err(err, err_size,
+			     "vCPU %u: no XSAVE state, or %u MSRs / %u CPUID entries", vcpu_index,
+			     st->nr_msrs, st->nr_cpuid);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
@@ -433,7 +412,7 @@ int vcpu_state_save(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_stat
 	int ret;
 
 	if (!st) {
-		set_err(err, err_size, "out of memory for vCPU %u's state", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's state", vcpu_index);
 		return -ENOMEM;
 	}
 	ret = vcpu_state_capture(vcpu_fd, vcpu_index, host, ops, st, err, err_size);
@@ -454,8 +433,8 @@ static const uint8_t *section(const uint8_t *data, const struct snap_index *idx,
 	const struct snap_section *s = snap_find(idx, type, vcpu_index);
 
 	if (!s) {
-		set_err(err, err_size, "the state file has no %s section for vCPU %u",
-			snap_section_name(type), vcpu_index);
+		snap_set_err(err, err_size, "the state file has no %s section for vCPU %u",
+			     snap_section_name(type), vcpu_index);
 		return NULL;
 	}
 	*len = s->length;
@@ -471,8 +450,8 @@ static int copy_fixed(const uint8_t *data, const struct snap_index *idx, uint32_
 	if (!p)
 		return -EINVAL;
 	if (len != size) {
-		set_err(err, err_size, "vCPU %u: %s section is %llu bytes, not %zu", vcpu_index,
-			snap_section_name(type), (unsigned long long)len, size);
+		snap_set_err(err, err_size, "vCPU %u: %s section is %llu bytes, not %zu",
+			     vcpu_index, snap_section_name(type), (unsigned long long)len, size);
 		return -EINVAL;
 	}
 	memcpy(dst, p, size);
@@ -490,18 +469,20 @@ static int copy_list(const uint8_t *data, const struct snap_index *idx, uint32_t
 	if (!p)
 		return -EINVAL;
 	if (len < LIST_HDR) {
-		set_err(err, err_size, "vCPU %u: %s section is %llu bytes, shorter than its header",
-			vcpu_index, snap_section_name(type), (unsigned long long)len);
+		snap_set_err(err, err_size,
+			     "vCPU %u: %s section is %llu bytes, shorter than its header",
+			     vcpu_index, snap_section_name(type), (unsigned long long)len);
 		return -EINVAL;
 	}
 	memcpy(&n, p, sizeof(n));
 	memcpy(&reserved, p + 4, sizeof(reserved));
 	if (n > max || reserved || len != LIST_HDR + (uint64_t)n * entry_size) {
-		set_err(err, err_size,
-			"vCPU %u: %s section holds %u entries in %llu bytes (at most %u entries "
-			"of %zu bytes after an 8-byte header)",
-			vcpu_index, snap_section_name(type), n, (unsigned long long)len, max,
-			entry_size);
+		snap_set_err(
+		    err, err_size,
+		    "vCPU %u: %s section holds %u entries in %llu bytes (at most %u entries "
+		    "of %zu bytes after an 8-byte header)",
+		    vcpu_index, snap_section_name(type), n, (unsigned long long)len, max,
+		    entry_size);
 		return -EINVAL;
 	}
 	memcpy(dst, p + LIST_HDR, n * entry_size);
@@ -548,15 +529,15 @@ int vcpu_state_decode(const uint8_t *data, const struct snap_index *idx, unsigne
 	if (!p)
 		return -EINVAL;
 	if (len < SNAP_XSAVE_MIN || len > SNAP_XSAVE_MAX || len % 4) {
-		set_err(err, err_size,
-			"vCPU %u: XSAVE section is %llu bytes (a multiple of 4 from "
-			"%u to %u)",
-			vcpu_index, (unsigned long long)len, SNAP_XSAVE_MIN, SNAP_XSAVE_MAX);
+		snap_set_err(err, err_size,
+			     "vCPU %u: XSAVE section is %llu bytes (a multiple of 4 from "
+			     "%u to %u)",
+			     vcpu_index, (unsigned long long)len, SNAP_XSAVE_MIN, SNAP_XSAVE_MAX);
 		return -EINVAL;
 	}
 	st->xsave = malloc(len);
 	if (!st->xsave) {
-		set_err(err, err_size, "out of memory for vCPU %u's XSAVE state", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's XSAVE state", vcpu_index);
 		return -ENOMEM;
 	}
 	memcpy(st->xsave, p, len);
@@ -573,33 +554,35 @@ static int check_xsave(const struct vcpu_state *st, unsigned int vcpu_index,
 	uint32_t mxcsr;
 
 	if (!st->xsave || st->xsave_size != host->xsave_size) {
-		set_err(err, err_size,
-			"vCPU %u: the XSAVE state is %u bytes; this host's KVM uses %u (another "
-			"CPU or kernel wrote the snapshot)",
-			vcpu_index, st->xsave_size, host->xsave_size);
+		snap_set_err(
+		    err, err_size,
+		    "vCPU %u: the XSAVE state is %u bytes; this host's KVM uses %u (another "
+		    "CPU or kernel wrote the snapshot)",
+		    vcpu_index, st->xsave_size, host->xsave_size);
 		return -ENOTSUP;
 	}
 	memcpy(&mxcsr, st->xsave + XSAVE_MXCSR, sizeof(mxcsr));
 	memcpy(&xstate_bv, st->xsave + XSAVE_HDR, sizeof(xstate_bv));
 	memcpy(&xcomp_bv, st->xsave + XSAVE_HDR + 8, sizeof(xcomp_bv));
 	if (mxcsr >> 16) {
-		set_err(err, err_size, "vCPU %u: XSAVE MXCSR 0x%x sets reserved bits 16-31",
-			vcpu_index, mxcsr);
+		snap_set_err(err, err_size, "vCPU %u: XSAVE MXCSR 0x%x sets reserved bits 16-31",
+			     vcpu_index, mxcsr);
 		return -EINVAL;
 	}
 	if (xstate_bv & ~host->supported_xcr0) {
-		set_err(err, err_size,
-			"vCPU %u: XSAVE state holds features 0x%llx; this host's KVM allows "
-			"0x%llx",
-			vcpu_index, (unsigned long long)xstate_bv,
-			(unsigned long long)host->supported_xcr0);
+		snap_set_err(err, err_size,
+			     "vCPU %u: XSAVE state holds features 0x%llx; this host's KVM allows "
+			     "0x%llx",
+			     vcpu_index, (unsigned long long)xstate_bv,
+			     (unsigned long long)host->supported_xcr0);
 		return -ENOTSUP;
 	}
-	if (xcomp_bv || !all_zero(st->xsave + XSAVE_HDR + 16, XSAVE_HDR_RESERVED)) {
-		set_err(err, err_size,
-			"vCPU %u: XSAVE header is not the standard format (XCOMP_BV 0x%llx, or "
-			"reserved bytes set)",
-			vcpu_index, (unsigned long long)xcomp_bv);
+	if (xcomp_bv || !snap_all_zero(st->xsave + XSAVE_HDR + 16, XSAVE_HDR_RESERVED)) {
+		snap_set_err(
+		    err, err_size,
+		    "vCPU %u: XSAVE header is not the standard format (XCOMP_BV 0x%llx, or "
+		    "reserved bytes set)",
+		    vcpu_index, (unsigned long long)xcomp_bv);
 		return -EINVAL;
 	}
 	return 0;
@@ -609,31 +592,32 @@ static int check_xcrs(const struct kvm_xcrs *xcrs, unsigned int vcpu_index,
 		      const struct vcpu_state_host *host, char *err, size_t err_size)
 {
 	if (xcrs->nr_xcrs > KVM_MAX_XCRS || xcrs->flags ||
-	    !all_zero(xcrs->padding, sizeof(xcrs->padding))) {
-		set_err(err, err_size, "vCPU %u: %u XCRs (at most %u), flags 0x%x (must be 0)",
-			vcpu_index, xcrs->nr_xcrs, KVM_MAX_XCRS, xcrs->flags);
+	    !snap_all_zero(xcrs->padding, sizeof(xcrs->padding))) {
+		snap_set_err(err, err_size, "vCPU %u: %u XCRs (at most %u), flags 0x%x (must be 0)",
+			     vcpu_index, xcrs->nr_xcrs, KVM_MAX_XCRS, xcrs->flags);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < xcrs->nr_xcrs; i++) {
 		const struct kvm_xcr *x = &xcrs->xcrs[i];
 
 		if (x->xcr != 0 || x->reserved) {
-			set_err(err, err_size, "vCPU %u: XCR%u (only XCR0 exists)", vcpu_index,
-				x->xcr);
+			snap_set_err(err, err_size, "vCPU %u: XCR%u (only XCR0 exists)", vcpu_index,
+				     x->xcr);
 			return -EINVAL;
 		}
 		if (!(x->value & XCR0_X87) || ((x->value & XCR0_YMM) && !(x->value & XCR0_SSE))) {
-			set_err(err, err_size,
-				"vCPU %u: XCR0 0x%llx (x87 must be on, AVX needs SSE)", vcpu_index,
-				(unsigned long long)x->value);
+			snap_set_err(err, err_size,
+				     "vCPU %u: XCR0 0x%llx (x87 must be on, AVX needs SSE)",
+				     vcpu_index, (unsigned long long)x->value);
 			return -EINVAL;
 		}
 		if (x->value & ~host->supported_xcr0) {
-			set_err(err, err_size,
-				"vCPU %u: XCR0 0x%llx enables features this host's KVM does not "
-				"allow (0x%llx)",
-				vcpu_index, (unsigned long long)x->value,
-				(unsigned long long)host->supported_xcr0);
+			snap_set_err(
+			    err, err_size,
+			    "vCPU %u: XCR0 0x%llx enables features this host's KVM does not "
+			    "allow (0x%llx)",
+			    vcpu_index, (unsigned long long)x->value,
+			    (unsigned long long)host->supported_xcr0);
 			return -ENOTSUP;
 		}
 	}
@@ -652,29 +636,30 @@ static int check_msrs(const struct vcpu_state *st, unsigned int vcpu_index,
 		      const struct vcpu_state_host *host, char *err, size_t err_size)
 {
 	if (st->nr_msrs > SNAP_MAX_MSRS) {
-		set_err(err, err_size, "vCPU %u: %u MSRs (at most %u)", vcpu_index, st->nr_msrs,
-			SNAP_MAX_MSRS);
+		snap_set_err(err, err_size, "vCPU %u: %u MSRs (at most %u)", vcpu_index,
+			     st->nr_msrs, SNAP_MAX_MSRS);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < st->nr_msrs; i++) {
 		const struct kvm_msr_entry *m = &st->msrs[i];
 
 		if (m->reserved) {
-			set_err(err, err_size, "vCPU %u: MSR 0x%x has reserved field 0x%x",
-				vcpu_index, m->index, m->reserved);
+			snap_set_err(err, err_size, "vCPU %u: MSR 0x%x has reserved field 0x%x",
+				     vcpu_index, m->index, m->reserved);
 			return -EINVAL;
 		}
 		if (!host_saves_msr(host, m->index)) {
-			set_err(err, err_size,
-				"vCPU %u: MSR 0x%x is not one this host's KVM saves and restores "
-				"(KVM_GET_MSR_INDEX_LIST)",
-				vcpu_index, m->index);
+			snap_set_err(
+			    err, err_size,
+			    "vCPU %u: MSR 0x%x is not one this host's KVM saves and restores "
+			    "(KVM_GET_MSR_INDEX_LIST)",
+			    vcpu_index, m->index);
 			return -ENOTSUP;
 		}
 		for (uint32_t j = 0; j < i; j++) {
 			if (st->msrs[j].index == m->index) {
-				set_err(err, err_size, "vCPU %u: MSR 0x%x is saved twice",
-					vcpu_index, m->index);
+				snap_set_err(err, err_size, "vCPU %u: MSR 0x%x is saved twice",
+					     vcpu_index, m->index);
 				return -EINVAL;
 			}
 		}
@@ -686,25 +671,26 @@ static int check_cpuid(const struct vcpu_state *st, unsigned int vcpu_index, cha
 		       size_t err_size)
 {
 	if (st->nr_cpuid == 0 || st->nr_cpuid > SNAP_MAX_CPUID_ENTRIES) {
-		set_err(err, err_size, "vCPU %u: %u CPUID entries (1 to %u)", vcpu_index,
-			st->nr_cpuid, SNAP_MAX_CPUID_ENTRIES);
+		snap_set_err(err, err_size, "vCPU %u: %u CPUID entries (1 to %u)", vcpu_index,
+			     st->nr_cpuid, SNAP_MAX_CPUID_ENTRIES);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < st->nr_cpuid; i++) {
 		const struct kvm_cpuid_entry2 *e = &st->cpuid[i];
 
 		if ((e->flags & ~(uint32_t)KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
-		    !all_zero(e->padding, sizeof(e->padding))) {
-			set_err(err, err_size,
-				"vCPU %u: CPUID entry 0x%x.%u has flags 0x%x or padding set",
-				vcpu_index, e->function, e->index, e->flags);
+		    !snap_all_zero(e->padding, sizeof(e->padding))) {
+			snap_set_err(err, err_size,
+				     "vCPU %u: CPUID entry 0x%x.%u has flags 0x%x or padding set",
+				     vcpu_index, e->function, e->index, e->flags);
 			return -EINVAL;
 		}
 		for (uint32_t j = 0; j < i; j++) {
 			if (st->cpuid[j].function == e->function &&
 			    st->cpuid[j].index == e->index) {
-				set_err(err, err_size, "vCPU %u: CPUID entry 0x%x.%u appears twice",
-					vcpu_index, e->function, e->index);
+				snap_set_err(err, err_size,
+					     "vCPU %u: CPUID entry 0x%x.%u appears twice",
+					     vcpu_index, e->function, e->index);
 				return -EINVAL;
 			}
 		}
@@ -724,16 +710,18 @@ static int check_tsc(uint64_t khz, unsigned int vcpu_index, const struct vcpu_st
 		     char *err, size_t err_size)
 {
 	if (khz < VCPU_STATE_TSC_KHZ_MIN || khz > VCPU_STATE_TSC_KHZ_MAX) {
-		set_err(err, err_size, "vCPU %u: TSC frequency %llu kHz (%u to %u)", vcpu_index,
-			(unsigned long long)khz, VCPU_STATE_TSC_KHZ_MIN, VCPU_STATE_TSC_KHZ_MAX);
+		snap_set_err(err, err_size, "vCPU %u: TSC frequency %llu kHz (%u to %u)",
+			     vcpu_index, (unsigned long long)khz, VCPU_STATE_TSC_KHZ_MIN,
+			     VCPU_STATE_TSC_KHZ_MAX);
 		return -EINVAL;
 	}
 	if (tsc_needs_scaling(khz, host->tsc_khz) && !host->tsc_control) {
-		set_err(err, err_size,
-			"vCPU %u: the snapshot's TSC runs at %llu kHz, this host's at %u kHz, and "
-			"this KVM cannot scale it (no KVM_CAP_TSC_CONTROL); restore on a host with "
-			"the same TSC frequency",
-			vcpu_index, (unsigned long long)khz, host->tsc_khz);
+		snap_set_err(
+		    err, err_size,
+		    "vCPU %u: the snapshot's TSC runs at %llu kHz, this host's at %u kHz, and "
+		    "this KVM cannot scale it (no KVM_CAP_TSC_CONTROL); restore on a host with "
+		    "the same TSC frequency",
+		    vcpu_index, (unsigned long long)khz, host->tsc_khz);
 		return -ENOTSUP;
 	}
 	return 0;
@@ -748,23 +736,25 @@ static int check_sregs(const struct kvm_sregs *s, unsigned int vcpu_index, char 
 	for (size_t i = 0; i < sizeof(s->interrupt_bitmap) / sizeof(s->interrupt_bitmap[0]); i++)
 		pending += (unsigned int)__builtin_popcountll(s->interrupt_bitmap[i]);
 	if (pending > 1) {
-		set_err(err, err_size, "vCPU %u: %u pending interrupts in SREGS (at most 1)",
-			vcpu_index, pending);
+		snap_set_err(err, err_size, "vCPU %u: %u pending interrupts in SREGS (at most 1)",
+			     vcpu_index, pending);
 		return -EINVAL;
 	}
 	if ((s->cr0 >> 32) || ((s->cr0 & CR0_PG) && !(s->cr0 & CR0_PE)) ||
 	    ((s->cr0 & CR0_NW) && !(s->cr0 & CR0_CD))) {
-		set_err(err, err_size, "vCPU %u: CR0 0x%llx (paging needs protection, NW needs CD)",
-			vcpu_index, (unsigned long long)s->cr0);
+		snap_set_err(err, err_size,
+			     "vCPU %u: CR0 0x%llx (paging needs protection, NW needs CD)",
+			     vcpu_index, (unsigned long long)s->cr0);
 		return -EINVAL;
 	}
 	if (long_mode ? (!(s->cr4 & CR4_PAE) || !(s->efer & EFER_LMA))
 		      : ((s->efer & EFER_LMA) || s->cs.l)) {
-		set_err(err, err_size,
-			"vCPU %u: EFER 0x%llx, CR0 0x%llx, CR4 0x%llx, CS.L %u do not make a valid "
-			"mode",
-			vcpu_index, (unsigned long long)s->efer, (unsigned long long)s->cr0,
-			(unsigned long long)s->cr4, s->cs.l);
+		snap_set_err(
+		    err, err_size,
+		    "vCPU %u: EFER 0x%llx, CR0 0x%llx, CR4 0x%llx, CS.L %u do not make a valid "
+		    "mode",
+		    vcpu_index, (unsigned long long)s->efer, (unsigned long long)s->cr0,
+		    (unsigned long long)s->cr4, s->cs.l);
 		return -EINVAL;
 	}
 	return 0;
@@ -774,17 +764,17 @@ static int check_events(const struct kvm_vcpu_events *e, unsigned int vcpu_index
 			size_t err_size)
 {
 	if ((e->flags & ~(uint32_t)KNOWN_EVENT_FLAGS) ||
-	    !all_zero(e->reserved, sizeof(e->reserved))) {
-		set_err(err, err_size,
-			"vCPU %u: vCPU events flags 0x%x (known: 0x%x) or reserved "
-			"bytes set",
-			vcpu_index, e->flags, KNOWN_EVENT_FLAGS);
+	    !snap_all_zero(e->reserved, sizeof(e->reserved))) {
+		snap_set_err(err, err_size,
+			     "vCPU %u: vCPU events flags 0x%x (known: 0x%x) or reserved "
+			     "bytes set",
+			     vcpu_index, e->flags, KNOWN_EVENT_FLAGS);
 		return -EINVAL;
 	}
 	if ((e->exception.injected || e->exception.pending) &&
 	    (e->exception.nr > 31 || e->exception.nr == NMI_VECTOR)) {
-		set_err(err, err_size, "vCPU %u: pending exception vector %u (0-31, not NMI)",
-			vcpu_index, e->exception.nr);
+		snap_set_err(err, err_size, "vCPU %u: pending exception vector %u (0-31, not NMI)",
+			     vcpu_index, e->exception.nr);
 		return -EINVAL;
 	}
 	return 0;
@@ -794,12 +784,12 @@ static int check_debugregs(const struct kvm_debugregs *d, unsigned int vcpu_inde
 			   size_t err_size)
 {
 	if (d->flags || (d->dr6 >> 32) || (d->dr7 >> 32) ||
-	    !all_zero(d->reserved, sizeof(d->reserved))) {
-		set_err(err, err_size,
-			"vCPU %u: debug registers DR6 0x%llx, DR7 0x%llx, flags 0x%llx (high "
-			"halves, flags and reserved must be 0)",
-			vcpu_index, (unsigned long long)d->dr6, (unsigned long long)d->dr7,
-			(unsigned long long)d->flags);
+	    !snap_all_zero(d->reserved, sizeof(d->reserved))) {
+		snap_set_err(err, err_size,
+			     "vCPU %u: debug registers DR6 0x%llx, DR7 0x%llx, flags 0x%llx (high "
+			     "halves, flags and reserved must be 0)",
+			     vcpu_index, (unsigned long long)d->dr6, (unsigned long long)d->dr7,
+			     (unsigned long long)d->flags);
 		return -EINVAL;
 	}
 	return 0;
@@ -829,16 +819,16 @@ int vcpu_state_validate(const struct vcpu_state *st, unsigned int vcpu_index,
 	if (ret)
 		return ret;
 	if (st->mp_state.mp_state > KVM_MP_STATE_SIPI_RECEIVED) {
-		set_err(err, err_size, "vCPU %u: MP state %u (0 to %u on x86)", vcpu_index,
-			st->mp_state.mp_state, KVM_MP_STATE_SIPI_RECEIVED);
+		snap_set_err(err, err_size, "vCPU %u: MP state %u (0 to %u on x86)", vcpu_index,
+			     st->mp_state.mp_state, KVM_MP_STATE_SIPI_RECEIVED);
 		return -EINVAL;
 	}
 	/* KVM reads the LAPIC ID in the xAPIC layout (bits 24-31) in both APIC modes. */
 	memcpy(&apic_id, &st->lapic.regs[LAPIC_ID_REG], sizeof(apic_id));
 	if (apic_id >> 24 != vcpu_index) {
-		set_err(err, err_size,
-			"vCPU %u: the LAPIC's ID is %u; a vCPU's LAPIC ID is its index", vcpu_index,
-			apic_id >> 24);
+		snap_set_err(err, err_size,
+			     "vCPU %u: the LAPIC's ID is %u; a vCPU's LAPIC ID is its index",
+			     vcpu_index, apic_id >> 24);
 		return -EINVAL;
 	}
 	return 0;
@@ -866,7 +856,7 @@ static int set_cpuid(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_sta
 	int ret;
 
 	if (!cpuid) {
-		set_err(err, err_size, "out of memory for vCPU %u's CPUID", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's CPUID", vcpu_index);
 		return -ENOMEM;
 	}
 	cpuid->nent = st->nr_cpuid;
@@ -888,7 +878,7 @@ static int set_msrs(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_stat
 	int ret = 0;
 
 	if (!order || !batch) {
-		set_err(err, err_size, "out of memory for vCPU %u's MSRs", vcpu_index);
+		snap_set_err(err, err_size, "out of memory for vCPU %u's MSRs", vcpu_index);
 		free(order);
 		free(batch);
 		return -ENOMEM;
@@ -907,19 +897,20 @@ static int set_msrs(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_stat
 		memcpy(batch->entries, order + done, count * sizeof(order[0]));
 		ret = state_ioctl_call(ops, vcpu_fd, KVM_SET_MSRS, batch);
 		if (ret < 0) {
-			set_err(err, err_size, "vCPU %u: KVM_SET_MSRS failed: %s", vcpu_index,
-				strerror(-ret));
+			snap_set_err(err, err_size, "vCPU %u: KVM_SET_MSRS failed: %s", vcpu_index,
+				     strerror(-ret));
 			break;
 		}
 		if ((uint32_t)ret != count) {
 			const struct kvm_msr_entry *refused =
 			    (uint32_t)ret < count ? &order[done + ret] : &order[done];
 
-			set_err(err, err_size,
-				"vCPU %u: KVM_SET_MSRS set %d of %u MSRs; it refused MSR 0x%x = "
-				"0x%llx",
-				vcpu_index, ret, count, refused->index,
-				(unsigned long long)refused->data);
+			snap_set_err(
+			    err, err_size,
+			    "vCPU %u: KVM_SET_MSRS set %d of %u MSRs; it refused MSR 0x%x = "
+			    "0x%llx",
+			    vcpu_index, ret, count, refused->index,
+			    (unsigned long long)refused->data);
 			ret = -EIO;
 			break;
 		}
@@ -954,10 +945,10 @@ int vcpu_state_apply(int vcpu_fd, unsigned int vcpu_index, const struct vcpu_sta
 		ret =
 		    state_ioctl_call(ops, vcpu_fd, KVM_SET_TSC_KHZ, (void *)(uintptr_t)st->tsc_khz);
 		if (ret) {
-			set_err(err, err_size,
-				"vCPU %u: KVM_SET_TSC_KHZ %llu (host: %u kHz) failed: %s",
-				vcpu_index, (unsigned long long)st->tsc_khz, host->tsc_khz,
-				strerror(ret < 0 ? -ret : EIO));
+			snap_set_err(err, err_size,
+				     "vCPU %u: KVM_SET_TSC_KHZ %llu (host: %u kHz) failed: %s",
+				     vcpu_index, (unsigned long long)st->tsc_khz, host->tsc_khz,
+				     strerror(ret < 0 ? -ret : EIO));
 			return ret < 0 ? ret : -EIO;
 		}
 	}

@@ -2,8 +2,6 @@
 #include "vm_state.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -16,30 +14,6 @@
 #define PIT_MAX_RW_STATE 4u    /* the same, and the second byte of a word */
 #define PIT_KNOWN_FLAGS	 (KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON)
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !err_size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-}
-
-static bool all_zero(const void *p, size_t len)
-{
-	const uint8_t *b = p;
-
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 static int vm_call(const struct state_ioctl *ops, int fd, unsigned long request, void *arg,
 		   const char *what, char *err, size_t err_size)
 {
@@ -49,7 +23,7 @@ static int vm_call(const struct state_ioctl *ops, int fd, unsigned long request,
 		return 0;
 	if (ret > 0)
 		ret = -EIO;
-	set_err(err, err_size, "%s failed: %s", what, strerror(-ret));
+	snap_set_err(err, err_size, "%s failed: %s", what, strerror(-ret));
 	return ret;
 }
 
@@ -61,8 +35,8 @@ int vm_state_host_probe(int vm_fd, const struct state_ioctl *ops, struct vm_stat
 
 	memset(host, 0, sizeof(*host));
 	if (ret < 0) {
-		set_err(err, err_size, "KVM_CHECK_EXTENSION(KVM_CAP_ADJUST_CLOCK) failed: %s",
-			strerror(-ret));
+		snap_set_err(err, err_size, "KVM_CHECK_EXTENSION(KVM_CAP_ADJUST_CLOCK) failed: %s",
+			     strerror(-ret));
 		return ret;
 	}
 	host->clock_flags = (uint32_t)ret;
@@ -106,19 +80,21 @@ int vm_state_capture(int vm_fd, const struct snap_mem_layout *layout, const stru
 
 /* ---- encoding ---- */
 
+/* The fixed-size sections, { type, field, size }, for the writer and the decoder alike. */
+#define VM_FIXED_SECTIONS(st)                                                                      \
+	{SNAP_SEC_PIC_MASTER, &(st)->pic_master, sizeof((st)->pic_master)},                        \
+	    {SNAP_SEC_PIC_SLAVE, &(st)->pic_slave, sizeof((st)->pic_slave)},                       \
+	    {SNAP_SEC_IOAPIC, &(st)->ioapic, sizeof((st)->ioapic)},                                \
+	    {SNAP_SEC_PIT, &(st)->pit, sizeof((st)->pit)},                                         \
+	    {SNAP_SEC_KVMCLOCK, &(st)->clock, sizeof((st)->clock)},
+
 int vm_state_write(struct snap_writer *w, const struct vm_state *st, char *err, size_t err_size)
 {
 	const struct {
 		uint32_t type;
 		const void *data;
 		size_t len;
-	} fixed[] = {
-	    {SNAP_SEC_PIC_MASTER, &st->pic_master, sizeof(st->pic_master)},
-	    {SNAP_SEC_PIC_SLAVE, &st->pic_slave, sizeof(st->pic_slave)},
-	    {SNAP_SEC_IOAPIC, &st->ioapic, sizeof(st->ioapic)},
-	    {SNAP_SEC_PIT, &st->pit, sizeof(st->pit)},
-	    {SNAP_SEC_KVMCLOCK, &st->clock, sizeof(st->clock)},
-	};
+	} fixed[] = {VM_FIXED_SECTIONS(st)};
 	int ret = snap_writer_add_mem_layout(w, &st->layout, err, err_size);
 
 	for (size_t i = 0; !ret && i < sizeof(fixed) / sizeof(fixed[0]); i++)
@@ -136,30 +112,24 @@ int vm_state_decode(const uint8_t *data, const struct snap_index *idx, struct vm
 		uint32_t type;
 		void *dst;
 		size_t size;
-	} fixed[] = {
-	    {SNAP_SEC_PIC_MASTER, &st->pic_master, sizeof(st->pic_master)},
-	    {SNAP_SEC_PIC_SLAVE, &st->pic_slave, sizeof(st->pic_slave)},
-	    {SNAP_SEC_IOAPIC, &st->ioapic, sizeof(st->ioapic)},
-	    {SNAP_SEC_PIT, &st->pit, sizeof(st->pit)},
-	    {SNAP_SEC_KVMCLOCK, &st->clock, sizeof(st->clock)},
-	};
+	} fixed[] = {VM_FIXED_SECTIONS(st)};
 	const struct snap_section *s;
 
 	memset(st, 0, sizeof(*st));
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
 		s = snap_find(idx, fixed[i].type, 0);
 		if (!s || s->length != fixed[i].size) {
-			set_err(err, err_size,
-				"the state file's %s section is %s (%zu bytes wanted)",
-				snap_section_name(fixed[i].type), s ? "the wrong size" : "missing",
-				fixed[i].size);
+			snap_set_err(err, err_size,
+				     "the state file's %s section is %s (%zu bytes wanted)",
+				     snap_section_name(fixed[i].type),
+				     s ? "the wrong size" : "missing", fixed[i].size);
 			return -EINVAL;
 		}
 		memcpy(fixed[i].dst, data + s->offset, fixed[i].size);
 	}
 	s = snap_find(idx, SNAP_SEC_MEMORY_LAYOUT, 0);
 	if (!s) {
-		set_err(err, err_size, "the state file has no MEMORY_LAYOUT section");
+		snap_set_err(err, err_size, "the state file has no MEMORY_LAYOUT section");
 		return -EINVAL;
 	}
 	return snap_mem_layout_decode(data + s->offset, s->length, &st->layout, err, err_size);
@@ -174,15 +144,16 @@ static int check_chip(const struct kvm_irqchip *chip, uint32_t chip_id, const ch
 	    chip_id == KVM_IRQCHIP_IOAPIC ? sizeof(chip->chip.ioapic) : sizeof(chip->chip.pic);
 
 	if (chip->chip_id != chip_id || chip->pad ||
-	    !all_zero((const uint8_t *)&chip->chip + used, sizeof(chip->chip) - used)) {
-		set_err(err, err_size,
-			"%s: chip id %u (must be %u), padding 0x%x or bytes after the state set",
-			name, chip->chip_id, chip_id, chip->pad);
+	    !snap_all_zero((const uint8_t *)&chip->chip + used, sizeof(chip->chip) - used)) {
+		snap_set_err(
+		    err, err_size,
+		    "%s: chip id %u (must be %u), padding 0x%x or bytes after the state set", name,
+		    chip->chip_id, chip_id, chip->pad);
 		return -EINVAL;
 	}
 	if (chip_id == KVM_IRQCHIP_IOAPIC && chip->chip.ioapic.base_address != IOAPIC_BASE) {
-		set_err(err, err_size, "IOAPIC at 0x%llx; it is at 0x%llx",
-			(unsigned long long)chip->chip.ioapic.base_address, IOAPIC_BASE);
+		snap_set_err(err, err_size, "IOAPIC at 0x%llx; it is at 0x%llx",
+			     (unsigned long long)chip->chip.ioapic.base_address, IOAPIC_BASE);
 		return -EINVAL;
 	}
 	return 0;
@@ -191,9 +162,9 @@ static int check_chip(const struct kvm_irqchip *chip, uint32_t chip_id, const ch
 static int check_pit(const struct kvm_pit_state2 *pit, char *err, size_t err_size)
 {
 	if ((pit->flags & ~(uint32_t)PIT_KNOWN_FLAGS) ||
-	    !all_zero(pit->reserved, sizeof(pit->reserved))) {
-		set_err(err, err_size, "PIT flags 0x%x (known: 0x%x) or reserved words set",
-			pit->flags, PIT_KNOWN_FLAGS);
+	    !snap_all_zero(pit->reserved, sizeof(pit->reserved))) {
+		snap_set_err(err, err_size, "PIT flags 0x%x (known: 0x%x) or reserved words set",
+			     pit->flags, PIT_KNOWN_FLAGS);
 		return -EINVAL;
 	}
 	for (unsigned int i = 0; i < 3; i++) {
@@ -203,7 +174,7 @@ static int check_pit(const struct kvm_pit_state2 *pit, char *err, size_t err_siz
 		    (c->mode > PIT_MAX_MODE && c->mode != PIT_MODE_UNSET) ||
 		    c->rw_mode > PIT_MAX_RW_MODE || c->read_state > PIT_MAX_RW_STATE ||
 		    c->write_state > PIT_MAX_RW_STATE || c->bcd > 1 || c->gate > 1) {
-			set_err(
+			snap_set_err(
 			    err, err_size,
 			    "PIT channel %u: count %u (at most %u), mode %u (at most %u, or 255), "
 			    "access %u/%u/%u, bcd %u, gate %u out of range",
@@ -229,9 +200,9 @@ int vm_state_validate(const struct vm_state *st, char *err, size_t err_size)
 	if (ret)
 		return ret;
 	if ((st->clock.flags & ~(uint32_t)VM_STATE_CLOCK_FLAGS) || st->clock.pad0 ||
-	    !all_zero(st->clock.pad, sizeof(st->clock.pad))) {
-		set_err(err, err_size, "kvmclock flags 0x%x (known: 0x%x) or padding set",
-			st->clock.flags, VM_STATE_CLOCK_FLAGS);
+	    !snap_all_zero(st->clock.pad, sizeof(st->clock.pad))) {
+		snap_set_err(err, err_size, "kvmclock flags 0x%x (known: 0x%x) or padding set",
+			     st->clock.flags, VM_STATE_CLOCK_FLAGS);
 		return -EINVAL;
 	}
 	return snap_mem_layout_check(&st->layout, err, err_size);

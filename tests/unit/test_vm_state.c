@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "snapshot_format.h"
+#include "test_state_file.h"
 #include "vm_state.h"
 
 #define ERR_SIZE  512
@@ -59,43 +60,9 @@ static void test_state(struct vm_state *st)
 
 /* ---- a state file ---- */
 
-struct file {
-	char dir[64];
-	char path[128];
-	uint8_t *data;
-	size_t size;
-	struct snap_index idx;
-};
-
 static void file_begin(struct file *f, struct snap_writer *w)
 {
-	struct snap_header h = {.nr_caps = 1, .caps = {KVM_CAP_ADJUST_CLOCK}};
-	char err[ERR_SIZE];
-
-	memset(f, 0, sizeof(*f));
-	strcpy(h.wisp_version, "0.1.0-test");
-	strcpy(h.cpu_vendor, "GenuineIntel");
-	snprintf(f->dir, sizeof(f->dir), "/tmp/wisp-vmstate.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/vm.state", f->dir);
-	assert_int_equal(snap_writer_begin(w, f->path, &h, NULL, err, sizeof(err)), 0);
-}
-
-static void file_finish_and_parse(struct file *f, struct snap_writer *w)
-{
-	char err[ERR_SIZE];
-
-	assert_int_equal(snap_writer_finish(w, err, sizeof(err)), 0);
-	assert_int_equal(snap_read_file(f->path, &f->data, &f->size, err, sizeof(err)), 0);
-	assert_int_equal(snap_parse(f->data, f->size, 0, &f->idx, err, sizeof(err)), 0);
-}
-
-static void file_free(struct file *f)
-{
-	snap_index_free(&f->idx);
-	free(f->data);
-	unlink(f->path);
-	rmdir(f->dir);
+	file_begin_with(f, w, "/tmp/wisp-vmstate.XXXXXX", KVM_CAP_ADJUST_CLOCK, "GenuineIntel");
 }
 
 /* ---- a fake KVM ---- */
