@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 
-from wisptest import check
+from wisptest import WispTimeout, check
 
 SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") else None
 NETNS = f"wisp-test-{os.getpid()}"
@@ -140,10 +140,27 @@ def test_tcp_transfer_of_100_mib_each_way_over_tap(env):
     # sha256 keeps the guest's CPU time reasonable under nested emulation.
     payload = os.urandom(1024 * 1024) * 100
     expected = hashlib.md5(payload).hexdigest()
-    # One boot, no retry: a guest that dies before its command ends is a failure, under
-    # the harness as under real KVM (README, "I/O benchmark": the nested fault that once
-    # needed retries here did not show in this machine's runs).
-    result, host_sum, server_err = _tcp_round_trip(env, payload)
+    # Under ci/kvm-harness the emulated SVM now and then resumes a guest with the L1
+    # kernel's own registers (README, "I/O benchmark"): the guest then resets or hangs
+    # before its command ends, in about a third of this test's boots there. There, and
+    # only for that, up to two more boots; under real KVM a guest that dies is a failure
+    # at once.
+    attempts = 3 if os.environ.get("WISP_IN_HARNESS") == "1" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            result, host_sum, server_err = _tcp_round_trip(env, payload)
+        except WispTimeout as err:
+            if attempt == attempts:
+                raise
+            why = str(err).splitlines()[0]  # the guest hung
+        else:
+            if result.command_status() is not None or attempt == attempts:
+                break
+            last = (result.console.strip().splitlines() or ["nothing"])[-1]
+            why = (f"wisp exit status {result.status} after {result.seconds:.1f} s, console "
+                   f"ends {last!r}")
+        print(f"# tcp transfer: the guest died before its command ended ({why}); nested "
+              f"KVM: boot {attempt + 1} of at most {attempts}", flush=True)
     check(f"{expected}  /tmp/in.bin" in result.console,
           "the guest's checksum of what the host sent does not match", result)
     check(host_sum == expected,
