@@ -63,6 +63,16 @@ struct api_vmm_ops {
 	 * -errno. As Firecracker does, PUT /boot-source and PUT /drives open the files they
 	 * name while they are handled, so a missing file is that request's 400. */
 	int (*open_check)(void *opaque, const char *path, int flags);
+	/* PUT /snapshot/create on a paused VM (the API checked the state): writes both files;
+	 * the VM stays paused. */
+	int (*snapshot_create)(void *opaque, const struct snapshot_create_config *request,
+			       char *err, size_t err_size);
+	/* PUT /snapshot/load on a fresh process (the API checked that nothing was configured
+	 * but the logger and metrics): on success *restored is the restored VM's
+	 * configuration (what GET /vm/config shows from then on) and the VM is paused, or
+	 * running when request->resume_vm. */
+	int (*snapshot_load)(void *opaque, const struct snapshot_load_config *request,
+			     struct vmm_config *restored, char *err, size_t err_size);
 };
 
 struct api_state {

@@ -93,6 +93,43 @@ struct process_config {
 #define CONFIG_DEFAULT_ID	   "anonymous-instance"
 #define CONFIG_DEFAULT_MAX_PAYLOAD 51200
 
+/* PUT /snapshot/create. */
+enum snapshot_type { SNAPSHOT_FULL, SNAPSHOT_DIFF };
+struct snapshot_create_config {
+	enum snapshot_type type;
+	char snapshot_path[CONFIG_PATH_MAX];
+	char mem_file_path[CONFIG_PATH_MAX];
+};
+
+/* Where a restored VM's memory comes from: the memory file mapped MAP_PRIVATE (File), or
+ * a userfaultfd handler listening on a Unix socket (Uffd), as in Firecracker. */
+enum mem_backend { MEM_BACKEND_FILE, MEM_BACKEND_UFFD };
+/* PUT /snapshot/load's huge_pages ("2M" is refused: wisp has no hugetlbfs backing). */
+enum restore_huge_pages {
+	RESTORE_HUGE_PAGES_SNAPSHOT, /* the default: what the snapshot's VM had */
+	RESTORE_HUGE_PAGES_NONE,
+	RESTORE_HUGE_PAGES_TRANSPARENT,
+};
+
+/* network_overrides: the interface iface_id gets the TAP tap instead of the saved one. */
+struct net_override {
+	char iface_id[CONFIG_ID_MAX];
+	char tap[CONFIG_IFNAME_MAX];
+};
+
+/* PUT /snapshot/load, or --restore on the command line. */
+struct snapshot_load_config {
+	char snapshot_path[CONFIG_PATH_MAX];
+	enum mem_backend backend;
+	char backend_path[CONFIG_PATH_MAX]; /* the memory file, or the handler's socket */
+	bool track_dirty_pages;
+	bool resume_vm;
+	bool clock_realtime;
+	enum restore_huge_pages huge_pages;
+	unsigned int nr_net_overrides;
+	struct net_override net_overrides[CONFIG_MAX_NETS];
+};
+
 /* The whole VM: what the command line, --config-file or API calls before InstanceStart
  * describe. Empty strings mean "not set". */
 struct vmm_config {
@@ -113,6 +150,9 @@ struct vmm_config {
 	char metrics_path[CONFIG_PATH_MAX];
 	char serial_out_path[CONFIG_PATH_MAX];
 	struct process_config process;
+	/* --restore: start from this snapshot instead of booting (nothing else is set). */
+	bool has_restore;
+	struct snapshot_load_config restore;
 };
 
 /* Copies src into dst[size]; -ENAMETOOLONG (dst untouched) if it does not fit. */
