@@ -303,8 +303,15 @@ static int op_snapshot_create(void *opaque, const struct snapshot_create_config 
 			      size_t err_size)
 {
 	struct controller *ctl = opaque;
+	uint64_t start_us = metrics_monotonic_us();
+	int ret = snapshot_create(&ctl->vm, &ctl->api.config, ctl->version, request, err, err_size);
 
-	return snapshot_create(&ctl->vm, &ctl->api.config, ctl->version, request, err, err_size);
+	if (!ret)
+		metrics_store_elapsed_us(request->type == SNAPSHOT_DIFF
+					     ? &metrics.latencies_us.vmm_diff_create_snapshot
+					     : &metrics.latencies_us.vmm_full_create_snapshot,
+					 start_us);
+	return ret;
 }
 
 /* A load that failed before the VM was built leaves the process as fresh as it was; one
@@ -312,6 +319,7 @@ static int op_snapshot_create(void *opaque, const struct snapshot_create_config 
 static int controller_restore(struct controller *ctl, const struct snapshot_load_config *request,
 			      struct vmm_config *restored, char *err, size_t err_size)
 {
+	uint64_t start_us = metrics_monotonic_us();
 	bool built = false;
 	int ret;
 
@@ -324,6 +332,10 @@ static int controller_restore(struct controller *ctl, const struct snapshot_load
 	ctl->boot_failure = FAILURE_VMM;
 	ret = snapshot_load(&ctl->vm, request, restored, &built, &ctl->boot_failure, err, err_size);
 	ctl->vm_created = built;
+	if (!ret)
+		log_info("'load snapshot' VMM action took %llu us",
+			 (unsigned long long)metrics_store_elapsed_us(
+			     &metrics.latencies_us.vmm_load_snapshot, start_us));
 	return ret;
 }
 
