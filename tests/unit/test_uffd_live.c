@@ -123,6 +123,9 @@ static int teardown(void **state)
 	unlink(l->socket);
 	unlink(l->memfile);
 	unlink(l->record);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/stderr", l->dir);
+	unlink(path);
 	rmdir(l->dir);
 	free(l);
 	return 0;
@@ -148,24 +151,53 @@ static int wait_for(pid_t pid, const char *what)
 }
 
 /* Starts the handler with its stdout on a pipe (*out); returns once its socket exists. */
-static pid_t start_handler(struct live *l, const char *opt, const char *opt_arg, int *out)
+/* Runs the handler with its stdout on a pipe (*out) and its stderr in DIR/stderr. */
+static pid_t spawn_handler(struct live *l, const char *opt, const char *opt_arg, int *out)
 {
 	int fds[2];
+	char err_path[160];
+	snprintf(err_path, sizeof(err_path), "%s/stderr", l->dir);
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		dup2(fds[1], 1);
+		if (err_fd >= 0)
+			dup2(err_fd, 2);
 		execl(l->handler, l->handler, l->socket, l->memfile, opt, opt_arg, (char *)NULL);
 		_exit(127);
 	}
 	close(fds[1]);
 	*out = fds[0];
+	return pid;
+}
+
+/* What the handler wrote on stderr (for the messages' words). */
+static const char *handler_stderr(const struct live *l)
+{
+	static char text[8192];
+	char path[160];
+	snprintf(path, sizeof(path), "%s/stderr", l->dir);
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	text[n > 0 ? n : 0] = '\0';
+	fputs(text, stderr); /* shown with the test's output */
+	return text;
+}
+
+/* spawn_handler, returning once its socket exists. */
+static pid_t start_handler(struct live *l, const char *opt, const char *opt_arg, int *out)
+{
+	pid_t pid = spawn_handler(l, opt, opt_arg, out);
 	/* The handler creates the path only once it listens. */
 	for (int i = 0; access(l->socket, F_OK) != 0; i++) {
 		int status;
 		if (waitpid(pid, &status, WNOHANG) == pid)
-			fail_msg("the handler exited (status 0x%x) before listening", status);
+			fail_msg("the handler exited (status 0x%x) before listening: %s", status,
+				 handler_stderr(l));
 		if (i == WAIT_LIMIT_S * 100) {
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
@@ -519,6 +551,175 @@ static void test_handler_exits_early(void **state)
 	gmem_unmap(&mem);
 }
 
+/* ---- the handler's refusals ---- */
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A bad page list is refused before the handler listens: no socket, exit status 2. */
+static void test_handler_refuses_bad_prefetch_list(void **state)
+{
+	struct live *l = *state;
+	int out;
+
+	write_text(l->record, "0x1000\n0x1001\n");
+	pid_t pid = spawn_handler(l, "--prefetch", l->record, &out);
+	int status = wait_for(pid, "the handler");
+	close(out);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	assert_int_equal(access(l->socket, F_OK), -1);
+	const char *text = handler_stderr(l);
+	assert_non_null(strstr(text, "line 2: offset 0x1001 is not aligned"));
+}
+
+static void test_handler_refuses_existing_socket_path(void **state)
+{
+	struct live *l = *state;
+	int out;
+
+	write_text(l->socket, "not a socket");
+	pid_t pid = spawn_handler(l, NULL, NULL, &out);
+	int status = wait_for(pid, "the handler");
+	close(out);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 2);
+	assert_non_null(strstr(handler_stderr(l), "exists already"));
+	assert_int_equal(access(l->socket, F_OK), 0); /* left alone */
+}
+
+/* Connects to the handler as a VMM would and sends text, with fd in SCM_RIGHTS when
+ * fd >= 0, then closes; returns the handler's exit status. */
+static int send_to_handler(struct live *l, const char *text, int fd)
+{
+	int out;
+	pid_t pid = start_handler(l, NULL, NULL, &out);
+	int sock = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	set_path(&addr, l->socket);
+	assert_int_equal(connect(sock, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	}
+	assert_int_equal(sendmsg(sock, &msg, 0), (ssize_t)strlen(text));
+	close(sock);
+	int status = wait_for(pid, "the handler");
+	close(out);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_handler_refuses_bad_messages(void **state)
+{
+	struct live *l = *state;
+	const char *good = "[{\"base_host_virt_addr\": 4096, \"size\": 4096, \"offset\": 0, "
+			   "\"page_size\": 4096}]";
+	int pipe_fds[2];
+	assert_int_equal(pipe(pipe_fds), 0);
+
+	assert_int_equal(send_to_handler(l, good, -1), 2);
+	assert_non_null(strstr(handler_stderr(l), "no file descriptor"));
+
+	assert_int_equal(send_to_handler(l, "[{\"size\": 4096}]", pipe_fds[0]), 2);
+	assert_non_null(strstr(handler_stderr(l), "no \"base_host_virt_addr\""));
+
+	assert_int_equal(send_to_handler(l, good, pipe_fds[0]), 2);
+	assert_non_null(strstr(handler_stderr(l), "not a userfaultfd"));
+
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+}
+
+/* A list from another snapshot (an offset past every region) is not applied at all; the
+ * restore works by faults. */
+static void test_prefetch_list_of_another_snapshot(void **state)
+{
+	struct live *l = *state;
+	struct summary s;
+
+	write_text(l->record, "0x0\n0x1000\n0x40000000\n");
+	run_restore(l, "--prefetch", l->record, false, &s);
+	assert_int_equal(s.prefetched, 0);
+	assert_int_equal(s.faulted, TOTAL_PAGES);
+	assert_non_null(strstr(handler_stderr(l), "lies outside every region"));
+}
+
+/* SIGTERM while the VMM lives: the handler still writes its record and summary. */
+static void test_sigterm_keeps_the_record(void **state)
+{
+	struct live *l = *state;
+	int out, done[2], release[2];
+
+	assert_int_equal(pipe(done), 0);
+	assert_int_equal(pipe(release), 0);
+	pid_t handler = start_handler(l, "--record", l->record, &out);
+	pid_t vmm = fork();
+	assert_true(vmm >= 0);
+	if (vmm == 0) {
+		struct gmem mem = {.regions = {{.gpa = 0, .size = LOW_SIZE}}, .nr_regions = 1};
+		struct snap_mem_layout layout = {.nr_regions = 1,
+						 .regions = {{.gpa = 0, .size = LOW_SIZE}}};
+		struct uffd_backend backend;
+		char err[512], c;
+		if (gmem_map_anonymous(&mem) < 0 ||
+		    uffd_backend_connect(&mem, &layout, l->socket, &backend, err, sizeof(err)) < 0)
+			vmm_fail("connect: %s", err);
+		for (uint64_t p = 0; p < 10; p++)
+			check_page(mem.regions[0].host + p * PAGE, p, false);
+		if (write(done[1], "x", 1) != 1 || read(release[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	char c;
+	assert_int_equal(read(done[0], &c, 1), 1);
+	kill(handler, SIGTERM);
+	int status = wait_for(handler, "the handler after SIGTERM");
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(write(release[1], "x", 1), 1);
+	assert_int_equal(wait_for(vmm, "the VMM child"), 0);
+	struct summary s;
+	read_summary(out, &s);
+	assert_int_equal(s.faulted, 10);
+
+	int fd = open(l->record, O_RDONLY);
+	assert_true(fd >= 0);
+	char text[4096];
+	ssize_t n = read(fd, text, sizeof(text));
+	close(fd);
+	uint64_t *offsets;
+	size_t count;
+	char err[256];
+	assert_true(n > 0);
+	assert_int_equal(
+	    uffd_page_list_parse(text, (size_t)n, PAGE, &offsets, &count, err, sizeof(err)), 0);
+	assert_int_equal(count, 10);
+	assert_int_equal(offsets[9], 9 * PAGE);
+	free(offsets);
+	for (int i = 0; i < 2; i++) {
+		close(done[i]);
+		close(release[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -528,6 +729,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_handler_not_listening, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_layout_mismatch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_handler_exits_early, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_handler_refuses_bad_prefetch_list, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_handler_refuses_existing_socket_path, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_handler_refuses_bad_messages, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prefetch_list_of_another_snapshot, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_sigterm_keeps_the_record, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -524,7 +524,8 @@ out:
 /* ---- the connection ---- */
 
 /* Listens on path, atomically: bound and listening under a temporary name in the same
- * directory, then renamed, so that the path exists only once a connect would succeed. */
+ * directory, then renamed, so that the path exists only once a connect would succeed.
+ * Returns the socket, -2 for a path that cannot be used, -1 for another failure. */
 static int listen_on(const char *path)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -534,11 +535,11 @@ static int listen_on(const char *path)
 		say("socket path %s is too long (at most %zu characters with a temporary "
 		    "suffix)",
 		    path, sizeof(addr.sun_path) - 16);
-		return -1;
+		return -2;
 	}
 	if (access(path, F_OK) == 0) {
 		say("socket path %s exists already: remove it or choose another", path);
-		return -1;
+		return -2;
 	}
 	memcpy(addr.sun_path, tmp, strlen(tmp) + 1);
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -854,8 +855,10 @@ int main(int argc, char **argv)
 	h.record = record_path != NULL;
 
 	listener = listen_on(socket_path);
-	if (listener < 0)
+	if (listener < 0) {
+		status = listener == -2 ? EXIT_BAD_INPUT : EXIT_ERROR;
 		goto out;
+	}
 	say("listening on %s", socket_path);
 	do
 		conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
