@@ -15,6 +15,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -720,6 +721,46 @@ static void test_sigterm_keeps_the_record(void **state)
 	}
 }
 
+/* Without the privilege (here: root dropped to nobody in a child), the error says which
+ * way to a userfaultfd refused and what to change. Where this host lets nobody have one
+ * (vm.unprivileged_userfaultfd=1, or /dev/userfaultfd open to all), the connect gets as
+ * far as the missing socket instead. */
+static void test_unprivileged_userfaultfd(void **state)
+{
+	struct live *l = *state;
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct gmem mem;
+		struct snap_mem_layout layout;
+		struct uffd_backend backend;
+		char err[1024] = "", sysctl[8] = "";
+		map_one_region(&mem, &layout);
+		if (getuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
+			vmm_fail("cannot drop to uid 65534: %s", strerror(errno));
+		FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+		if (f) {
+			if (!fgets(sysctl, sizeof(sysctl), f))
+				sysctl[0] = '\0';
+			fclose(f);
+		}
+		bool syscall_allowed = sysctl[0] == '1';
+		bool dev_allowed = access("/dev/userfaultfd", R_OK | W_OK) == 0;
+		int r = uffd_backend_connect(&mem, &layout, l->socket, &backend, err, sizeof(err));
+		if (syscall_allowed || dev_allowed) {
+			if (r != -ENOENT || !strstr(err, "is not listening"))
+				vmm_fail("with a userfaultfd allowed: %d %s", r, err);
+			_exit(0);
+		}
+		if (r != -EPERM || !strstr(err, "vm.unprivileged_userfaultfd") ||
+		    !strstr(err, "/dev/userfaultfd"))
+			vmm_fail("expected -EPERM naming both ways, got %d: %s", r, err);
+		fprintf(stderr, "# %s\n", err);
+		_exit(0);
+	}
+	assert_int_equal(wait_for(child, "the unprivileged child"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +778,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_prefetch_list_of_another_snapshot, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_sigterm_keeps_the_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unprivileged_userfaultfd, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
