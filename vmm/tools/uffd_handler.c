@@ -268,16 +268,18 @@ static bool page_removed(const struct handler *h, unsigned int map, uint64_t add
 	return h->removed[map][page / 8] & (1u << (page % 8));
 }
 
-/* One faulting page: returns FILL_DONE, FILL_RETRY (keep it for later), FILL_GONE or
- * FILL_ERROR. */
+/* One faulting page: returns FILL_DONE, FILL_RETRY (keep it for later), FILL_GONE (nothing
+ * to serve there any more) or FILL_ERROR. */
 static enum fill_result serve_fault(struct handler *h, uint64_t fault_addr)
 {
 	unsigned int map;
 	uint64_t off, done;
 
 	if (uffd_mapping_find_addr(h->maps, h->nr_maps, fault_addr, &map, &off) < 0) {
-		say("fault at 0x%" PRIx64 " outside every mapping: left unserved", fault_addr);
-		return FILL_ERROR;
+		/* The VMM registered more than it described: its bug, its thread waits. */
+		say("fault at 0x%" PRIx64 " outside every mapping the VMM sent: left unserved",
+		    fault_addr);
+		return FILL_GONE;
 	}
 	const struct uffd_mapping *m = &h->maps[map];
 	uint64_t page_size = m->page_size;
@@ -774,9 +776,9 @@ static int read_page_list(const char *path, uint64_t **offsets, size_t *count)
 	return 0;
 }
 
-static void usage(void)
+static void usage(FILE *out)
 {
-	fprintf(stderr, "usage: " PROG " SOCKET MEMFILE [--record FILE] [--prefetch FILE]\n");
+	fprintf(out, "usage: " PROG " SOCKET MEMFILE [--record FILE] [--prefetch FILE]\n");
 }
 
 int main(int argc, char **argv)
@@ -795,23 +797,23 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--prefetch") == 0 && i + 1 < argc)
 			prefetch_path = argv[++i];
 		else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			usage();
+			usage(stdout);
 			return 0;
 		} else if (argv[i][0] == '-' && argv[i][1] == '-') {
 			say("unknown option or missing value: %s", argv[i]);
-			usage();
+			usage(stderr);
 			return EXIT_BAD_INPUT;
 		} else if (!socket_path)
 			socket_path = argv[i];
 		else if (!mem_path)
 			mem_path = argv[i];
 		else {
-			usage();
+			usage(stderr);
 			return EXIT_BAD_INPUT;
 		}
 	}
 	if (!socket_path || !mem_path) {
-		usage();
+		usage(stderr);
 		return EXIT_BAD_INPUT;
 	}
 
