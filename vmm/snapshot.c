@@ -582,8 +582,8 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	}
 	/* Before anything touches guest memory: a page already there would never fault. */
 	if (request->backend == MEM_BACKEND_UFFD) {
-		ret = uffd_backend_connect(&vm->mem, &snap.layout, request->backend_path,
-					   &vm->uffd, err, err_size);
+		ret = uffd_backend_connect(&vm->mem, &snap.layout, request->backend_path, &vm->uffd,
+					   err, err_size);
 		if (!ret)
 			ret = vm_watch_uffd_handler(vm);
 		if (ret)
