@@ -98,12 +98,6 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "wisp: %s\n", err_text);
 		return EXIT_BAD_INPUT;
 	}
-	/* TODO(lead): remove once controller_run() restores config->restore (issue 10);
-	 * until then --restore would run the boot path without a kernel. */
-	if (config->has_restore) {
-		fprintf(stderr, "wisp: --restore: this build cannot load snapshots yet\n");
-		return EXIT_BAD_INPUT;
-	}
 	if (*config->process.config_file &&
 	    controller_load_config_file(config->process.config_file, config, err_text,
 					sizeof(err_text), &origin)) {

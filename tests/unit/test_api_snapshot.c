@@ -752,10 +752,33 @@ static void test_load_is_allowed_after_refused_configuration(void **state)
 	assert_int_equal(fake.loads, 1);
 }
 
-static void test_a_failed_load_spends_the_process(void **state)
+static void test_a_load_that_failed_before_building_leaves_the_process_fresh(void **state)
 {
 	(void)state;
-	fake.load_ret = -EINVAL;
+	fake.load_ret = -EINVAL; /* say, a bad checksum: nothing built */
+	refused(HTTP_PUT, "/snapshot/load", LOAD_BODY,
+		"Load snapshot error: the state file's checksum is wrong");
+	assert_false(api.load_failed);
+	assert_int_equal(api.vm_state, API_VM_NOT_STARTED);
+	assert_string_equal(api.config.kernel_path, "");
+	/* Another load goes to the VMM, and works. */
+	fake.load_ret = 0;
+	expect(204, HTTP_PUT, "/snapshot/load", LOAD_BODY);
+	assert_int_equal(fake.loads, 2);
+	assert_int_equal(api.vm_state, API_VM_PAUSED);
+	/* Or, after such a failure, a boot. */
+	setup(NULL);
+	fake.load_ret = -ENOENT;
+	expect(400, HTTP_PUT, "/snapshot/load", LOAD_BODY);
+	expect(204, HTTP_PUT, "/boot-source", "{'kernel_image_path': '/vmlinux'}");
+	expect(204, HTTP_PUT, "/actions", "{'action_type': 'InstanceStart'}");
+	assert_int_equal(fake.starts, 1);
+}
+
+static void test_a_failed_load_that_left_part_of_a_vm_spends_the_process(void **state)
+{
+	(void)state;
+	fake.load_ret = -ENOTRECOVERABLE;
 	refused(HTTP_PUT, "/snapshot/load", LOAD_BODY,
 		"Load snapshot error: the state file's checksum is wrong");
 	assert_int_equal(fake.loads, 1);
@@ -1040,7 +1063,8 @@ int main(void)
 	    T(test_load_with_resume_vm_leaves_it_running),
 	    T(test_load_is_refused_after_boot_configuration_with_firecrackers_text),
 	    T(test_load_is_allowed_after_refused_configuration),
-	    T(test_a_failed_load_spends_the_process),
+	    T(test_a_load_that_failed_before_building_leaves_the_process_fresh),
+	    T(test_a_failed_load_that_left_part_of_a_vm_spends_the_process),
 	    T(test_an_unimplemented_op_is_a_400_not_a_crash),
 	    T(test_api_state_restored_keeps_the_process_settings),
 	    T(test_vm_config_round_trips_through_its_json),
