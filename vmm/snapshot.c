@@ -143,7 +143,7 @@ out:
 static int save_config(struct snap_writer *w, const struct vmm_config *config, char *err,
 		       size_t err_size)
 {
-	json_t *json = fc_vm_config_json(config);
+	json_t *json = fc_snapshot_config_json(config);
 	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	int ret;
 
@@ -318,11 +318,10 @@ static int read_snapshot(const struct snapshot_load_config *request, struct load
 		return -ENOMEM;
 	}
 	config_set_defaults(restored);
-	ret = fc_config_file_parse(json, strlen(json), restored, why, sizeof(why));
+	ret = fc_vm_config_parse(json, strlen(json), restored, why, sizeof(why));
 	free(json);
 	if (ret) {
-		snprintf(err, err_size, "the snapshot's machine configuration is not valid: %s",
-			 why);
+		snprintf(err, err_size, "the snapshot's VM configuration: %s", why);
 		free(restored);
 		return ret;
 	}
