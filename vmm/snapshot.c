@@ -329,6 +329,8 @@ static int read_snapshot(const struct snapshot_load_config *request, struct load
 	restored->process = config->process;
 	restored->logger = config->logger;
 	memcpy(restored->metrics_path, config->metrics_path, sizeof(restored->metrics_path));
+	memcpy(restored->serial_out_path, config->serial_out_path,
+	       sizeof(restored->serial_out_path));
 	restored->track_dirty_pages = request->track_dirty_pages;
 	for (unsigned int i = 0; i < request->nr_net_overrides; i++) {
 		const struct net_override *o = &request->net_overrides[i];
