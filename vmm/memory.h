@@ -7,11 +7,14 @@
 #ifndef WISP_MEMORY_H
 #define WISP_MEMORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define GMEM_MAX_REGIONS 2
 #define GMEM_HUGE_PAGE	 (2ULL << 20)
+#define GMEM_PAGE_SIZE	 4096ULL
+#define GMEM_PAGE_SHIFT	 12
 
 /* The 32-bit gap: guest RAM stops here and resumes at 4 GiB; MMIO devices, the IOAPIC and
  * the LAPIC live in between. */
@@ -22,12 +25,27 @@ struct gmem_region {
 	uint64_t gpa;
 	uint64_t size;
 	uint8_t *host;
+	/* Pages wisp itself wrote (one bit per 4 KiB page, atomic), NULL unless tracking. */
+	uint64_t *dirty;
+	/* Mapped MAP_PRIVATE from gmem.file_fd at file_offset (a restored snapshot). */
+	bool file_backed;
+	uint64_t file_offset;
 };
 
 struct gmem {
 	struct gmem_region regions[GMEM_MAX_REGIONS];
 	unsigned int nr_regions;
 	uint64_t total_size;
+	bool tracking_dirty; /* gmem_track_dirty() was called: every region has a bitmap */
+	bool has_file;	     /* file_fd is open (gmem_map_file) */
+	int file_fd;	     /* the memory file the file-backed regions map (our own dup) */
+};
+
+/* How anonymous guest memory asks for transparent huge pages. */
+enum gmem_thp {
+	GMEM_THP_HOST_DEFAULT, /* no madvise: whatever the host's THP policy gives */
+	GMEM_THP_ON,	       /* MADV_HUGEPAGE, also where the host policy is "madvise" */
+	GMEM_THP_OFF,	       /* MADV_NOHUGEPAGE */
 };
 
 /* Lays out `size` bytes of RAM around the 32-bit gap (no host memory yet). */
@@ -35,9 +53,31 @@ int gmem_layout(struct gmem *mem, uint64_t size);
 /* Backs every region with an anonymous private mapping, 2 MiB aligned, with
  * transparent huge pages where the host allows them. */
 int gmem_map_anonymous(struct gmem *mem);
-/* Backs region i with the memory file fd mapped MAP_PRIVATE at file_offsets[i]. */
+/* The same with an explicit huge page choice (a restore's huge_pages setting). */
+int gmem_map_anonymous_thp(struct gmem *mem, enum gmem_thp thp);
+/*
+ * Backs region i with the memory file `fd` from file_offsets[i] on, mapped MAP_PRIVATE and
+ * MAP_NORESERVE: pages come in on demand from the page cache, clones of one snapshot share
+ * the clean ones, guest writes stay private (the file never changes), and nothing here reads
+ * or touches memory in proportion to the guest's size. The file must be exactly as large as
+ * the layout needs (the end of the last region); -EINVAL otherwise. The fd is dup'ed (the
+ * caller keeps its own); a later memory_file_write() of this VM reads the file through it.
+ */
 int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets);
+/* Unmaps every region, closes the memory file and frees the dirty bitmaps. */
 void gmem_unmap(struct gmem *mem);
+
+/*
+ * Dirty tracking of the pages wisp itself writes into guest memory (KVM's dirty log only
+ * sees the guest's own writes): gmem_write() and the virtqueue layer mark what they write.
+ * Off by default (marking then costs one test); gmem_track_dirty() allocates the bitmaps
+ * and must be called before any device runs. Marking is an atomic OR, safe from any thread;
+ * a range outside guest RAM is ignored (the part inside a region is marked).
+ */
+int gmem_track_dirty(struct gmem *mem);
+void gmem_mark_dirty(const struct gmem *mem, uint64_t gpa, uint64_t len);
+/* Words in region i's dirty bitmap: one bit per 4 KiB page, rounded up to 64 pages. */
+uint64_t gmem_bitmap_words(const struct gmem_region *region);
 
 /* Host pointer for [gpa, gpa+len) if the whole range lies in one region, else NULL. */
 void *gmem_ptr(const struct gmem *mem, uint64_t gpa, uint64_t len);
