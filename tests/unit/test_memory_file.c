@@ -637,7 +637,7 @@ static void test_rebase_refuses_files_of_different_sizes_and_changes_nothing(voi
 	path_of(base, sizeof(base), "rb-base");
 	path_of(diff, sizeof(diff), "rb-diff");
 	write_file(base, page, PG, 4 * PG);
-	write_file(diff, page + 1, PG, 8 * PG);
+	write_file(diff, page, PG / 2, 8 * PG);
 	assert_int_equal(memory_file_rebase(base, diff, NULL, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "16384"));
 	assert_non_null(strstr(err, "32768"));
@@ -649,6 +649,42 @@ static void test_rebase_refuses_files_of_different_sizes_and_changes_nothing(voi
 	assert_int_equal(memory_file_rebase(base, base, NULL, err, sizeof(err)), -EINVAL);
 	assert_int_equal(memory_file_rebase(base, "/nonexistent/diff", NULL, err, sizeof(err)),
 			 -ENOENT);
+}
+
+/* The command: `wisp snapshot-rebase BASE_MEM DIFF_MEM`. */
+static void test_snapshot_rebase_command_merges_and_exits_2_on_refusal(void **state)
+{
+	char base[300], diff[300], other[300];
+	uint8_t a[PG], b[PG];
+
+	(void)state;
+	fill_page(a, 1);
+	fill_page(b, 2);
+	path_of(base, sizeof(base), "cmd-base");
+	path_of(diff, sizeof(diff), "cmd-diff");
+	path_of(other, sizeof(other), "cmd-other");
+	write_file(base, a, PG, 3 * PG);
+	write_file(diff, NULL, 0, 3 * PG);
+	{
+		int fd = open(diff, O_WRONLY);
+		assert_int_equal(pwrite(fd, b, PG, (off_t)(2 * PG)), (ssize_t)PG);
+		close(fd);
+	}
+	write_file(other, NULL, 0, 4 * PG);
+
+	assert_int_equal(
+	    memory_file_rebase_main(3, (char *[]){"snapshot-rebase", base, diff, NULL}), 0);
+	{
+		uint8_t *after = read_all(base, 3 * PG);
+		assert_memory_equal(after, a, PG);	    /* kept where the diff has a hole */
+		assert_memory_equal(after + 2 * PG, b, PG); /* the diff's page */
+		free(after);
+	}
+	assert_int_equal(
+	    memory_file_rebase_main(3, (char *[]){"snapshot-rebase", base, other, NULL}), 2);
+	assert_int_equal(memory_file_rebase_main(2, (char *[]){"snapshot-rebase", base, NULL}), 2);
+	assert_int_equal(memory_file_rebase_main(2, (char *[]){"snapshot-rebase", "--help", NULL}),
+			 0);
 }
 
 /* ---- failures leave the file at the path untouched -------------------------------------- */
@@ -785,6 +821,7 @@ int main(void)
 	    cmocka_unit_test(test_diff_holds_exactly_the_pages_dirtied_since_the_last_snapshot),
 	    cmocka_unit_test(test_diff_needs_dirty_tracking),
 	    cmocka_unit_test(test_rebase_refuses_files_of_different_sizes_and_changes_nothing),
+	    cmocka_unit_test(test_snapshot_rebase_command_merges_and_exits_2_on_refusal),
 	    cmocka_unit_test(test_a_failed_write_leaves_the_old_file_and_the_dirty_pages),
 	    cmocka_unit_test(test_a_failed_dirty_log_read_keeps_what_was_taken),
 	    cmocka_unit_test(test_write_into_a_missing_directory_fails_with_its_name),
