@@ -85,12 +85,18 @@ int gmem_map_anonymous_thp(struct gmem *mem, enum gmem_thp thp)
 	return 0;
 }
 
-int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+/* Checks that `fd` is a memory file of exactly the size the layout and offsets need and
+ * keeps a duplicate of it in mem->file_fd. */
+static int take_memory_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
 {
 	uint64_t needed = 0;
 	struct stat st;
 	int err;
 
+	if (mem->has_file) {
+		log_error("guest memory already has a memory file");
+		return -EBUSY;
+	}
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		uint64_t offset = file_offsets[i], size = mem->regions[i].size;
 		if ((offset & (GMEM_PAGE_SIZE - 1)) || offset > UINT64_MAX - size ||
@@ -123,6 +129,15 @@ int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
 		return err;
 	}
 	mem->has_file = true;
+	return 0;
+}
+
+int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+{
+	int err = take_memory_file(mem, fd, file_offsets);
+
+	if (err)
+		return err;
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		struct gmem_region *region = &mem->regions[i];
 		void *host =
@@ -139,6 +154,19 @@ int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
 		region->host = host;
 		region->file_backed = true;
 		region->file_offset = file_offsets[i];
+	}
+	return 0;
+}
+
+int gmem_set_source_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+{
+	int err = take_memory_file(mem, fd, file_offsets);
+
+	if (err)
+		return err;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		mem->regions[i].file_backed = true;
+		mem->regions[i].file_offset = file_offsets[i];
 	}
 	return 0;
 }

@@ -27,7 +27,9 @@ struct gmem_region {
 	uint8_t *host;
 	/* Pages wisp itself wrote (one bit per 4 KiB page, atomic), NULL unless tracking. */
 	uint64_t *dirty;
-	/* Mapped MAP_PRIVATE from gmem.file_fd at file_offset (a restored snapshot). */
+	/* The region's contents start as gmem.file_fd's from file_offset on (a restored
+	 * snapshot): a page not touched since is still the file's, and a Full snapshot of this
+	 * VM takes it from there. */
 	bool file_backed;
 	uint64_t file_offset;
 };
@@ -64,6 +66,10 @@ int gmem_map_anonymous_thp(struct gmem *mem, enum gmem_thp thp);
  * caller keeps its own); a later memory_file_write() of this VM reads the file through it.
  */
 int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets);
+/* For memory that is filled from the memory file by other means (a userfaultfd handler
+ * serving it): records the file (same checks, dup'ed), so that a Full snapshot of this VM
+ * still holds the pages never faulted in. The regions are mapped by the caller. */
+int gmem_set_source_file(struct gmem *mem, int fd, const uint64_t *file_offsets);
 /* Unmaps every region, closes the memory file and frees the dirty bitmaps. */
 void gmem_unmap(struct gmem *mem);
 

@@ -18,6 +18,7 @@
 #define PAGEMAP_PRESENT (1ULL << 63)
 #define PAGEMAP_SWAPPED (1ULL << 62)
 #define PAGEMAP_BATCH	4096
+#define COPY_PAGES	256 /* 1 MiB */
 
 static ssize_t real_pwrite(int fd, const void *buf, size_t len, off_t offset)
 {
@@ -186,6 +187,7 @@ struct file_writer {
 	int fd;
 	const char *path;
 	uint64_t written;
+	uint8_t *bounce; /* COPY_PAGES pages, for copies from the earlier memory file */
 };
 
 static int write_run(struct file_writer *w, const uint8_t *buf, uint64_t len, uint64_t offset,
@@ -209,30 +211,96 @@ static int write_run(struct file_writer *w, const uint8_t *buf, uint64_t len, ui
 	return 0;
 }
 
-/* Writes the pages of `region` marked in `bits` (Full: those not all zero) at file_offset,
- * contiguous pages in one pwrite. */
-static int write_region(struct file_writer *w, const struct gmem_region *region,
-			uint64_t file_offset, const uint64_t *bits, bool diff, char *err,
-			size_t err_size)
+/* Where a page of the new file comes from. */
+enum page_source {
+	FROM_NOWHERE, /* a hole */
+	FROM_MEMORY,  /* guest memory (through the mapping) */
+	FROM_FILE,    /* the memory file the region was restored from: never touched since */
+};
+
+/* Full: touched pages from memory unless all zero, untouched ones from the earlier memory
+ * file where it holds data. Diff: every dirty page from memory, zero or not (a hole would
+ * mean "unchanged"). */
+static enum page_source source_of(const struct gmem_region *region, uint64_t page,
+				  const uint64_t *bits, const uint64_t *file_data, bool diff)
 {
+	if (test_bit(bits, page))
+		return diff || !page_is_zero(region->host + page * PAGE) ? FROM_MEMORY
+									 : FROM_NOWHERE;
+	if (file_data && test_bit(file_data, page))
+		return FROM_FILE;
+	return FROM_NOWHERE;
+}
+
+/* Copies `pages` pages of the earlier memory file through the bounce buffer, leaving holes
+ * where they are all zero. Reading the file, not the mapping, faults nothing into the VM's
+ * memory (and works where a userfaultfd handler would serve the page). */
+static int copy_file_run(struct file_writer *w, int src_fd, uint64_t src_offset,
+			 uint64_t dst_offset, uint64_t pages, char *err, size_t err_size)
+{
+	while (pages) {
+		uint64_t n = pages < COPY_PAGES ? pages : COPY_PAGES, run = 0;
+		ssize_t got = pread(src_fd, w->bounce, n * PAGE, (off_t)src_offset);
+		int ret;
+
+		if (got != (ssize_t)(n * PAGE)) {
+			int error = got < 0 ? errno : EIO;
+			snap_set_err(
+			    err, err_size,
+			    "memory file %s: reading %llu bytes at offset %llu of the memory "
+			    "file this VM was restored from failed: %s",
+			    w->path, (unsigned long long)(n * PAGE), (unsigned long long)src_offset,
+			    got < 0 ? strerror(error) : "short read (was it truncated?)");
+			return -error;
+		}
+		for (uint64_t i = 0; i <= n; i++) {
+			if (i < n && !page_is_zero(w->bounce + i * PAGE)) {
+				run++;
+				continue;
+			}
+			if (run) {
+				ret = write_run(w, w->bounce + (i - run) * PAGE, run * PAGE,
+						dst_offset + (i - run) * PAGE, err, err_size);
+				if (ret)
+					return ret;
+			}
+			run = 0;
+		}
+		pages -= n;
+		src_offset += n * PAGE;
+		dst_offset += n * PAGE;
+	}
+	return 0;
+}
+
+/* Writes region's pages at file_offset, contiguous pages of one source in one go. */
+static int write_region(struct file_writer *w, const struct gmem *mem, unsigned int index,
+			uint64_t file_offset, const uint64_t *bits, const uint64_t *file_data,
+			bool diff, char *err, size_t err_size)
+{
+	const struct gmem_region *region = &mem->regions[index];
 	uint64_t pages = region->size / PAGE, run_start = 0, run_len = 0;
-	int ret;
+	enum page_source run_source = FROM_NOWHERE;
+	int ret = 0;
 
 	for (uint64_t page = 0; page <= pages; page++) {
-		bool take = page < pages && test_bit(bits, page) &&
-			    (diff || !page_is_zero(region->host + page * PAGE));
-		if (take && run_len && run_len * PAGE < MAX_RUN) {
+		enum page_source source =
+		    page < pages ? source_of(region, page, bits, file_data, diff) : FROM_NOWHERE;
+		if (source != FROM_NOWHERE && source == run_source && run_len * PAGE < MAX_RUN) {
 			run_len++;
 			continue;
 		}
-		if (run_len) {
+		if (run_source == FROM_MEMORY)
 			ret = write_run(w, region->host + run_start * PAGE, run_len * PAGE,
 					file_offset + run_start * PAGE, err, err_size);
-			if (ret)
-				return ret;
-		}
+		else if (run_source == FROM_FILE)
+			ret = copy_file_run(w, mem->file_fd, region->file_offset + run_start * PAGE,
+					    file_offset + run_start * PAGE, run_len, err, err_size);
+		if (ret)
+			return ret;
 		run_start = page;
-		run_len = take ? 1 : 0;
+		run_len = 1;
+		run_source = source;
 	}
 	return 0;
 }
@@ -259,6 +327,7 @@ int memory_file_write(const struct gmem *mem, const char *path,
 		      size_t err_size)
 {
 	uint64_t *dirty[GMEM_MAX_REGIONS] = {NULL}, *bits[GMEM_MAX_REGIONS] = {NULL};
+	uint64_t *file_data[GMEM_MAX_REGIONS] = {NULL};
 	uint64_t offsets[GMEM_MAX_REGIONS], total = 0;
 	struct file_writer w = {.fd = -1, .path = path};
 	char tmp[4096], dir[4096];
@@ -309,8 +378,15 @@ int memory_file_write(const struct gmem *mem, const char *path,
 			goto fail;
 		}
 		mark_touched(region, bits[i]);
-		if (region->file_backed && mem->has_file)
-			mark_file_data(mem->file_fd, region, bits[i]);
+		if (!region->file_backed || !mem->has_file)
+			continue;
+		file_data[i] = calloc(gmem_bitmap_words(region), sizeof(uint64_t));
+		if (!file_data[i] || (!w.bounce && !(w.bounce = malloc(COPY_PAGES * PAGE)))) {
+			snap_set_err(err, err_size, "memory file: out of memory for a page bitmap");
+			ret = -ENOMEM;
+			goto fail;
+		}
+		mark_file_data(mem->file_fd, region, file_data[i]);
 	}
 
 	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -335,8 +411,8 @@ int memory_file_write(const struct gmem *mem, const char *path,
 		goto fail;
 	}
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
-		ret = write_region(&w, &mem->regions[i], offsets[i], req->diff ? dirty[i] : bits[i],
-				   req->diff, err, err_size);
+		ret = write_region(&w, mem, i, offsets[i], req->diff ? dirty[i] : bits[i],
+				   file_data[i], req->diff, err, err_size);
 		if (ret)
 			goto fail;
 	}
@@ -377,7 +453,9 @@ out:
 	for (unsigned int i = 0; i < GMEM_MAX_REGIONS; i++) {
 		free(dirty[i]);
 		free(bits[i]);
+		free(file_data[i]);
 	}
+	free(w.bounce);
 	return ret;
 }
 

@@ -462,6 +462,18 @@ static void map_path(struct gmem *mem, const char *path)
 	close(fd);
 }
 
+/* Whether this process maps the page (/proc/self/pagemap: present or swapped). */
+static bool page_mapped(const void *addr)
+{
+	uint64_t entry = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &entry, 8, (off_t)((uintptr_t)addr / PG * 8)), 8);
+	close(fd);
+	return entry & (3ULL << 62);
+}
+
 /* A restored VM (memory mapped from an earlier file) snapshotted again: the pages it never
  * touched are still the earlier file's and must be in the new file, next to its changes;
  * also when the new file replaces the very file the VM is mapped from. The result restores
@@ -504,6 +516,9 @@ static void test_full_write_of_a_restored_vm_holds_old_and_new_pages(void **stat
 		free(file);
 	}
 	assert_data_pages(copy, NPAGES, (const int[]){10, 11, 70, 900, -1});
+	/* The untouched pages came from the file: none was faulted into the VM's memory. */
+	assert_false(page_mapped(mem.regions[0].host + 900 * PG));
+	assert_false(page_mapped(mem.regions[0].host + 10 * PG));
 
 	/* Over the file the VM is mapped from: the mapping keeps the old file. */
 	assert_int_equal(full_write(&mem, src, &bytes), 0);
@@ -513,6 +528,54 @@ static void test_full_write_of_a_restored_vm_holds_old_and_new_pages(void **stat
 	map_path(&mem2, src); /* restores again */
 	assert_memory_equal(mem2.regions[0].host, expect, NPAGES * PG);
 	gmem_unmap(&mem2);
+	free(expect);
+	free(image);
+}
+
+/* Memory filled from the file by someone else (a userfaultfd handler): pages never faulted
+ * in are taken from the file, pages written since from memory. */
+static void test_full_write_with_a_source_file_takes_untouched_pages_from_it(void **state)
+{
+	char src[300], out[300];
+	uint8_t *image = calloc(NPAGES, PG), *expect;
+	uint64_t offsets[GMEM_MAX_REGIONS] = {0}, bytes = 0;
+	struct gmem mem;
+	int fd;
+
+	(void)state;
+	assert_non_null(image);
+	fill_page(image + 1 * PG, 1);
+	fill_page(image + 2 * PG, 2);
+	fill_page(image + 600 * PG, 3);
+	path_of(src, sizeof(src), "served");
+	write_sparse(src, image, NPAGES);
+	anon_guest(&mem);
+	fd = open(src, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(gmem_set_source_file(&mem, fd, offsets), 0);
+	assert_int_equal(gmem_set_source_file(&mem, fd, offsets), -EBUSY);
+	close(fd);
+	/* "Served": page 1 as in the file; written since: page 2 and page 5. */
+	memcpy(mem.regions[0].host + 1 * PG, image + 1 * PG, PG);
+	fill_page(mem.regions[0].host + 2 * PG, 9);
+	fill_page(mem.regions[0].host + 5 * PG, 8);
+	expect = malloc(NPAGES * PG);
+	assert_non_null(expect);
+	memcpy(expect, image, NPAGES * PG);
+	fill_page(expect + 2 * PG, 9);
+	fill_page(expect + 5 * PG, 8);
+
+	path_of(out, sizeof(out), "served-full");
+	assert_int_equal(full_write(&mem, out, &bytes), 0);
+	assert_int_equal(bytes, 4 * PG);
+	{
+		uint8_t *file = read_all(out, NPAGES * PG);
+		assert_memory_equal(file, expect, NPAGES * PG);
+		free(file);
+	}
+	assert_data_pages(out, NPAGES, (const int[]){1, 2, 5, 600, -1});
+	gmem_unmap(&mem);
+	assert_false(mem.has_file);
 	free(expect);
 	free(image);
 }
@@ -818,6 +881,7 @@ int main(void)
 	    cmocka_unit_test(test_full_write_of_anonymous_memory_holds_only_pages_with_data),
 	    cmocka_unit_test(test_full_write_lays_regions_back_to_back),
 	    cmocka_unit_test(test_full_write_of_a_restored_vm_holds_old_and_new_pages),
+	    cmocka_unit_test(test_full_write_with_a_source_file_takes_untouched_pages_from_it),
 	    cmocka_unit_test(test_diff_holds_exactly_the_pages_dirtied_since_the_last_snapshot),
 	    cmocka_unit_test(test_diff_needs_dirty_tracking),
 	    cmocka_unit_test(test_rebase_refuses_files_of_different_sizes_and_changes_nothing),
