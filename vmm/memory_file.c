@@ -356,9 +356,7 @@ int memory_file_write(const struct gmem *mem, const char *path,
 	}
 	if (temp_names(path, tmp, sizeof(tmp), dir, sizeof(dir))) {
 		snap_set_err(err, err_size,
-			     "memory file path '%.256s': empty, a directory or too "
-			     "long",
-			     path);
+			     "memory file path '%.256s': empty, a directory or too long", path);
 		return -EINVAL;
 	}
 	memory_file_offsets(mem, offsets);
