@@ -179,6 +179,7 @@ void gmem_unmap(struct gmem *mem)
 			munmap(region->host, region->size);
 		region->host = NULL;
 		region->file_backed = false;
+		region->served_on_fault = false;
 		free(region->dirty);
 		region->dirty = NULL;
 	}

@@ -32,6 +32,11 @@ struct gmem_region {
 	 * VM takes it from there. */
 	bool file_backed;
 	uint64_t file_offset;
+	/* Registered with a userfaultfd whose handler fills pages on first touch (a Uffd
+	 * restore): a page not present may still hold data, so a Full snapshot reads every
+	 * page (each one not yet served faults in through the handler) unless file_backed
+	 * says where the unserved ones are. Set by the Uffd backend. */
+	bool served_on_fault;
 };
 
 struct gmem {

@@ -376,6 +376,8 @@ int memory_file_write(const struct gmem *mem, const char *path,
 			goto fail;
 		}
 		mark_touched(region, bits[i]);
+		if ((!region->file_backed || !mem->has_file) && region->served_on_fault)
+			set_bits(bits[i], 0, region->size / PAGE); /* the handler has the data */
 		if (!region->file_backed || !mem->has_file)
 			continue;
 		file_data[i] = calloc(gmem_bitmap_words(region), sizeof(uint64_t));

@@ -7,7 +7,9 @@
  * 2 GiB guest that used 100 MiB writes about 100 MiB. A page holds data when it is resident
  * or swapped (/proc/self/pagemap; mincore() where pagemap is unreadable) and not all zero;
  * for a region mapped from an earlier memory file (a restored VM), the earlier file's data
- * ranges (SEEK_DATA/SEEK_HOLE) count too, read through the mapping.
+ * ranges (SEEK_DATA/SEEK_HOLE) count too, copied from that file (the VM's memory is not
+ * faulted in). A region served by a userfaultfd handler without the file (served_on_fault)
+ * is read whole, each page not yet served faulting in through the handler.
  *
  * Diff: only the pages dirtied since the previous snapshot (KVM's dirty log OR the pages wisp
  * wrote itself), zero pages included, into a sparse file of the full size: holes mean

@@ -580,6 +580,28 @@ static void test_full_write_with_a_source_file_takes_untouched_pages_from_it(voi
 	free(image);
 }
 
+/* Memory a userfaultfd handler fills, without the file at hand: a page not present may
+ * still hold data, so every page is read (here the untouched ones read as zero). */
+static void test_full_write_of_memory_served_on_fault_reads_every_page(void **state)
+{
+	char out[300];
+	uint64_t bytes = 0;
+	struct gmem mem;
+
+	(void)state;
+	anon_guest(&mem);
+	mem.regions[0].served_on_fault = true;
+	fill_page(mem.regions[0].host + 4 * PG, 4);
+	assert_false(page_mapped(mem.regions[0].host + 700 * PG));
+	path_of(out, sizeof(out), "served-on-fault");
+	assert_int_equal(full_write(&mem, out, &bytes), 0);
+	assert_int_equal(bytes, PG);
+	assert_true(page_mapped(mem.regions[0].host + 700 * PG)); /* it was read */
+	assert_data_pages(out, NPAGES, (const int[]){4, -1});
+	gmem_unmap(&mem);
+	assert_false(mem.regions[0].served_on_fault);
+}
+
 /* ---- memory_file_write: Diff, and rebase ------------------------------------------------ */
 
 struct fake_log {
@@ -882,6 +904,7 @@ int main(void)
 	    cmocka_unit_test(test_full_write_lays_regions_back_to_back),
 	    cmocka_unit_test(test_full_write_of_a_restored_vm_holds_old_and_new_pages),
 	    cmocka_unit_test(test_full_write_with_a_source_file_takes_untouched_pages_from_it),
+	    cmocka_unit_test(test_full_write_of_memory_served_on_fault_reads_every_page),
 	    cmocka_unit_test(test_diff_holds_exactly_the_pages_dirtied_since_the_last_snapshot),
 	    cmocka_unit_test(test_diff_needs_dirty_tracking),
 	    cmocka_unit_test(test_rebase_refuses_files_of_different_sizes_and_changes_nothing),
