@@ -11,7 +11,7 @@ ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
 DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 # Everything but the KVM-facing files: the code unit tests link against.
 API_SRCS := $(wildcard api/*.c)
-PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c \
+PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/memory_file.c vmm/bus.c vmm/cli.c \
 	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c vmm/snapshot_format.c \
 	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c vmm/uffd_proto.c vmm/uffd.c \
 	$(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
