@@ -375,8 +375,12 @@ def wisp_restore(args, figs, key, state, mem, workdir, uffd=None):
     finally:
         vmm.kill()
         if handler:
-            handler.kill()
-            handler.wait()
+            # wisp is gone: a recording handler sees its end and writes its --record file.
+            try:
+                handler.wait(timeout=10 if "--record" in uffd else 0.01)
+            except subprocess.TimeoutExpired:
+                handler.kill()
+                handler.wait()
 
 
 def qemu_save_and_restores(args, figs, kernel, initrd, mem_mib, workdir):
