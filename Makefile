@@ -16,7 +16,7 @@ PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli
 	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c $(ARCH_SRCS) $(DEVICE_SRCS) \
 	$(API_SRCS)
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
-	vmm/main.c
+	vmm/snapshot.c vmm/main.c
 LIBS      := -luring -ljansson
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -2,6 +2,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -298,6 +299,55 @@ static int op_open_check(void *opaque, const char *path, int flags)
 	return 0;
 }
 
+static int op_snapshot_create(void *opaque, const struct snapshot_create_config *request, char *err,
+			      size_t err_size)
+{
+	struct controller *ctl = opaque;
+	uint64_t start_us = metrics_monotonic_us();
+	int ret = snapshot_create(&ctl->vm, &ctl->api.config, ctl->version, request, err, err_size);
+
+	if (!ret)
+		metrics_store_elapsed_us(request->type == SNAPSHOT_DIFF
+					     ? &metrics.latencies_us.vmm_diff_create_snapshot
+					     : &metrics.latencies_us.vmm_full_create_snapshot,
+					 start_us);
+	return ret;
+}
+
+/* A load that failed before the VM was built leaves the process as fresh as it was; one
+ * that failed later cannot be undone (KVM's VM, threads): the API refuses further loads. */
+static int controller_restore(struct controller *ctl, const struct snapshot_load_config *request,
+			      struct vmm_config *restored, char *err, size_t err_size)
+{
+	uint64_t start_us = metrics_monotonic_us();
+	bool built = false;
+	int ret;
+
+	if (ctl->vm_created) {
+		snprintf(err, err_size,
+			 "an earlier snapshot load or InstanceStart failed after "
+			 "creating the VM; start a new wisp");
+		return -EINVAL;
+	}
+	ctl->boot_failure = FAILURE_VMM;
+	ret = snapshot_load(&ctl->vm, request, restored, &built, &ctl->boot_failure, err, err_size);
+	ctl->vm_created = built;
+	if (!ret)
+		log_info("'load snapshot' VMM action took %llu us",
+			 (unsigned long long)metrics_store_elapsed_us(
+			     &metrics.latencies_us.vmm_load_snapshot, start_us));
+	return ret;
+}
+
+static int op_snapshot_load(void *opaque, const struct snapshot_load_config *request,
+			    struct vmm_config *restored, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+
+	*restored = ctl->api.config;
+	return controller_restore(ctl, request, restored, err, err_size);
+}
+
 static const struct api_vmm_ops controller_ops = {
     .start = op_start,
     .pause = op_pause,
@@ -309,6 +359,8 @@ static const struct api_vmm_ops controller_ops = {
     .set_logger = op_set_logger,
     .set_metrics = op_set_metrics,
     .open_check = op_open_check,
+    .snapshot_create = op_snapshot_create,
+    .snapshot_load = op_snapshot_load,
 };
 
 /* Firecracker's api_server metrics: from wisp's start to the API socket's being ready. */
@@ -430,8 +482,19 @@ int controller_run(struct controller *ctl)
 {
 	int ret, err;
 
-	/* A kernel from the command line or --config-file: boot now, API or not. */
-	if (*ctl->api.config.kernel_path) {
+	/* --restore: the snapshot's VM, API or not. */
+	if (ctl->api.config.has_restore) {
+		char why[1024];
+		struct snapshot_load_config request = ctl->api.config.restore;
+		if (controller_restore(ctl, &request, &ctl->api.config, why, sizeof(why))) {
+			log_error("--restore %s: %s", request.snapshot_path, why);
+			ret = controller_exit_status(ctl->boot_failure);
+			goto out;
+		}
+		ctl->api.config.has_restore = false;
+		ctl->api.vm_state = request.resume_vm ? API_VM_RUNNING : API_VM_PAUSED;
+	} else if (*ctl->api.config.kernel_path) {
+		/* A kernel from the command line or --config-file: boot now, API or not. */
 		char why[1024];
 		if (controller_boot(ctl, &ctl->api.config, why, sizeof(why))) {
 			/* The cause was logged where it happened; say it once more only if not. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 int gmem_layout(struct gmem *mem, uint64_t size)
 {
@@ -69,6 +70,37 @@ int gmem_map_anonymous(struct gmem *mem)
 									      : MADV_HUGEPAGE;
 		if (madvise(host, region->size, advice) < 0)
 			log_debug("guest memory: no transparent huge pages: %s", strerror(errno));
+		region->host = host;
+	}
+	return 0;
+}
+
+int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		struct gmem_region *region = &mem->regions[i];
+		if ((uint64_t)st.st_size < file_offsets[i] ||
+		    (uint64_t)st.st_size - file_offsets[i] < region->size) {
+			log_error("the memory file has %lld bytes, too few for guest memory at "
+				  "offset %llu (%llu bytes)",
+				  (long long)st.st_size, (unsigned long long)file_offsets[i],
+				  (unsigned long long)region->size);
+			gmem_unmap(mem);
+			return -EINVAL;
+		}
+		void *host = mmap(NULL, region->size, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_NORESERVE, fd, (off_t)file_offsets[i]);
+		if (host == MAP_FAILED) {
+			int err = -errno;
+			log_error("cannot map the memory file's %llu MiB: %s",
+				  (unsigned long long)(region->size >> 20), strerror(errno));
+			gmem_unmap(mem);
+			return err;
+		}
 		region->host = host;
 	}
 	return 0;

@@ -35,6 +35,8 @@ int gmem_layout(struct gmem *mem, uint64_t size);
 /* Backs every region with an anonymous private mapping, 2 MiB aligned, with
  * transparent huge pages where the host allows them. */
 int gmem_map_anonymous(struct gmem *mem);
+/* Backs region i with the memory file fd mapped MAP_PRIVATE at file_offsets[i]. */
+int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets);
 void gmem_unmap(struct gmem *mem);
 
 /* Host pointer for [gpa, gpa+len) if the whole range lies in one region, else NULL. */

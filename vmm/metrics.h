@@ -102,7 +102,10 @@ struct metrics_latency {
 	X(STORE, pause_vm)                                                                         \
 	X(STORE, resume_vm)                                                                        \
 	X(STORE, vmm_pause_vm)                                                                     \
-	X(STORE, vmm_resume_vm)
+	X(STORE, vmm_resume_vm)                                                                    \
+	X(STORE, vmm_full_create_snapshot)                                                         \
+	X(STORE, vmm_diff_create_snapshot)                                                         \
+	X(STORE, vmm_load_snapshot)
 
 /* missed_*: lines not written (a full FIFO included); metrics_fails: lines not written
  * for any other reason than a full FIFO. missed_log_count is log.c's own count, copied

@@ -3,6 +3,7 @@
 #include "arch/x86_64/cpu.h"
 #include "log.h"
 #include "metrics.h"
+#include "vcpu_state.h"
 #include "vm.h"
 
 #include <errno.h>
@@ -343,12 +344,52 @@ int vcpus_pause_init(struct vcpu_pause *pause)
 	return 0;
 }
 
+static bool vcpu_handle_exit(struct vcpu *vcpu);
+
+/*
+ * vCPU thread, pause requested: KVM finishes a port or MMIO exit the VMM has handled (an
+ * IN's or MMIO read's value stored, RIP past the instruction) only on the next KVM_RUN.
+ * Parked without that, a snapshot would repeat an OUT or lose an IN's value; so the vCPU
+ * enters once more with immediate_exit, which completes the exit and returns at once.
+ * Returns false if the VM ended meanwhile.
+ */
+static bool vcpu_finish_exit_before_parking(struct vcpu *vcpu)
+{
+	while (vcpu->exit_unfinished) {
+		char err[256];
+		int ret = vcpu_state_complete_io(vcpu->fd, vcpu->index, vcpu->run, NULL, err,
+						 sizeof(err));
+		if (ret == -EAGAIN) { /* finishing it made another exit: handle that one too */
+			if (!vcpu_handle_exit(vcpu))
+				return false;
+			continue;
+		}
+		vcpu->exit_unfinished = false;
+		if (ret) {
+			log_error("%s", err);
+			vm_request_exit(vcpu->vm, 1);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* vCPU thread: waits while a pause is requested; returns false if the VM ended. */
 static bool vcpu_wait_while_paused(struct vcpu *vcpu)
 {
 	struct vcpu_pause *pause = &vcpu->vm->pause;
 
 	pthread_mutex_lock(&pause->lock);
+	if (pause->requested && vcpu->exit_unfinished) {
+		bool running;
+		pthread_mutex_unlock(&pause->lock);
+		running = vcpu_finish_exit_before_parking(vcpu);
+		pthread_mutex_lock(&pause->lock);
+		if (!running) {
+			pthread_mutex_unlock(&pause->lock);
+			return false;
+		}
+	}
 	if (pause->requested) {
 		pause->paused++;
 		pthread_cond_broadcast(&pause->changed);
@@ -413,6 +454,8 @@ static void *vcpu_thread(void *arg)
 			vm_request_exit(vcpu->vm, 1);
 			break;
 		}
+		vcpu->exit_unfinished = vcpu->run->exit_reason == KVM_EXIT_IO ||
+					vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		if (!vcpu_handle_exit(vcpu))
 			break;
 	}

@@ -34,6 +34,9 @@ struct vcpu {
 	int fd;
 	struct kvm_run *run;
 	pthread_t thread;
+	/* The last KVM_RUN ended in a port or MMIO exit that only the next KVM_RUN finishes
+	 * (vCPU thread only). */
+	bool exit_unfinished;
 	_Atomic uint64_t exits[VCPU_EXIT_KINDS];
 };
 

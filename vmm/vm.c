@@ -251,7 +251,7 @@ static int vm_add_devices(struct vm *vm)
 }
 
 static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages,
-			 enum failure_origin *origin)
+			 const struct vm_memory_source *source, enum failure_origin *origin)
 {
 	int err = gmem_layout(&vm->mem, mem_mib << 20);
 	if (err) {
@@ -260,7 +260,13 @@ static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages
 		failure_blame(origin, FAILURE_BAD_INPUT);
 		return err;
 	}
-	err = gmem_map_anonymous(&vm->mem);
+	if (source && source->file_fd >= 0) {
+		err = gmem_map_file(&vm->mem, source->file_fd, source->file_offsets);
+		if (err)
+			failure_blame(origin, FAILURE_BAD_INPUT);
+	} else {
+		err = gmem_map_anonymous(&vm->mem);
+	}
 	for (unsigned int i = 0; !err && i < vm->mem.nr_regions; i++)
 		err = kvm_add_memory(&vm->kvm, i, vm->mem.regions[i].gpa, vm->mem.regions[i].size,
 				     vm->mem.regions[i].host, track_dirty_pages);
@@ -360,10 +366,9 @@ too_long:
 	return -E2BIG;
 }
 
-int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
-	      enum failure_origin *origin)
+int vm_build(struct vm *vm, const struct vmm_config *config, const struct vm_memory_source *memory,
+	     enum failure_origin *origin)
 {
-	const char *why = NULL;
 	int err;
 
 	memset(vm, 0, sizeof(*vm));
@@ -411,7 +416,7 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 	if (!err)
 		err = kvm_create_vm(&vm->kvm);
 	if (!err)
-		err = vm_add_memory(vm, config->mem_mib, config->track_dirty_pages, origin);
+		err = vm_add_memory(vm, config->mem_mib, config->track_dirty_pages, memory, origin);
 	if (!err)
 		err = event_loop_init(&vm->loop);
 	if (!err)
@@ -423,6 +428,25 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 		err = vm_add_nets(vm, config, origin);
 	if (err)
 		return err;
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		log_error("out of memory for %u vCPUs", vm->nr_vcpus);
+		return -ENOMEM;
+	}
+	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
+		err = vcpu_create(&vm->vcpus[i], vm, i);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int vm_boot_setup(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
+		  enum failure_origin *origin)
+{
+	const char *why = NULL;
+	int err;
+
 	err = vm_build_cmdline(vm, config);
 	if (err) {
 		failure_blame(origin, FAILURE_BAD_INPUT);
@@ -451,19 +475,19 @@ int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest
 		return -EIO;
 	if (ioctl(vm->kvm.sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
 		cpuid_enable_tsc_deadline(vm->cpuid->entries, vm->cpuid->nent);
-	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus) {
-		log_error("out of memory for %u vCPUs", vm->nr_vcpus);
-		return -ENOMEM;
-	}
 	for (unsigned int i = 0; i < vm->nr_vcpus; i++) {
-		err = vcpu_create(&vm->vcpus[i], vm, i);
-		if (!err)
-			err = vcpu_configure(&vm->vcpus[i]);
+		err = vcpu_configure(&vm->vcpus[i]);
 		if (err)
 			return err;
 	}
 	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
+	      enum failure_origin *origin)
+{
+	int err = vm_build(vm, config, NULL, origin);
+	return err ? err : vm_boot_setup(vm, config, files, origin);
 }
 
 int vm_start(struct vm *vm)

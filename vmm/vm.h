@@ -78,6 +78,21 @@ int guest_files_open(struct guest_files *files, const struct vmm_config *config,
 		     enum failure_origin *origin);
 void guest_files_close(struct guest_files *files);
 
+/* Where guest memory comes from: anonymous memory (file_fd < 0), or a snapshot's memory
+ * file mapped MAP_PRIVATE with region i at file_offsets[i]. */
+struct vm_memory_source {
+	int file_fd;
+	const uint64_t *file_offsets;
+};
+
+/* The machine without its guest: KVM VM, memory, the buses and devices, vCPUs created but
+ * not configured. A boot follows with vm_boot_setup(), a restore puts a snapshot's state
+ * in instead (snapshot.c). memory NULL: anonymous memory. Failures as vm_create(). */
+int vm_build(struct vm *vm, const struct vmm_config *config, const struct vm_memory_source *memory,
+	     enum failure_origin *origin);
+/* Loads the kernel, initrd and command line and sets every vCPU up to boot. */
+int vm_boot_setup(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
+		  enum failure_origin *origin);
 /* Creates the VM, its memory and devices, loads the guest and creates the vCPUs. Every
  * failure is logged where it happens; one that the input caused (a drive's image, a TAP,
  * a command line or kernel that does not fit) sets *origin to FAILURE_BAD_INPUT, any

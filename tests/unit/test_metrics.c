@@ -249,7 +249,8 @@ static void test_every_fixed_metric_has_firecrackers_name(void **state)
 	ASSERT_SECTION(root, "patch_api_requests", "drive_count", "drive_fails", "network_count",
 		       "network_fails", "machine_cfg_count", "machine_cfg_fails");
 	ASSERT_SECTION(root, "latencies_us", "pause_vm", "resume_vm", "vmm_pause_vm",
-		       "vmm_resume_vm");
+		       "vmm_resume_vm", "vmm_full_create_snapshot", "vmm_diff_create_snapshot",
+		       "vmm_load_snapshot");
 	ASSERT_SECTION(root, "logger", "missed_metrics_count", "metrics_fails", "missed_log_count");
 	ASSERT_SECTION(root, "vcpu", "exit_io_in", "exit_io_out", "exit_mmio_read",
 		       "exit_mmio_write", "failures", "exit_io_in_agg", "exit_io_out_agg",
@@ -413,6 +414,12 @@ static const struct {
     {"latencies_us", "resume_vm", "api/api.c", "metrics.latencies_us.resume_vm"},
     {"latencies_us", "vmm_pause_vm", "vmm/controller.c", "metrics.latencies_us.vmm_pause_vm"},
     {"latencies_us", "vmm_resume_vm", "vmm/controller.c", "metrics.latencies_us.vmm_resume_vm"},
+    {"latencies_us", "vmm_full_create_snapshot", "vmm/controller.c",
+     "metrics.latencies_us.vmm_full_create_snapshot"},
+    {"latencies_us", "vmm_diff_create_snapshot", "vmm/controller.c",
+     "metrics.latencies_us.vmm_diff_create_snapshot"},
+    {"latencies_us", "vmm_load_snapshot", "vmm/controller.c",
+     "metrics.latencies_us.vmm_load_snapshot"},
     {"logger", "missed_metrics_count", "vmm/metrics.c", "metrics.logger.missed_metrics_count"},
     {"logger", "metrics_fails", "vmm/metrics.c", "metrics.logger.metrics_fails"},
     {"logger", "missed_log_count", "vmm/metrics.c", "metrics.logger.missed_log_count"},

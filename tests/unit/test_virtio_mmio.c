@@ -70,7 +70,8 @@ struct fake {
 	uint64_t config_offset;
 	uint32_t config_len;
 	unsigned int config_writes;
-	uint32_t device_state; /* what the fake's own save/restore carries */
+	uint32_t device_state;	      /* what the fake's own save/restore carries */
+	unsigned int device_restores; /* calls of the fake's restore (side effects) */
 	uint16_t avail_idx[NR_QUEUES];
 	struct vq_chain chain;
 	/* The blocking fake: with block_in_io, queue_notify first makes a "host call"
@@ -182,6 +183,7 @@ static int fake_restore(struct virtio_device *dev, const void *buf, size_t size)
 	if (size != sizeof(f->device_state))
 		return -EINVAL;
 	memcpy(&f->device_state, buf, sizeof(f->device_state));
+	f->device_restores++;
 	return 0;
 }
 
@@ -1162,6 +1164,9 @@ static void test_restore_rejects_malformed_snapshots(void **state)
 	q.max_size = QMAX * 2;
 	memcpy(bad + sizeof(t) + sizeof(q), &q, sizeof(q));
 	assert_int_equal(virtio_mmio_ops.restore(&f->dev, bad, (size_t)size), -EINVAL);
+	/* None of them reached the device's own restore (its side effects on the host): the
+	 * queues and transport are checked first. */
+	assert_int_equal(f->device_restores, 0);
 	/* Every refusal above left the transport registers as they were: reset. */
 	assert_int_equal(rd(f, VIRTIO_MMIO_STATUS), 0);
 	assert_int_equal(f->dev.driver_features, 0);
@@ -1169,6 +1174,7 @@ static void test_restore_rejects_malformed_snapshots(void **state)
 	assert_int_equal(virtio_mmio_ops.restore(&f->dev, good, (size_t)size - 1), -EINVAL);
 
 	assert_int_equal(virtio_mmio_ops.restore(&f->dev, good, (size_t)size), 0);
+	assert_int_equal(f->device_restores, 1);
 	assert_int_equal(rd(f, VIRTIO_MMIO_STATUS), DRIVER_UP);
 }
 

@@ -407,7 +407,7 @@ static int blk_save(struct virtio_device *dev, void *buf, size_t size)
 	return (int)sizeof(state);
 }
 
-static int blk_restore(struct virtio_device *dev, const void *buf, size_t size)
+static int blk_restore_check(struct virtio_device *dev, const void *buf, size_t size)
 {
 	struct blk_device *blk = to_blk(dev);
 	struct blk_state state;
@@ -422,6 +422,16 @@ static int blk_restore(struct virtio_device *dev, const void *buf, size_t size)
 			  blk->config.path, (unsigned long long)blk->capacity);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+static int blk_restore(struct virtio_device *dev, const void *buf, size_t size)
+{
+	struct blk_device *blk = to_blk(dev);
+	int err = blk_restore_check(dev, buf, size);
+
+	if (err)
+		return err;
 	blk->stalled = false;
 	rate_limiter_unblock(&blk->limiter);
 	return 0;
@@ -438,6 +448,7 @@ static const struct virtio_device_ops blk_ops = {
     .reset = blk_reset,
     .attach = blk_attach,
     .save = blk_save,
+    .restore_check = blk_restore_check,
     .restore = blk_restore,
 };
 

@@ -398,11 +398,10 @@ static int net_save(struct virtio_device *dev, void *buf, size_t size)
 	return (int)sizeof(state);
 }
 
-static int net_restore(struct virtio_device *dev, const void *buf, size_t size)
+static int net_restore_check(struct virtio_device *dev, const void *buf, size_t size)
 {
 	struct net_device *net = to_net(dev);
 	struct net_state state;
-	int err;
 
 	if (size < sizeof(state))
 		return -EINVAL;
@@ -413,6 +412,18 @@ static int net_restore(struct virtio_device *dev, const void *buf, size_t size)
 			  net->id, state.version, state.offloads, net->tap, net->tap_offloads);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+static int net_restore(struct virtio_device *dev, const void *buf, size_t size)
+{
+	struct net_device *net = to_net(dev);
+	struct net_state state;
+	int err = net_restore_check(dev, buf, size);
+
+	if (err)
+		return err;
+	memcpy(&state, buf, sizeof(state));
 	err = set_offloads(net, state.offloads);
 	if (err)
 		return err;
@@ -442,6 +453,7 @@ static const struct virtio_device_ops net_ops = {
     .reset = net_reset,
     .attach = net_attach,
     .save = net_save,
+    .restore_check = net_restore_check,
     .restore = net_restore,
 };
 

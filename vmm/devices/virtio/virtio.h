@@ -103,6 +103,10 @@ struct virtio_device_ops {
 	int (*attach)(struct virtio_device *dev, struct event_loop *loop);
 	/* Device-specific state for snapshots; the transport saves its own and the queues'. */
 	int (*save)(struct virtio_device *dev, void *buf, size_t size);
+	/* Checks a saved state without changing anything (0 or -EINVAL); restore runs only
+	 * once the transport, every queue and this have passed, so that a bad snapshot
+	 * leaves no side effect (a TAP's offloads, a MAC) behind. */
+	int (*restore_check)(struct virtio_device *dev, const void *buf, size_t size);
 	int (*restore)(struct virtio_device *dev, const void *buf, size_t size);
 };
 

@@ -390,7 +390,7 @@ static int virtio_mmio_restore(void *device, const void *buf, size_t size)
 	struct virtio_transport_state transport;
 	size_t fixed = sizeof(transport) + dev->nr_queues * sizeof(struct vq_state);
 	const uint8_t *in = buf;
-	struct vq_state saved_queues[VIRTIO_MAX_QUEUES];
+	struct vq_state queues[VIRTIO_MAX_QUEUES];
 	int err = 0;
 
 	if (size < fixed)
@@ -398,23 +398,20 @@ static int virtio_mmio_restore(void *device, const void *buf, size_t size)
 	memcpy(&transport, in, sizeof(transport));
 	if (transport.driver_features & ~device_features(dev))
 		return -EINVAL;
+	memcpy(queues, in + sizeof(transport), dev->nr_queues * sizeof(struct vq_state));
 	pthread_mutex_lock(&dev->lock);
 	wait_for_io(dev);
-	/* All or nothing: the device's own state first, then the queues, and on any failure
-	 * the queues go back to what they were. */
-	if (dev->ops->restore)
+	/* All or nothing: every part is checked before the device's restore, which may
+	 * reach the host (a TAP's offloads), and before any queue changes. */
+	for (unsigned int i = 0; i < dev->nr_queues && !err; i++)
+		err = vq_restore_check(&dev->queues[i], &queues[i]);
+	if (!err && dev->ops->restore_check)
+		err = dev->ops->restore_check(dev, in + fixed, size - fixed);
+	if (!err && dev->ops->restore)
 		err = dev->ops->restore(dev, in + fixed, size - fixed);
-	for (unsigned int i = 0; i < dev->nr_queues; i++)
-		saved_queues[i] = dev->queues[i].state;
-	for (unsigned int i = 0; i < dev->nr_queues && !err; i++) {
-		struct vq_state state;
-		memcpy(&state, in + sizeof(transport) + i * sizeof(state), sizeof(state));
-		err = vq_restore(&dev->queues[i], &state);
-	}
-	if (err) {
-		for (unsigned int i = 0; i < dev->nr_queues; i++)
-			dev->queues[i].state = saved_queues[i];
-	} else {
+	for (unsigned int i = 0; i < dev->nr_queues && !err; i++)
+		err = vq_restore(&dev->queues[i], &queues[i]); /* checked: cannot fail */
+	if (!err) {
 		dev->driver_features = transport.driver_features;
 		dev->status = transport.status;
 		atomic_store(&dev->interrupt_status, transport.interrupt_status);

@@ -298,3 +298,13 @@ int vq_restore(struct virtqueue *vq, const struct vq_state *state)
 	}
 	return 0;
 }
+
+int vq_restore_check(const struct virtqueue *vq, const struct vq_state *state)
+{
+	struct virtqueue scratch = *vq; /* vq_check_config marks what it checks as broken */
+
+	if (state->max_size != vq->state.max_size || state->ready > 1 || state->broken > 1)
+		return -EINVAL;
+	scratch.state = *state;
+	return state->ready && vq_check_config(&scratch) ? -EINVAL : 0;
+}

@@ -102,5 +102,7 @@ size_t vq_chain_write(const struct vq_chain *chain, size_t offset, const void *s
 
 /* Snapshot support: the state is validated against guest memory on restore. */
 int vq_restore(struct virtqueue *vq, const struct vq_state *state);
+/* Whether vq_restore(vq, state) would succeed; changes nothing. */
+int vq_restore_check(const struct virtqueue *vq, const struct vq_state *state);
 
 #endif
