@@ -646,15 +646,14 @@ def _boot_net_guest(env, tmp, netns, tap, track_dirty_pages=False):
     return vm
 
 
-def _restored_answers(env, netns, tap, body_or_args, expect_prev, token, api=True):
-    """A new wisp process in netns restores (API body, or --restore command line), its
-    counter goes on without a reboot and its server remembers expect_prev."""
+def _restored_answers(env, vms, netns, tap, body_or_args, expect_prev, token, api=True):
+    """A new wisp process in netns (added to vms) restores (API body, or --restore command
+    line), its counter goes on without a reboot and its server remembers expect_prev."""
     netns.add_tap(tap)
+    vm = Vm(env, [] if api else body_or_args, netns=netns.name, api=api)
+    vms.append(vm)
     if api:
-        vm = Vm(env, [], netns=netns.name)
         vm.ok("PUT", "/snapshot/load", body_or_args)
-    else:
-        vm = Vm(env, body_or_args, netns=netns.name, api=False)
     vm.wait_until(lambda c: len(TICK.findall(c)) >= 3, "3 ticks after the restore")
     reply = netns.ask(f"token {token}")
     check(reply_field(reply, "prev") == expect_prev,
@@ -663,10 +662,10 @@ def _restored_answers(env, netns, tap, body_or_args, expect_prev, token, api=Tru
     return vm
 
 
-def test_clones_diff_rebase_uffd_and_command_line_restore(env):
-    """One boot, a Full and then a Diff snapshot; three clones of the Full one at once;
-    the Diff rebased onto the Full one; the Uffd backend with and without prefetch; wisp
-    --restore on the command line."""
+def _full_snapshot_test(env, body, track_dirty_pages=False):
+    """Boots the initramfs guest (token "base" set), takes a Full snapshot of it and runs
+    body(env, tmp, vm, home, full_state, full_mem, space) with the VM left paused;
+    space() gives a fresh network namespace. Cleans everything up."""
     spaces = []
     vms = []
 
@@ -676,131 +675,153 @@ def test_clones_diff_rebase_uffd_and_command_line_restore(env):
     try:
         with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
             home = space()
-            vm = _boot_net_guest(env, tmp, home, "sct0", track_dirty_pages=True)
+            vm = _boot_net_guest(env, tmp, home, "sct0", track_dirty_pages=track_dirty_pages)
             vms.append(vm)
             check(reply_field(home.ask("token base"), "prev") == "none", "first token")
             vm.ok("PATCH", "/vm", {"state": "Paused"})
             full_state, full_mem = create_snapshot(vm, tmp, "full")
-            vm.ok("PATCH", "/vm", {"state": "Resumed"})
-            check(reply_field(home.ask("token later"), "prev") == "base",
-                  "the guest goes on after a snapshot and a resume")
-            seen = len(TICK.findall(vm.console))
-            vm.wait_until(lambda c: len(TICK.findall(c)) >= seen + 3, "3 more ticks")
-            vm.ok("PATCH", "/vm", {"state": "Paused"})
-            diff_state, diff_mem = create_snapshot(vm, tmp, "diff", snapshot_type="Diff")
-            vm.kill()
-            print(f"# memory files, allocated: Full {allocated(full_mem) >> 10} KiB, Diff "
-                  f"{allocated(diff_mem) >> 10} KiB (apparent {os.path.getsize(full_mem) >> 20}"
-                  f" and {os.path.getsize(diff_mem) >> 20} MiB)", flush=True)
-            check(allocated(diff_mem) < allocated(full_mem) // 2,
-                  f"the Diff snapshot's memory file should hold only the dirtied pages: "
-                  f"{allocated(diff_mem)} bytes allocated, the Full one {allocated(full_mem)}")
-
-            # Three clones of the Full snapshot at once, each on its own TAP.
-            clones = []
-            for i in range(3):
-                netns = space()
-                netns.add_tap(f"scl{i}")
-                clone = Vm(env, [], netns=netns.name)
-                vms.append(clone)
-                clones.append((netns, clone))
-            for i, (netns, clone) in enumerate(clones):
-                clone.ok("PUT", "/snapshot/load",
-                         load_body(full_state, full_mem, tap=f"scl{i}"))
-            for i, (netns, clone) in enumerate(clones):
-                clone.wait_until(lambda c: len(TICK.findall(c)) >= 5, f"clone {i}'s ticks")
-                reply = netns.ask(f"token clone{i}")
-                check(reply_field(reply, "prev") == "base",
-                      f"clone {i} should start from the snapshot's memory: {reply}")
-            for i, (netns, clone) in enumerate(clones):
-                reply = netns.ask(f"token clone{i}-again")
-                check(reply_field(reply, "prev") == f"clone{i}",
-                      f"clone {i} should keep its own memory apart from the others: {reply}")
-                check_one_run(ticks_of(clone.console), f"clone {i}'s counter", clone.describe())
-            rollups = [smaps_rollup(clone.proc.pid) for _, clone in clones]
-            rss, pss = sum(r["Rss"] for r in rollups), sum(r["Pss"] for r in rollups)
-            print(f"# three clones: sum of Rss {rss} KiB, sum of Pss {pss} KiB "
-                  f"({[(r['Rss'], r['Pss']) for r in rollups]})", flush=True)
-            check(pss < 0.6 * rss, f"three clones of one snapshot should share their clean "
-                  f"pages: sum of Pss {pss} KiB is not well below the sum of Rss {rss} KiB")
-            for _, clone in clones:
-                clone.kill()
-
-            # The Diff snapshot, rebased onto a copy of the Full memory file, restores the
-            # later state (the token set after the Full snapshot). Loaded paused, resumed
-            # with PATCH /vm.
-            rebased = os.path.join(tmp, "rebased.mem")
-            shutil.copyfile(full_mem, rebased)
-            done = subprocess.run([env.wisp, "snapshot-rebase", rebased, diff_mem],
-                                  capture_output=True, text=True, timeout=120)
-            check(done.returncode == 0, f"wisp snapshot-rebase {rebased} {diff_mem}: exit "
-                  f"{done.returncode}: {done.stdout}{done.stderr}")
-            netns = space()
-            netns.add_tap("srb0")
-            restored = Vm(env, [], netns=netns.name)
-            vms.append(restored)
-            restored.ok("PUT", "/snapshot/load",
-                        load_body(diff_state, rebased, tap="srb0", resume=False))
-            status, info = restored.request("GET", "/")
-            check(status == 200 and info.get("state") == "Paused",
-                  f"a load without resume_vm leaves the VM paused: {status} {info}")
-            restored.ok("PATCH", "/vm", {"state": "Resumed"})
-            restored.wait_until(lambda c: len(TICK.findall(c)) >= 3, "ticks after the rebase")
-            reply = netns.ask("token rebased")
-            check(reply_field(reply, "prev") == "later",
-                  f"the rebased Diff snapshot should hold the later state: {reply}")
-            restored.kill()
-
-            # The Uffd backend with the shipped handler: once recording the pages the
-            # restore faults in, once prefetching them.
-            handler = uffd_handler_path(env)
-            check(os.access(handler, os.X_OK), f"the Uffd handler {handler} is missing")
-            record = os.path.join(tmp, "uffd.record")
-            for label, extra in (("without prefetch", ["--record", record]),
-                                 ("with prefetch", ["--prefetch", record])):
-                uffd_sock = os.path.join(SOCKET_DIR, f"wisp-snap-uffd-{os.getpid()}.sock")
-                if os.path.exists(uffd_sock):
-                    os.unlink(uffd_sock)
-                proc = subprocess.Popen([handler, uffd_sock, full_mem, *extra],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                try:
-                    deadline = time.monotonic() + 30
-                    while not os.path.exists(uffd_sock):
-                        check(proc.poll() is None and time.monotonic() < deadline,
-                              f"the Uffd handler did not listen on {uffd_sock}")
-                        time.sleep(0.05)
-                    netns = space()
-                    tap = "sud0" if "without" in label else "sud1"
-                    restored = _restored_answers(
-                        env, netns, tap, load_body(full_state, uffd_sock, tap=tap,
-                                                   backend="Uffd"), "base", "uffd")
-                    vms.append(restored)
-                    restored.kill()
-                    # wisp is gone: the handler sees its end (and writes its record).
-                    try:
-                        proc.wait(timeout=15)
-                    except subprocess.TimeoutExpired:
-                        pass
-                finally:
-                    proc.kill()
-                    out = proc.communicate()[0].decode(errors="replace")
-                if "without" in label:
-                    check(os.path.isfile(record) and os.path.getsize(record) > 0,
-                          f"the handler's --record left no page list in {record}: {out}")
-                print(f"# uffd restore {label}: ok", flush=True)
-
-            # wisp --restore on the command line.
-            netns = space()
-            restored = _restored_answers(
-                env, netns, "scli0", ["--restore", full_state, "--mem-file", full_mem,
-                                      "--resume", "--net-override", "id=eth0,tap=scli0"],
-                "base", "cli", api=False)
-            vms.append(restored)
+            body(env, tmp, vm, home, full_state, full_mem, space, vms)
     finally:
         for vm in vms:
             vm.kill()
         for netns in spaces:
             netns.delete()
+
+
+def test_three_clones_at_once_share_clean_pages_and_command_line_restore(env):
+    """Three clones of one Full snapshot at once, each on its own TAP: each runs on its
+    own (its own memory, its own counter) and their clean pages are shared; then the same
+    snapshot through `wisp --restore` on the command line."""
+    def body(env, tmp, vm, home, full_state, full_mem, space, vms):
+        # Three clones of the Full snapshot at once, each on its own TAP.
+        clones = []
+        for i in range(3):
+            netns = space()
+            netns.add_tap(f"scl{i}")
+            clone = Vm(env, [], netns=netns.name)
+            vms.append(clone)
+            clones.append((netns, clone))
+        for i, (netns, clone) in enumerate(clones):
+            clone.ok("PUT", "/snapshot/load",
+                     load_body(full_state, full_mem, tap=f"scl{i}"))
+        for i, (netns, clone) in enumerate(clones):
+            clone.wait_until(lambda c: len(TICK.findall(c)) >= 5, f"clone {i}'s ticks")
+            reply = netns.ask(f"token clone{i}")
+            check(reply_field(reply, "prev") == "base",
+                  f"clone {i} should start from the snapshot's memory: {reply}")
+        for i, (netns, clone) in enumerate(clones):
+            reply = netns.ask(f"token clone{i}-again")
+            check(reply_field(reply, "prev") == f"clone{i}",
+                  f"clone {i} should keep its own memory apart from the others: {reply}")
+            check_one_run(ticks_of(clone.console), f"clone {i}'s counter", clone.describe())
+        rollups = [smaps_rollup(clone.proc.pid) for _, clone in clones]
+        rss, pss = sum(r["Rss"] for r in rollups), sum(r["Pss"] for r in rollups)
+        print(f"# three clones: sum of Rss {rss} KiB, sum of Pss {pss} KiB "
+              f"({[(r['Rss'], r['Pss']) for r in rollups]})", flush=True)
+        check(pss < 0.6 * rss, f"three clones of one snapshot should share their clean "
+              f"pages: sum of Pss {pss} KiB is not well below the sum of Rss {rss} KiB")
+        for _, clone in clones:
+            clone.kill()
+
+        # wisp --restore on the command line.
+        netns = space()
+        _restored_answers(
+            env, vms, netns, "scli0", ["--restore", full_state, "--mem-file", full_mem,
+                                  "--resume", "--net-override", "id=eth0,tap=scli0"],
+            "base", "cli", api=False)
+    _full_snapshot_test(env, body)
+
+
+def test_diff_snapshot_after_a_full_one_rebased_restores_the_later_state(env):
+    """With track_dirty_pages: a Full snapshot, the guest goes on (token "later"), a Diff
+    snapshot holding only the dirtied pages; `wisp snapshot-rebase` merges it onto a copy
+    of the Full memory file, and that restores the later state."""
+    def body(env, tmp, vm, home, full_state, full_mem, space, vms):
+        vm.ok("PATCH", "/vm", {"state": "Resumed"})
+        check(reply_field(home.ask("token later"), "prev") == "base",
+              "the guest goes on after a snapshot and a resume")
+        seen = len(TICK.findall(vm.console))
+        vm.wait_until(lambda c: len(TICK.findall(c)) >= seen + 3, "3 more ticks")
+        vm.ok("PATCH", "/vm", {"state": "Paused"})
+        diff_state, diff_mem = create_snapshot(vm, tmp, "diff", snapshot_type="Diff")
+        vm.kill()
+        print(f"# memory files, allocated: Full {allocated(full_mem) >> 10} KiB, Diff "
+              f"{allocated(diff_mem) >> 10} KiB (apparent {os.path.getsize(full_mem) >> 20}"
+              f" and {os.path.getsize(diff_mem) >> 20} MiB)", flush=True)
+        check(allocated(diff_mem) < allocated(full_mem) // 2,
+              f"the Diff snapshot's memory file should hold only the dirtied pages: "
+              f"{allocated(diff_mem)} bytes allocated, the Full one {allocated(full_mem)}")
+
+        # The Diff snapshot, rebased onto a copy of the Full memory file, restores the
+        # later state (the token set after the Full snapshot). Loaded paused, resumed
+        # with PATCH /vm.
+        rebased = os.path.join(tmp, "rebased.mem")
+        shutil.copyfile(full_mem, rebased)
+        done = subprocess.run([env.wisp, "snapshot-rebase", rebased, diff_mem],
+                              capture_output=True, text=True, timeout=120)
+        check(done.returncode == 0, f"wisp snapshot-rebase {rebased} {diff_mem}: exit "
+              f"{done.returncode}: {done.stdout}{done.stderr}")
+        netns = space()
+        netns.add_tap("srb0")
+        restored = Vm(env, [], netns=netns.name)
+        vms.append(restored)
+        restored.ok("PUT", "/snapshot/load",
+                    load_body(diff_state, rebased, tap="srb0", resume=False))
+        status, info = restored.request("GET", "/")
+        check(status == 200 and info.get("state") == "Paused",
+              f"a load without resume_vm leaves the VM paused: {status} {info}")
+        restored.ok("PATCH", "/vm", {"state": "Resumed"})
+        restored.wait_until(lambda c: len(TICK.findall(c)) >= 3, "ticks after the rebase")
+        reply = netns.ask("token rebased")
+        check(reply_field(reply, "prev") == "later",
+              f"the rebased Diff snapshot should hold the later state: {reply}")
+        restored.kill()
+    _full_snapshot_test(env, body, track_dirty_pages=True)
+
+
+def test_uffd_backend_with_the_shipped_handler_with_and_without_prefetch(env):
+    """The Full snapshot restored through the Uffd backend: build/wisp-uffd-handler serves
+    the memory file, once recording the pages the restore faults in, once prefetching
+    them; both times the guest goes on from the snapshot."""
+    def body(env, tmp, vm, home, full_state, full_mem, space, vms):
+        vm.kill()
+        # The Uffd backend with the shipped handler: once recording the pages the
+        # restore faults in, once prefetching them.
+        handler = uffd_handler_path(env)
+        check(os.access(handler, os.X_OK), f"the Uffd handler {handler} is missing")
+        record = os.path.join(tmp, "uffd.record")
+        for label, extra in (("without prefetch", ["--record", record]),
+                             ("with prefetch", ["--prefetch", record])):
+            uffd_sock = os.path.join(SOCKET_DIR, f"wisp-snap-uffd-{os.getpid()}.sock")
+            if os.path.exists(uffd_sock):
+                os.unlink(uffd_sock)
+            proc = subprocess.Popen([handler, uffd_sock, full_mem, *extra],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while not os.path.exists(uffd_sock):
+                    check(proc.poll() is None and time.monotonic() < deadline,
+                          f"the Uffd handler did not listen on {uffd_sock}")
+                    time.sleep(0.05)
+                netns = space()
+                tap = "sud0" if "without" in label else "sud1"
+                restored = _restored_answers(
+                    env, vms, netns, tap, load_body(full_state, uffd_sock, tap=tap,
+                                                    backend="Uffd"), "base", "uffd")
+                restored.kill()
+                # wisp is gone: the handler sees its end (and writes its record).
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass
+            finally:
+                proc.kill()
+                out = proc.communicate()[0].decode(errors="replace")
+            if "without" in label:
+                check(os.path.isfile(record) and os.path.getsize(record) > 0,
+                      f"the handler's --record left no page list in {record}: {out}")
+            print(f"# uffd restore {label}: ok", flush=True)
+    _full_snapshot_test(env, body)
 
 
 def _hammer_guest(env, tmp, netns, tap="shm0"):
