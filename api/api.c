@@ -33,13 +33,14 @@ static const struct fixed_route fixed_routes[] = {
     {"/logger", API_LOGGER, PUT},
     {"/metrics", API_METRICS, PUT},
     {"/serial", API_SERIAL, PUT},
+    {"/snapshot/create", API_SNAPSHOT_CREATE, PUT},
+    {"/snapshot/load", API_SNAPSHOT_LOAD, PUT},
 };
 
-/* Firecracker resources that later issues bring (snapshots, balloon) or that wisp leaves
- * out; a Firecracker client gets a clear 400 for them. */
+/* Firecracker resources that later issues bring (the balloon) or that wisp leaves out; a
+ * Firecracker client gets a clear 400 for them. */
 static const char *const not_yet_prefixes[] = {
-    "/snapshot/create", "/snapshot/load", "/balloon",  "/mmds",	 "/vsock",
-    "/entropy",		"/cpu-config",	  "/hotplug/", "/pmem/",
+    "/balloon", "/mmds", "/vsock", "/entropy", "/cpu-config", "/hotplug/", "/pmem/",
 };
 
 static int route_with_id(const char *path, const char *prefix, const char **id)
@@ -103,6 +104,27 @@ void api_state_init(struct api_state *state, const struct vmm_config *config, co
 	state->opaque = opaque;
 }
 
+void api_state_restored(struct api_state *state, const struct vmm_config *restored, bool running)
+{
+	struct vmm_config *config = &state->config;
+	struct logger_config logger = config->logger;
+	struct process_config process = config->process;
+	char metrics_path[sizeof(config->metrics_path)];
+	char serial_out_path[sizeof(config->serial_out_path)];
+
+	memcpy(metrics_path, config->metrics_path, sizeof(metrics_path));
+	memcpy(serial_out_path, config->serial_out_path, sizeof(serial_out_path));
+	*config = *restored;
+	config->logger = logger;
+	config->process = process;
+	memcpy(config->metrics_path, metrics_path, sizeof(metrics_path));
+	memcpy(config->serial_out_path, serial_out_path, sizeof(serial_out_path));
+	/* The configuration now describes the VM; the request that made it is done. */
+	config->has_restore = false;
+	memset(&config->restore, 0, sizeof(config->restore));
+	state->vm_state = running ? API_VM_RUNNING : API_VM_PAUSED;
+}
+
 static void reply_json(struct api_reply *reply, int status, json_t *body)
 {
 	reply->status = status;
@@ -164,6 +186,10 @@ static int handle_action(struct api_state *state, const json_t *body, char *err,
 	case FC_ACTION_INSTANCE_START:
 		if (state->vm_state != API_VM_NOT_STARTED) {
 			snprintf(err, err_size, MSG_AFTER_START);
+			return -EINVAL;
+		}
+		if (state->load_failed) {
+			snprintf(err, err_size, API_MSG_LOAD_FAILED);
 			return -EINVAL;
 		}
 		if (!*state->config.kernel_path) {
@@ -356,25 +382,121 @@ static int put_with_files(struct api_state *state, const struct api_route *route
 	return ret;
 }
 
+/* PUT /snapshot/create: the body first, then the state, as in Firecracker (its API
+ * thread parses, its VMM checks). */
+static int handle_snapshot_create(struct api_state *state, const json_t *body, char *err,
+				  size_t err_size)
+{
+	struct snapshot_create_config *request = malloc(sizeof(*request));
+	int ret;
+
+	if (!request) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	ret = fc_snapshot_create_parse(body, request, err, err_size);
+	if (!ret && state->vm_state == API_VM_NOT_STARTED) {
+		snprintf(err, err_size, MSG_BEFORE_START);
+		ret = -EINVAL;
+	} else if (!ret && state->vm_state == API_VM_RUNNING) {
+		snprintf(err, err_size, API_MSG_CREATE_RUNNING);
+		ret = -EINVAL;
+	}
+	if (!ret && !state->ops->snapshot_create) {
+		snprintf(err, err_size, "/snapshot/create is not supported by this wisp build.");
+		ret = -EOPNOTSUPP;
+	}
+	if (!ret)
+		ret = state->ops->snapshot_create(state->opaque, request, err, err_size);
+	free(request);
+	return ret;
+}
+
+/* PUT /snapshot/load: only on a fresh process (no VM, no boot configuration, no failed
+ * load before). */
+static int handle_snapshot_load(struct api_state *state, const json_t *body, char *err,
+				size_t err_size)
+{
+	struct snapshot_load_config *request = malloc(sizeof(*request));
+	struct vmm_config *restored = malloc(sizeof(*restored));
+	int ret = -ENOMEM;
+
+	if (!request || !restored) {
+		snprintf(err, err_size, "out of memory");
+		goto out;
+	}
+	ret = fc_snapshot_load_parse(body, request, err, err_size);
+	if (ret)
+		goto out;
+	ret = -EINVAL;
+	if (state->vm_state != API_VM_NOT_STARTED)
+		snprintf(err, err_size, MSG_AFTER_START);
+	else if (state->load_failed)
+		snprintf(err, err_size, API_MSG_LOAD_FAILED);
+	else if (state->boot_configured)
+		snprintf(err, err_size, API_MSG_LOAD_AFTER_CONFIG);
+	else if (!state->ops->snapshot_load)
+		snprintf(err, err_size, "/snapshot/load is not supported by this wisp build.");
+	else
+		ret = 0;
+	if (ret)
+		goto out;
+	*restored = state->config;
+	ret = state->ops->snapshot_load(state->opaque, request, restored, err, err_size);
+	if (ret) {
+		state->load_failed = true;
+		goto out;
+	}
+	api_state_restored(state, restored, request->resume_vm);
+	state->config.track_dirty_pages = request->track_dirty_pages;
+out:
+	free(restored);
+	free(request);
+	return ret;
+}
+
+/* The requests that configure the VM to boot: they end the process's chance to load a
+ * snapshot, and a failed load ends theirs. */
+static bool configures_boot(enum api_endpoint endpoint)
+{
+	return endpoint == API_BOOT_SOURCE || endpoint == API_DRIVES ||
+	       endpoint == API_NETWORK_INTERFACES || endpoint == API_MACHINE_CONFIG;
+}
+
 static int handle_put(struct api_state *state, const struct api_route *route, const json_t *body,
 		      char *err, size_t err_size)
 {
 	bool started = state->vm_state != API_VM_NOT_STARTED;
+	int ret;
 
 	if (route->endpoint == API_ACTIONS)
 		return handle_action(state, body, err, err_size);
+	if (route->endpoint == API_SNAPSHOT_CREATE)
+		return handle_snapshot_create(state, body, err, err_size);
+	if (route->endpoint == API_SNAPSHOT_LOAD)
+		return handle_snapshot_load(state, body, err, err_size);
 	if (started) {
 		snprintf(err, err_size, MSG_AFTER_START);
+		return -EINVAL;
+	}
+	if (state->load_failed && configures_boot(route->endpoint)) {
+		snprintf(err, err_size, API_MSG_LOAD_FAILED);
 		return -EINVAL;
 	}
 	switch (route->endpoint) {
 	case API_BOOT_SOURCE:
 	case API_DRIVES:
-		return put_with_files(state, route, body, err, err_size);
+		ret = put_with_files(state, route, body, err, err_size);
+		state->boot_configured |= !ret;
+		return ret;
 	case API_MACHINE_CONFIG:
-		return fc_machine_config_put(body, &state->config, err, err_size);
+		ret = fc_machine_config_put(body, &state->config, err, err_size);
+		state->boot_configured |= !ret;
+		return ret;
 	case API_NETWORK_INTERFACES:
-		return fc_net_put(body, route->id, &state->config, err, err_size);
+		ret = fc_net_put(body, route->id, &state->config, err, err_size);
+		state->boot_configured |= !ret;
+		return ret;
 	case API_SERIAL:
 		return fc_serial_put(body, state->config.serial_out_path,
 				     sizeof(state->config.serial_out_path), err, err_size);
@@ -412,11 +534,19 @@ static int handle_patch(struct api_state *state, const struct api_route *route, 
 	bool started = state->vm_state != API_VM_NOT_STARTED;
 
 	if (route->endpoint == API_MACHINE_CONFIG) {
+		int ret;
+
 		if (started) {
 			snprintf(err, err_size, MSG_AFTER_START);
 			return -EINVAL;
 		}
-		return fc_machine_config_patch(body, &state->config, err, err_size);
+		if (state->load_failed) {
+			snprintf(err, err_size, API_MSG_LOAD_FAILED);
+			return -EINVAL;
+		}
+		ret = fc_machine_config_patch(body, &state->config, err, err_size);
+		state->boot_configured |= !ret;
+		return ret;
 	}
 	if (!started) {
 		snprintf(err, err_size, MSG_BEFORE_START);

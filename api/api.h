@@ -26,6 +26,8 @@ enum api_endpoint {
 	API_LOGGER,
 	API_METRICS,
 	API_SERIAL,
+	API_SNAPSHOT_CREATE,
+	API_SNAPSHOT_LOAD,
 	API_NOT_YET, /* a Firecracker resource wisp does not have yet: 400, not 404 */
 };
 
@@ -63,21 +65,56 @@ struct api_vmm_ops {
 	 * -errno. As Firecracker does, PUT /boot-source and PUT /drives open the files they
 	 * name while they are handled, so a missing file is that request's 400. */
 	int (*open_check)(void *opaque, const char *path, int flags);
-	/* PUT /snapshot/create on a paused VM (the API checked the state): writes both files;
-	 * the VM stays paused. */
+	/* PUT /snapshot/create on a paused VM (the API checked the body and the state):
+	 * writes both files; the VM stays paused. A failure is that request's 400 (err) and
+	 * leaves the VM paused, so the client may try again or resume. The API passes Diff
+	 * whether or not the VM tracks dirty pages (track_dirty_pages): Firecracker 1.17
+	 * then takes the pages mincore(2) reports resident instead of KVM's dirty log. */
 	int (*snapshot_create)(void *opaque, const struct snapshot_create_config *request,
 			       char *err, size_t err_size);
-	/* PUT /snapshot/load on a fresh process (the API checked that nothing was configured
-	 * but the logger and metrics): on success *restored is the restored VM's
-	 * configuration (what GET /vm/config shows from then on) and the VM is paused, or
-	 * running when request->resume_vm. */
+	/* PUT /snapshot/load on a fresh process (the API checked the body, that no VM was
+	 * started or loaded, and that nothing was configured but the logger, metrics and
+	 * serial output). On entry *restored holds the API's configuration so far (the
+	 * defaults, logger, metrics_path, serial_out_path, process), which is where the
+	 * serial output a client set before the load is (as in Firecracker, the restored
+	 * VM's console goes there). On success *restored is the restored VM's
+	 * configuration (what GET /vm/config shows from then on; the API keeps its own
+	 * logger, metrics_path, serial_out_path and process over it, and sets
+	 * track_dirty_pages to the request's, as Firecracker does, since the snapshot does
+	 * not keep it) and the VM is paused, or running when request->resume_vm.
+	 * A failure is the request's 400 (err), and the API then takes the process as
+	 * spent, as Firecracker ends its process after a failed load: a later load or
+	 * InstanceStart (or boot configuration) is refused with API_MSG_LOAD_FAILED. So the
+	 * op need not undo a half-built VM, but must leave the process able to answer GETs,
+	 * the logger and metrics, and to exit cleanly. */
 	int (*snapshot_load)(void *opaque, const struct snapshot_load_config *request,
 			     struct vmm_config *restored, char *err, size_t err_size);
 };
 
+/* Firecracker's texts for the snapshot requests refused by state (tests match them). */
+#define API_MSG_CREATE_RUNNING                                                                     \
+	"Create snapshot error: Cannot save the microVM state: Operation not allowed: "            \
+	"save/restore unavailable while running"
+#define API_MSG_LOAD_AFTER_CONFIG                                                                  \
+	"Load snapshot error: Loading a microVM snapshot not allowed after configuring "           \
+	"boot-specific resources."
+/* wisp's own (Firecracker ends the process instead). */
+#define API_MSG_LOAD_FAILED                                                                        \
+	"Load snapshot error: a snapshot load already failed in this process, which may hold "     \
+	"part of that VM: start a new wisp process to load or boot a VM."
+
 struct api_state {
 	struct vmm_config config;
 	enum api_vm_state vm_state;
+	/* A boot-specific resource was configured through the API (a successful PUT
+	 * /boot-source, /drives, /network-interfaces, PUT or PATCH /machine-config): PUT
+	 * /snapshot/load is refused from then on (API_MSG_LOAD_AFTER_CONFIG). The logger,
+	 * metrics and serial output do not count, as in Firecracker. */
+	bool boot_configured;
+	/* ops->snapshot_load failed: no further load, InstanceStart or boot configuration
+	 * (API_MSG_LOAD_FAILED). A load the API refused itself (body, state) leaves this
+	 * false and the process fresh. */
+	bool load_failed;
 	const char *version;
 	const struct api_vmm_ops *ops;
 	void *opaque;
@@ -93,6 +130,13 @@ struct api_reply {
  * its configuration afterwards. */
 void api_state_init(struct api_state *state, const struct vmm_config *config, const char *version,
 		    const struct api_vmm_ops *ops, void *opaque);
+/* The VM was loaded from a snapshot (PUT /snapshot/load, or --restore before the API
+ * started): the API's configuration becomes `restored`, except the process's own
+ * settings (logger, metrics_path, serial_out_path, process), which stay the API's; the
+ * VM is running or paused. From then on it is an ordinary started VM: PATCH /vm,
+ * PATCH drives and interfaces, GET /vm/config and snapshot/create work as after
+ * InstanceStart. */
+void api_state_restored(struct api_state *state, const struct vmm_config *restored, bool running);
 /* Handles one request. body may be NULL (no body). reply->body is the caller's to free. */
 void api_handle(struct api_state *state, enum http_method method, const char *path,
 		const char *body, size_t body_len, struct api_reply *reply);

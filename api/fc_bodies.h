@@ -22,6 +22,9 @@ extern const struct body_spec fc_serial_body;
 extern const struct body_spec fc_action_body;
 extern const struct body_spec fc_vm_body;
 extern const struct body_spec fc_config_file_body;
+extern const struct body_spec fc_snapshot_create_body;
+extern const struct body_spec fc_snapshot_load_body;
+extern const struct body_spec fc_net_override_body;
 
 /* Reads the string field `name`, one of `names` (matched exactly, as serde matches
  * Firecracker's enums): its index, `fallback` if the field is not given, or -EINVAL with

@@ -80,6 +80,18 @@ int fc_serial_put(const json_t *body, char *out_path, size_t path_size, char *er
 int fc_action_parse(const json_t *body, enum fc_action *action, char *err, size_t err_size);
 int fc_vm_patch(const json_t *body, enum fc_vm_state *state, char *err, size_t err_size);
 
+/* PUT /snapshot/create: snapshot_type (Full unless given), snapshot_path, mem_file_path
+ * (two different, non-empty paths). */
+int fc_snapshot_create_parse(const json_t *body, struct snapshot_create_config *request, char *err,
+			     size_t err_size);
+/* PUT /snapshot/load, with Firecracker's rules: exactly one of mem_backend and the
+ * deprecated mem_file_path (a File backend), the deprecated enable_diff_snapshots is
+ * track_dirty_pages, network_overrides each name a different interface and TAP (at most
+ * CONFIG_MAX_NETS, host_dev_name at most 15 characters). Refused as values wisp cannot
+ * honour: huge_pages "2M" (no hugetlbfs) and a vsock_override (no vsock device). */
+int fc_snapshot_load_parse(const json_t *body, struct snapshot_load_config *request, char *err,
+			   size_t err_size);
+
 /* Replies (new references; NULL only on allocation failure). */
 json_t *fc_machine_config_json(const struct vmm_config *config);
 /* GET /vm/config: Firecracker's FullVmConfiguration. */
@@ -91,6 +103,16 @@ json_t *fc_vm_config_json(const struct vmm_config *config);
  * must be a string". */
 int fc_config_file_parse(const char *text, size_t len, struct vmm_config *config, char *err,
 			 size_t err_size);
+
+/* The machine configuration a snapshot saved: the JSON text of GET /vm/config
+ * (fc_vm_config_json), read back into `config` on top of the defaults, so that
+ * fc_vm_config_json(parsed) is the saved text again, field for field. Drives come in the
+ * order the text lists them (the root drive first, the order vm.c attaches them in). Not
+ * in that text, so not restored by it: the logger, metrics and serial output (the
+ * process's own settings), a drive's `direct` (O_DIRECT, a wisp command-line option),
+ * and the process settings. On error (err says which key) *config is unchanged. */
+int fc_vm_config_parse(const char *json, size_t len, struct vmm_config *config, char *err,
+		       size_t err_size);
 
 /* What wisp accepts, for the contract check (tests/api_contract.py):
  *   {"paths": {"/": {"get": {"body": null}},

@@ -216,3 +216,31 @@ out:
 	json_decref(root);
 	return ret;
 }
+
+/* ---- the machine configuration a snapshot saved ---- */
+
+int fc_vm_config_parse(const char *json, size_t len, struct vmm_config *config, char *err,
+		       size_t err_size)
+{
+	struct vmm_config *work = malloc(sizeof(*work));
+	char reason[FC_ERROR_MAX];
+	int ret;
+
+	if (!work) {
+		snprintf(err, err_size, "the snapshot's VM configuration: out of memory");
+		return -ENOMEM;
+	}
+	/* GET /vm/config's text is a config file: the same keys, with nulls for what is not
+	 * there; read on top of the defaults, not on top of this process's settings. */
+	config_set_defaults(work);
+	ret = fc_config_file_parse(json, len, work, reason, sizeof(reason));
+	if (ret) {
+		const char *cut = !strncmp(reason, "config file: ", 13) ? reason + 13 : reason;
+
+		snprintf(err, err_size, "the snapshot's VM configuration: %s", cut);
+	} else {
+		*config = *work;
+	}
+	free(work);
+	return ret;
+}

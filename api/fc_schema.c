@@ -137,6 +137,56 @@ static const struct body_field vm_fields[] = {
 };
 const struct body_spec fc_vm_body = {"the vm body", vm_fields};
 
+/* Firecracker's CreateSnapshotParams: snapshot_type defaults to Full (serde's default, so
+ * null is refused). */
+static const struct body_field snapshot_create_fields[] = {
+    {"snapshot_type", FIELD_STRING, false, false, NULL},
+    {"snapshot_path", FIELD_STRING, true, false, NULL},
+    {"mem_file_path", FIELD_STRING, true, false, NULL},
+    END,
+};
+const struct body_spec fc_snapshot_create_body = {"the snapshot create body",
+						  snapshot_create_fields};
+
+static const struct body_field mem_backend_fields[] = {
+    {"backend_path", FIELD_STRING, true, false, NULL},
+    {"backend_type", FIELD_STRING, true, false, NULL},
+    END,
+};
+static const struct body_spec mem_backend_body = {"the mem_backend body", mem_backend_fields};
+
+static const struct body_field vsock_override_fields[] = {
+    {"uds_path", FIELD_STRING, true, false, NULL},
+    END,
+};
+static const struct body_spec vsock_override_body = {"the vsock_override body",
+						     vsock_override_fields};
+
+/* An element of network_overrides (checked by the load parser). */
+static const struct body_field net_override_fields[] = {
+    {"iface_id", FIELD_STRING, true, false, NULL},
+    {"host_dev_name", FIELD_STRING, true, false, NULL},
+    END,
+};
+const struct body_spec fc_net_override_body = {"the network override", net_override_fields};
+
+/* Firecracker's LoadSnapshotConfig: the Option<T> fields take null, the serde defaults
+ * (booleans, the list, huge_pages) do not. */
+static const struct body_field snapshot_load_fields[] = {
+    {"snapshot_path", FIELD_STRING, true, false, NULL},
+    {"mem_file_path", FIELD_STRING, false, true, NULL},
+    {"mem_backend", FIELD_OBJECT, false, true, &mem_backend_body},
+    {"enable_diff_snapshots", FIELD_BOOL, false, false, NULL},
+    {"track_dirty_pages", FIELD_BOOL, false, false, NULL},
+    {"resume_vm", FIELD_BOOL, false, false, NULL},
+    {"network_overrides", FIELD_ARRAY, false, false, NULL},
+    {"vsock_override", FIELD_OBJECT, false, true, &vsock_override_body},
+    {"clock_realtime", FIELD_BOOL, false, false, NULL},
+    {"huge_pages", FIELD_STRING, false, false, NULL},
+    END,
+};
+const struct body_spec fc_snapshot_load_body = {"the snapshot load body", snapshot_load_fields};
+
 /* Firecracker's VmmConfig. The sections without `nested` are checked by the endpoint
  * parser they feed; the FIELD_ANY ones are Firecracker devices wisp does not have. */
 static const struct body_field config_file_fields[] = {
@@ -181,6 +231,8 @@ static const struct schema_operation operations[] = {
     {"/logger", "put", &fc_logger_body},
     {"/metrics", "put", &fc_metrics_body},
     {"/serial", "put", &fc_serial_body},
+    {"/snapshot/create", "put", &fc_snapshot_create_body},
+    {"/snapshot/load", "put", &fc_snapshot_load_body},
 };
 
 static int schema_add_operation(json_t *paths, const struct schema_operation *operation)

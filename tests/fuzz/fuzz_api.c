@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,34 @@ static int stub_open_check(void *opaque, const char *path, int flags)
 	return strstr(path, "missing") ? -ENOENT : 0;
 }
 
+static int stub_snapshot_create(void *opaque, const struct snapshot_create_config *request,
+				char *err, size_t size)
+{
+	(void)request;
+	return stub(opaque, err, size);
+}
+
+/* Restores a VM with one drive and one interface, or fails (a snapshot path with
+ * "missing" in it), so that both the restored and the spent process are fuzzed. */
+static int stub_snapshot_load(void *opaque, const struct snapshot_load_config *request,
+			      struct vmm_config *restored, char *err, size_t size)
+{
+	(void)opaque;
+	if (strstr(request->snapshot_path, "missing")) {
+		snprintf(err, size, "cannot open the snapshot");
+		return -ENOENT;
+	}
+	strcpy(restored->kernel_path, "/vmlinux");
+	restored->nr_drives = 1;
+	strcpy(restored->drives[0].id, "rootfs");
+	strcpy(restored->drives[0].path, "/rootfs.ext4");
+	restored->drives[0].root = true;
+	restored->nr_nets = 1;
+	strcpy(restored->nets[0].id, "eth0");
+	strcpy(restored->nets[0].tap, "tap0");
+	return 0;
+}
+
 static const struct api_vmm_ops stub_ops = {
     .start = stub_start,
     .pause = stub,
@@ -90,6 +119,8 @@ static const struct api_vmm_ops stub_ops = {
     .set_logger = stub_logger,
     .set_metrics = stub_metrics,
     .open_check = stub_open_check,
+    .snapshot_create = stub_snapshot_create,
+    .snapshot_load = stub_snapshot_load,
 };
 
 static void check_string(const char *text, size_t size)

@@ -157,7 +157,9 @@ ERROR_CASES = [
     ("PATCH", "/vm", {"state": "Paused"}, "before starting"),
     ("PATCH", "/drives/a", {"drive_id": "a", "path_on_host": "/y"}, "before starting"),
     ("PUT", "/snapshot/create", {"snapshot_path": "/s", "mem_file_path": "/m"},
-     "not supported"),
+     "before starting"),
+    ("PUT", "/snapshot/load", {"snapshot_path": "/s"},
+     "either `mem_backend` or `mem_file_path` is required"),
     ("PUT", "/balloon", {"amount_mib": 1, "deflate_on_oom": False}, "not supported"),
 ]
 

@@ -1506,12 +1506,15 @@ static void test_schema_lists_every_path_and_method_wisp_serves(void **state)
 	assert_non_null(schema);
 	assert_keys(schema, "paths");
 	assert_keys(paths, "/,/version,/vm/config,/machine-config,/boot-source,/drives/{drive_id},"
-			   "/network-interfaces/{iface_id},/actions,/vm,/logger,/metrics,/serial");
+			   "/network-interfaces/{iface_id},/actions,/vm,/logger,/metrics,/serial,"
+			   "/snapshot/create,/snapshot/load");
 	assert_keys(json_object_get(paths, "/machine-config"), "get,put,patch");
 	assert_keys(json_object_get(paths, "/drives/{drive_id}"), "put,patch");
 	assert_keys(json_object_get(paths, "/network-interfaces/{iface_id}"), "put,patch");
 	assert_keys(json_object_get(paths, "/vm"), "patch");
 	assert_keys(json_object_get(paths, "/actions"), "put");
+	assert_keys(json_object_get(paths, "/snapshot/create"), "put");
+	assert_keys(json_object_get(paths, "/snapshot/load"), "put");
 	assert_json_equal(json_object_get(paths, "/"), "{'get': {'body': null}}");
 	assert_json_equal(json_object_get(paths, "/version"), "{'get': {'body': null}}");
 	assert_json_equal(json_object_get(paths, "/vm/config"), "{'get': {'body': null}}");
