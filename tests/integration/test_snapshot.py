@@ -561,9 +561,15 @@ def test_restore_in_a_new_process_goes_on_where_it_stopped_on_a_new_tap(env):
                   f"clock_realtime: {min(offsets):+.3f}..{max(offsets):+.3f} s "
                   f"(restored {time.time() - snapshot_time:.1f} s after the snapshot)",
                   flush=True)
-            check(max(abs(o) for o in offsets) <= REALTIME_TOLERANCE_S,
-                  f"with clock_realtime the guest's wall clock is off the host's by "
-                  f"{min(offsets):+.3f}..{max(offsets):+.3f} s\n" + second.describe())
+            # Reported at the end, so that the rest of the test still runs and says what
+            # it finds (on a host whose KVM lacks KVM_CLOCK_REALTIME this part cannot hold
+            # unless wisp makes up for it; wisp then warns on stderr).
+            deferred = []
+            if max(abs(o) for o in offsets) > REALTIME_TOLERANCE_S:
+                warned = [line for line in second.stderr.splitlines() if "clock_realtime" in line]
+                deferred.append(f"with clock_realtime the guest's wall clock is off the host's "
+                                f"by {min(offsets):+.3f}..{max(offsets):+.3f} s "
+                                f"(more than {REALTIME_TOLERANCE_S} s); wisp said: {warned}")
 
             # The network on the new TAP: a fresh connection, and the guest's memory as it
             # was (its last token); the file written before the snapshot; new writes.
@@ -621,6 +627,7 @@ def test_restore_in_a_new_process_goes_on_where_it_stopped_on_a_new_tap(env):
             third.kill()
             check(read_ext4_file(root, "/root/after.txt", tmp) == after_token,
                   "the write made by the restored guest is not in the ext4 image")
+            check(not deferred, "; ".join(deferred))
     finally:
         for vm in vms:
             vm.kill()
@@ -951,33 +958,40 @@ def test_every_bad_snapshot_input_is_refused_with_a_400_that_says_which(env):
                 cases.append((f"state file truncated to {cut} bytes",
                               load_body(bad_state(f"cut{cut}.state", raw[:cut]), mem),
                               r"(?i)truncat|short|small|checksum|size|empty|end of|magic"))
+            failures = []  # every case is tried; all failures are reported together
             for what, body, expected in cases:
-                vm = Vm(env, [], netns=netns.name)
-                vms.append(vm)
-                status, reply = vm.request("PUT", "/snapshot/load", body)
-                message = reply.get("fault_message", "") if isinstance(reply, dict) else ""
-                check(status == 400 and message,
-                      f"{what}: PUT /snapshot/load should be 400 with a fault_message, got "
-                      f"{status} {reply}\n" + vm.describe())
-                check(re.search(expected, message),
-                      f"{what}: the fault_message should say which ({expected}): "
-                      f"{message!r}")
-                print(f"# {what}: 400 {message!r}", flush=True)
-                status, info = vm.request("GET", "/")
-                check(status == 200 and isinstance(info, dict) and "state" in info,
-                      f"{what}: GET / after the failed load: {status} {info}\n"
-                      + vm.describe())
-                # wisp takes a process whose load failed as spent, as Firecracker ends
-                # its process (api/api.h): a good load there is refused, with the reason.
-                status, reply = vm.request("PUT", "/snapshot/load", load_body(state, mem))
-                check(status == 400 and isinstance(reply, dict)
-                      and LOAD_FAILED_TEXT in reply.get("fault_message", ""),
-                      f"{what}: a good load after the failed one should be refused as "
-                      f"'{LOAD_FAILED_TEXT}', got {status} {reply}\n" + vm.describe())
-                check(vm.proc.poll() is None, f"{what}: the process died\n" + vm.describe())
-                vm.kill()
+                try:
+                    vm = Vm(env, [], netns=netns.name)
+                    vms.append(vm)
+                    status, reply = vm.request("PUT", "/snapshot/load", body)
+                    message = reply.get("fault_message", "") if isinstance(reply, dict) else ""
+                    check(status == 400 and message,
+                          f"{what}: PUT /snapshot/load should be 400 with a fault_message, got "
+                          f"{status} {reply}\n" + vm.describe())
+                    check(re.search(expected, message),
+                          f"{what}: the fault_message should say which ({expected}): "
+                          f"{message!r}")
+                    print(f"# {what}: 400 {message!r}", flush=True)
+                    status, info = vm.request("GET", "/")
+                    check(status == 200 and isinstance(info, dict) and "state" in info,
+                          f"{what}: GET / after the failed load: {status} {info}\n"
+                          + vm.describe())
+                    # wisp takes a process whose load failed as spent, as Firecracker ends
+                    # its process (api/api.h): a good load there is refused, with the reason.
+                    status, reply = vm.request("PUT", "/snapshot/load", load_body(state, mem))
+                    check(status == 400 and isinstance(reply, dict)
+                          and LOAD_FAILED_TEXT in reply.get("fault_message", ""),
+                          f"{what}: a good load after the failed one should be refused as "
+                          f"'{LOAD_FAILED_TEXT}', got {status} {reply}\n" + vm.describe())
+                    check(vm.proc.poll() is None, f"{what}: the process died\n" + vm.describe())
+                    vm.kill()
+                except AssertionError as err:
+                    failures.append(str(err))
+                    vm.kill()
             bound.close()
             os.unlink(refusing)
+            check(not failures, f"{len(failures)} of {len(cases)} bad inputs were not refused "
+                  f"as they should be:\n" + "\n".join(f[:1500] for f in failures))
 
             # A load the API refuses itself (the body: both memory spellings) leaves the
             # process fresh: the good load after it restores the guest, which goes on.
