@@ -13,8 +13,8 @@ DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 API_SRCS := $(wildcard api/*.c)
 PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c \
 	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c vmm/snapshot_format.c \
-	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c $(ARCH_SRCS) $(DEVICE_SRCS) \
-	$(API_SRCS)
+	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c vmm/uffd_proto.c vmm/uffd.c \
+	$(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
 	vmm/snapshot.c vmm/main.c
 LIBS      := -luring -ljansson
@@ -27,7 +27,7 @@ HEADERS   := $(shell find vmm api -name '*.h')
 .PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io bench-snapshot \
 	check-asan format \
 	format-check clean FORCE
-all: $(BUILD)/wisp
+all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler
 
 deps:
 	@ci/install-deps.sh
@@ -38,6 +38,11 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 
 $(BUILD)/wisp: $(VMM_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The Uffd backend's page-fault handler (README: "Snapshot restore backends").
+$(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Ivmm -o $@ $(filter %.c,$^) -ljansson
 
 # --- guest: kernel (cached outside the clone), init and initramfs images -------------
 $(BUILD)/guest/kernel-dir: FORCE
@@ -70,6 +75,9 @@ guest: deps $(BUILD)/guest/kernel-dir $(BUILD)/guest/initrd.gz $(BUILD)/guest/in
 $(BUILD)/tests/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ivmm -o $@ $< $(PURE_SRCS) -lcmocka $(LIBS)
+
+# The live Uffd test runs the real handler.
+$(BUILD)/tests/test_uffd_live $(BUILD)/asan/test_uffd_live: $(BUILD)/wisp-uffd-handler
 
 $(BUILD)/asan/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)

@@ -143,7 +143,7 @@ out:
 static int save_config(struct snap_writer *w, const struct vmm_config *config, char *err,
 		       size_t err_size)
 {
-	json_t *json = fc_vm_config_json(config);
+	json_t *json = fc_snapshot_config_json(config);
 	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	int ret;
 
@@ -318,11 +318,10 @@ static int read_snapshot(const struct snapshot_load_config *request, struct load
 		return -ENOMEM;
 	}
 	config_set_defaults(restored);
-	ret = fc_config_file_parse(json, strlen(json), restored, why, sizeof(why));
+	ret = fc_vm_config_parse(json, strlen(json), restored, why, sizeof(why));
 	free(json);
 	if (ret) {
-		snprintf(err, err_size, "the snapshot's machine configuration is not valid: %s",
-			 why);
+		snprintf(err, err_size, "the snapshot's VM configuration: %s", why);
 		free(restored);
 		return ret;
 	}
@@ -563,14 +562,11 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	}
 	for (unsigned int i = 0; i < snap.layout.nr_regions; i++)
 		offsets[i] = snap.layout.regions[i].file_offset;
-	if (request->backend == MEM_BACKEND_UFFD) {
-		ret = -ENOTSUP;
-		snprintf(err, err_size, "the Uffd memory backend is not supported yet");
-		goto out;
+	if (request->backend == MEM_BACKEND_FILE) {
+		ret = open_memory_file(request, &snap.layout, &mem_fd, err, err_size);
+		if (ret)
+			goto out;
 	}
-	ret = open_memory_file(request, &snap.layout, &mem_fd, err, err_size);
-	if (ret)
-		goto out;
 
 	*vm_built = true;
 	log_first_error_reset();
@@ -582,6 +578,15 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 		const char *cause = log_first_error();
 		snprintf(err, err_size, "cannot build the VM: %s", *cause ? cause : strerror(-ret));
 		goto out;
+	}
+	/* Before anything touches guest memory: a page already there would never fault. */
+	if (request->backend == MEM_BACKEND_UFFD) {
+		ret = uffd_backend_connect(&vm->mem, &snap.layout, request->backend_path, &vm->uffd,
+					   err, err_size);
+		if (!ret)
+			ret = vm_watch_uffd_handler(vm);
+		if (ret)
+			goto out;
 	}
 	ret = check_kvm_caps(vm, &snap.idx.header, err, err_size);
 	if (!ret)
@@ -595,6 +600,11 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	if (ret) {
 		snprintf(err, err_size, "cannot start the vCPUs: %s", strerror(-ret));
 		goto out;
+	}
+	if (request->backend == MEM_BACKEND_UFFD) {
+		ret = uffd_backend_check_alive(&vm->uffd, 0, err, err_size);
+		if (ret)
+			goto out;
 	}
 	if (request->resume_vm)
 		vcpus_resume(vm);

@@ -219,6 +219,29 @@ static int vm_watch_console(struct vm *vm)
 	return 0;
 }
 
+static void on_uffd_handler_exit(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	(void)events;
+	log_error("the Uffd handler (pid %d) serving the guest's memory at %s has exited: "
+		  "pages it has not served cannot be read; ending the VM",
+		  (int)vm->uffd.handler_pid, vm->uffd.socket_path);
+	event_loop_remove(&vm->loop, vm->uffd.handler_pidfd);
+	vm_request_exit(vm, 1);
+}
+
+int vm_watch_uffd_handler(struct vm *vm)
+{
+	int err;
+
+	if (vm->uffd.handler_pidfd < 0)
+		return 0; /* another pid namespace: a dead handler shows only as a hung guest */
+	err = event_loop_add(&vm->loop, vm->uffd.handler_pidfd, EPOLLIN, on_uffd_handler_exit, vm);
+	if (err)
+		log_error("cannot watch the Uffd handler's process: %s", strerror(-err));
+	return err;
+}
+
 static void i8042_reset_line(void *opaque)
 {
 	log_info("guest pulsed the i8042 reset line (reboot): ending the VM");
@@ -372,6 +395,7 @@ int vm_build(struct vm *vm, const struct vmm_config *config, const struct vm_mem
 	int err;
 
 	memset(vm, 0, sizeof(*vm));
+	vm->uffd = (struct uffd_backend)UFFD_BACKEND_INIT;
 	atomic_init(&vm->exit_code, -1);
 	vm->signal_fd = -1;
 	vm->console_kick_fd = -1;

@@ -18,6 +18,7 @@
 #include "failure.h"
 #include "kvm.h"
 #include "memory.h"
+#include "uffd.h"
 #include "vcpu.h"
 #include "virtio_attach.h"
 
@@ -60,6 +61,8 @@ struct vm {
 	bool boot_timer;
 	size_t boot_marker_seen; /* bytes of the marker matched so far */
 	uint64_t start_ns;	 /* CLOCK_MONOTONIC when wisp started */
+	/* A VM restored with the Uffd backend: its handler serves the memory. */
+	struct uffd_backend uffd;
 };
 
 /* A kernel (and optional initrd) mapped from files and checked, before any KVM work, so
@@ -93,6 +96,8 @@ int vm_build(struct vm *vm, const struct vmm_config *config, const struct vm_mem
 /* Loads the kernel, initrd and command line and sets every vCPU up to boot. */
 int vm_boot_setup(struct vm *vm, const struct vmm_config *config, const struct guest_files *files,
 		  enum failure_origin *origin);
+/* Ends the VM (exit status 1, logged) if its Uffd handler's process exits. */
+int vm_watch_uffd_handler(struct vm *vm);
 /* Creates the VM, its memory and devices, loads the guest and creates the vCPUs. Every
  * failure is logged where it happens; one that the input caused (a drive's image, a TAP,
  * a command line or kernel that does not fit) sets *origin to FAILURE_BAD_INPUT, any

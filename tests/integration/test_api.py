@@ -194,6 +194,46 @@ def test_every_documented_error_is_400_with_a_fault_message(env):
                    f"failed requests changed the configuration: {config}", vm)
 
 
+LOAD_BODY = {"snapshot_path": "/nonexistent/vm.state",
+             "mem_backend": {"backend_type": "File", "backend_path": "/nonexistent/vm.mem"}}
+
+
+def test_snapshot_requests_are_refused_where_firecracker_refuses_them(env):
+    """The states in which Firecracker refuses /snapshot/create and /snapshot/load, with
+    its texts; none of these requests reaches the snapshot code."""
+    with ApiVm(env) as vm:
+        # A fresh process takes a load, but not once a boot resource is configured.
+        vm.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128})
+        status, reply = vm.request("PUT", "/snapshot/load", LOAD_BODY)
+        _check_api(status == 400 and reply["fault_message"] ==
+                   "Load snapshot error: Loading a microVM snapshot not allowed after "
+                   "configuring boot-specific resources.", f"load after config: {reply}", vm)
+        status, reply = vm.request("PUT", "/snapshot/create",
+                                   {"snapshot_path": "/s", "mem_file_path": "/m"})
+        _check_api(status == 400 and "before starting the microVM" in reply["fault_message"],
+                   f"create before boot: {reply}", vm)
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline("echo up; sleep 600")})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("up")
+        status, reply = vm.request("PUT", "/snapshot/create",
+                                   {"snapshot_path": "/s", "mem_file_path": "/m"})
+        _check_api(status == 400 and reply["fault_message"] ==
+                   "Create snapshot error: Cannot save the microVM state: Operation not "
+                   "allowed: save/restore unavailable while running",
+                   f"create on a running VM: {reply}", vm)
+        status, reply = vm.request("PUT", "/snapshot/load", LOAD_BODY)
+        _check_api(status == 400 and "after starting the microVM" in reply["fault_message"],
+                   f"load after boot: {reply}", vm)
+        status, info = vm.request("GET", "/")
+        _check_api(info["state"] == "Running", f"the refusals changed the state: {info}", vm)
+    # The command line refuses --restore beside what would boot a VM, before any KVM work.
+    bad = env.run(["--restore", "/s", "--mem-file", "/m", "--resume", "--kernel", env.vmlinux])
+    check(bad.status == 2 and "--kernel cannot be given with it" in bad.stderr,
+          "--restore with --kernel should give exit 2 naming --kernel", bad)
+
+
 def test_silent_and_trickling_clients_do_not_block_others(env):
     with ApiVm(env) as vm:
         silent = socket.socket(socket.AF_UNIX)
