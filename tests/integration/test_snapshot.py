@@ -859,7 +859,7 @@ def check_hammer_run(text, what):
     return lines[-1][0]
 
 
-def test_guest_hammering_device_registers_is_paused_snapshotted_and_restored_twice(env):
+def test_guest_hammering_device_registers_is_snapshotted_and_restored_three_times(env):
     """The guest loops on a port-I/O write/read of the UART's scratch register and an MMIO
     read of virtio-mmio's magic value; pause, snapshot, restore in a new process, three
     times in a row (each a snapshot of a restored VM): no access lost or repeated."""
