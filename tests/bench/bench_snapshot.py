@@ -309,6 +309,8 @@ def wisp_create_snapshots(args, figs, kernel, initrd, mem_mib, workdir):
     """Boots one wisp, then args.runs times: pause, create a Full snapshot, resume. Keeps
     the last snapshot for the restores; returns (state, mem) or None."""
     sock = os.path.join(workdir, "create.sock")
+    if os.path.exists(sock):  # a killed wisp leaves its socket behind
+        os.unlink(sock)
     vmm = Vmm(wisp_boot_argv(args, kernel, initrd, mem_mib, api_sock=sock))
     kept = None
     try:
