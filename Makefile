@@ -40,7 +40,8 @@ $(BUILD)/wisp: $(VMM_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # The Uffd backend's page-fault handler (README: "Snapshot restore backends").
-$(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c $(HEADERS)
+$(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c vmm/snapshot_format.c \
+		$(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Ivmm -o $@ $(filter %.c,$^) -ljansson
 
