@@ -33,7 +33,6 @@
 /* Connecting and sending to a handler that does not accept must not hang the load. */
 #define UFFD_SOCKET_TIMEOUT_S 5
 
-
 /* A new userfaultfd from the system call, else from /dev/userfaultfd (which a host may open
  * to a user that vm.unprivileged_userfaultfd=0 denies the system call). Kernel-mode faults
  * must be handled too (KVM reaches guest memory from the kernel), so no
@@ -52,10 +51,11 @@ static int uffd_create(char *err, size_t err_size)
 		close(dev);
 		if (fd >= 0)
 			return fd;
-		snap_set_err(err, err_size,
-			"cannot create a userfaultfd for the Uffd backend: the userfaultfd system "
-			"call failed (%s) and so did /dev/userfaultfd's USERFAULTFD_IOC_NEW (%s)",
-			strerror(syscall_errno), strerror(dev_errno));
+		snap_set_err(
+		    err, err_size,
+		    "cannot create a userfaultfd for the Uffd backend: the userfaultfd system "
+		    "call failed (%s) and so did /dev/userfaultfd's USERFAULTFD_IOC_NEW (%s)",
+		    strerror(syscall_errno), strerror(dev_errno));
 		return -dev_errno;
 	}
 	int dev_errno = errno;
@@ -70,10 +70,11 @@ static int uffd_create(char *err, size_t err_size)
 		? " (give this user read-write access to it, e.g. setfacl -m u:$USER:rw "
 		  "/dev/userfaultfd)"
 		: "";
-	snap_set_err(err, err_size,
-		"cannot create a userfaultfd for the Uffd backend: the userfaultfd system call: "
-		"%s%s; /dev/userfaultfd: %s%s",
-		strerror(syscall_errno), why_syscall, strerror(dev_errno), why_dev);
+	snap_set_err(
+	    err, err_size,
+	    "cannot create a userfaultfd for the Uffd backend: the userfaultfd system call: "
+	    "%s%s; /dev/userfaultfd: %s%s",
+	    strerror(syscall_errno), why_syscall, strerror(dev_errno), why_dev);
 	/* The system call's answer says more than a missing device node. */
 	return syscall_errno == EPERM || dev_errno == ENOENT ? -syscall_errno : -dev_errno;
 }
@@ -93,10 +94,11 @@ static int uffd_open(uint64_t *features, char *err, size_t err_size)
 		if (ioctl(fd, UFFDIO_API, &api) == 0) {
 			if (!(api.ioctls & (1ull << _UFFDIO_REGISTER))) {
 				close(fd);
-				snap_set_err(err, err_size,
-					"userfaultfd: UFFDIO_API offers no UFFDIO_REGISTER (ioctls "
-					"0x%llx)",
-					(unsigned long long)api.ioctls);
+				snap_set_err(
+				    err, err_size,
+				    "userfaultfd: UFFDIO_API offers no UFFDIO_REGISTER (ioctls "
+				    "0x%llx)",
+				    (unsigned long long)api.ioctls);
 				return -ENOTSUP;
 			}
 			if (wanted[i] != UFFD_FEATURE_EVENT_REMOVE)
@@ -110,7 +112,7 @@ static int uffd_open(uint64_t *features, char *err, size_t err_size)
 		/* The API call can be made once per fd: a refused feature needs a new one. */
 		if (e != EINVAL || wanted[i] == 0) {
 			snap_set_err(err, err_size, "userfaultfd: UFFDIO_API (features 0x%llx): %s",
-				(unsigned long long)wanted[i], strerror(e));
+				     (unsigned long long)wanted[i], strerror(e));
 			return -e;
 		}
 	}
@@ -126,10 +128,11 @@ static int build_mappings(const struct gmem *mem, const struct snap_mem_layout *
 	if (ret < 0)
 		return ret;
 	if (layout->nr_regions != mem->nr_regions) {
-		snap_set_err(err, err_size,
-			"Uffd backend: the snapshot's memory layout has %u regions, guest memory "
-			"has %u",
-			layout->nr_regions, mem->nr_regions);
+		snap_set_err(
+		    err, err_size,
+		    "Uffd backend: the snapshot's memory layout has %u regions, guest memory "
+		    "has %u",
+		    layout->nr_regions, mem->nr_regions);
 		return -EINVAL;
 	}
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
@@ -137,16 +140,16 @@ static int build_mappings(const struct gmem *mem, const struct snap_mem_layout *
 		const struct snap_mem_region *l = &layout->regions[i];
 		if (r->gpa != l->gpa || r->size != l->size) {
 			snap_set_err(err, err_size,
-				"Uffd backend: guest memory region %u (guest 0x%" PRIx64
-				", size 0x%" PRIx64
-				") does not match the snapshot's (guest 0x%" PRIx64
-				", size 0x%" PRIx64 ")",
-				i, r->gpa, r->size, l->gpa, l->size);
+				     "Uffd backend: guest memory region %u (guest 0x%" PRIx64
+				     ", size 0x%" PRIx64
+				     ") does not match the snapshot's (guest 0x%" PRIx64
+				     ", size 0x%" PRIx64 ")",
+				     i, r->gpa, r->size, l->gpa, l->size);
 			return -EINVAL;
 		}
 		if (!r->host) {
-			snap_set_err(err, err_size, "Uffd backend: guest memory region %u is not mapped",
-				i);
+			snap_set_err(err, err_size,
+				     "Uffd backend: guest memory region %u is not mapped", i);
 			return -EINVAL;
 		}
 		maps[i] = (struct uffd_mapping){
@@ -170,17 +173,19 @@ static int register_regions(int uffd, const struct uffd_mapping *maps, unsigned 
 		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
 			int e = errno;
 			snap_set_err(err, err_size,
-				"userfaultfd: UFFDIO_REGISTER of guest memory region %u (host "
-				"0x%" PRIx64 ", %" PRIu64 " MiB): %s",
-				i, maps[i].base_host_virt_addr, maps[i].size >> 20, strerror(e));
+				     "userfaultfd: UFFDIO_REGISTER of guest memory region %u (host "
+				     "0x%" PRIx64 ", %" PRIu64 " MiB): %s",
+				     i, maps[i].base_host_virt_addr, maps[i].size >> 20,
+				     strerror(e));
 			return -e;
 		}
 		const uint64_t needed = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
 		if ((reg.ioctls & needed) != needed) {
-			snap_set_err(err, err_size,
-				"userfaultfd: guest memory region %u takes no UFFDIO_COPY/ZEROPAGE "
-				"(ioctls 0x%llx): is it anonymous memory?",
-				i, (unsigned long long)reg.ioctls);
+			snap_set_err(
+			    err, err_size,
+			    "userfaultfd: guest memory region %u takes no UFFDIO_COPY/ZEROPAGE "
+			    "(ioctls 0x%llx): is it anonymous memory?",
+			    i, (unsigned long long)reg.ioctls);
 			return -ENOTSUP;
 		}
 	}
@@ -192,8 +197,8 @@ static int connect_handler(const char *path, char *err, size_t err_size)
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		snap_set_err(err, err_size,
-			"the Uffd handler's socket path %s is longer than %zu characters", path,
-			sizeof(addr.sun_path) - 1);
+			     "the Uffd handler's socket path %s is longer than %zu characters",
+			     path, sizeof(addr.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
 	memcpy(addr.sun_path, path, strlen(path) + 1);
@@ -202,7 +207,7 @@ static int connect_handler(const char *path, char *err, size_t err_size)
 	if (sock < 0) {
 		int e = errno;
 		snap_set_err(err, err_size, "cannot create a Unix socket for the Uffd handler: %s",
-			strerror(e));
+			     strerror(e));
 		return -e;
 	}
 	struct timeval timeout = {.tv_sec = UFFD_SOCKET_TIMEOUT_S};
@@ -212,17 +217,19 @@ static int connect_handler(const char *path, char *err, size_t err_size)
 		int e = errno;
 		close(sock);
 		if (e == ECONNREFUSED || e == ENOENT)
-			snap_set_err(err, err_size,
-				"the Uffd handler at %s is not listening: %s (start the handler "
-				"before loading the snapshot)",
-				path, strerror(e));
+			snap_set_err(
+			    err, err_size,
+			    "the Uffd handler at %s is not listening: %s (start the handler "
+			    "before loading the snapshot)",
+			    path, strerror(e));
 		else if (e == EAGAIN || e == EINPROGRESS)
-			snap_set_err(err, err_size,
-				"the Uffd handler at %s did not accept the connection within %d s",
-				path, UFFD_SOCKET_TIMEOUT_S);
+			snap_set_err(
+			    err, err_size,
+			    "the Uffd handler at %s did not accept the connection within %d s",
+			    path, UFFD_SOCKET_TIMEOUT_S);
 		else
-			snap_set_err(err, err_size, "cannot connect to the Uffd handler at %s: %s", path,
-				strerror(e));
+			snap_set_err(err, err_size, "cannot connect to the Uffd handler at %s: %s",
+				     path, strerror(e));
 		return -e;
 	}
 	return sock;
@@ -317,21 +324,22 @@ int uffd_backend_check_alive(const struct uffd_backend *backend, int timeout_ms,
 	if (n < 0) {
 		int e = errno;
 		snap_set_err(err, err_size, "Uffd handler at %s: poll: %s", backend->socket_path,
-			strerror(e));
+			     strerror(e));
 		return -e;
 	}
 	if (n == 0)
 		return 0;
 	if (backend->handler_pidfd >= 0)
-		snap_set_err(err, err_size,
-			"the Uffd handler at %s (pid %d) has exited: the guest's next page fault "
-			"would wait forever",
-			backend->socket_path, (int)backend->handler_pid);
+		snap_set_err(
+		    err, err_size,
+		    "the Uffd handler at %s (pid %d) has exited: the guest's next page fault "
+		    "would wait forever",
+		    backend->socket_path, (int)backend->handler_pid);
 	else
 		snap_set_err(err, err_size,
-			"the Uffd handler at %s closed its connection (taken as its end): the "
-			"guest's next page fault would wait forever",
-			backend->socket_path);
+			     "the Uffd handler at %s closed its connection (taken as its end): the "
+			     "guest's next page fault would wait forever",
+			     backend->socket_path);
 	return -EPIPE;
 }
 
@@ -361,7 +369,8 @@ int uffd_backend_connect(const struct gmem *mem, const struct snap_mem_layout *l
 
 	*backend = b;
 	if (mem->nr_regions == 0 || mem->nr_regions > GMEM_MAX_REGIONS) {
-		snap_set_err(err, err_size, "Uffd backend: %u guest memory regions", mem->nr_regions);
+		snap_set_err(err, err_size, "Uffd backend: %u guest memory regions",
+			     mem->nr_regions);
 		return -EINVAL;
 	}
 	ret = build_mappings(mem, layout, maps, err, err_size);

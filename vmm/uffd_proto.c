@@ -15,7 +15,6 @@
 
 #include "snapshot_format.h"
 
-
 static bool valid_page_size(uint64_t page_size)
 {
 	return page_size == UFFD_PAGE_SIZE || page_size == UFFD_HUGE_PAGE_SIZE;
@@ -26,7 +25,7 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 {
 	if (count == 0 || count > UFFD_MAX_MAPPINGS) {
 		snap_set_err(err, err_size, "uffd mappings: %u regions (1 to %u allowed)", count,
-			UFFD_MAX_MAPPINGS);
+			     UFFD_MAX_MAPPINGS);
 		return -EINVAL;
 	}
 	for (unsigned int i = 0; i < count; i++) {
@@ -34,17 +33,18 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 
 		if (!valid_page_size(m->page_size)) {
 			snap_set_err(err, err_size,
-				"uffd mapping %u: page size %" PRIu64 " (4096 or 2097152 allowed)",
-				i, m->page_size);
+				     "uffd mapping %u: page size %" PRIu64
+				     " (4096 or 2097152 allowed)",
+				     i, m->page_size);
 			return -EINVAL;
 		}
 		if (m->size == 0 || m->base_host_virt_addr % m->page_size ||
 		    m->size % m->page_size || m->offset % m->page_size) {
 			snap_set_err(err, err_size,
-				"uffd mapping %u: address 0x%" PRIx64 ", size 0x%" PRIx64
-				", offset 0x%" PRIx64 ": empty or not aligned to its %" PRIu64
-				"-byte pages",
-				i, m->base_host_virt_addr, m->size, m->offset, m->page_size);
+				     "uffd mapping %u: address 0x%" PRIx64 ", size 0x%" PRIx64
+				     ", offset 0x%" PRIx64 ": empty or not aligned to its %" PRIu64
+				     "-byte pages",
+				     i, m->base_host_virt_addr, m->size, m->offset, m->page_size);
 			return -EINVAL;
 		}
 		/* Both ends must stay below 2^63: JSON integers are signed 64-bit. */
@@ -52,19 +52,20 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 		    m->size > INT64_MAX - m->base_host_virt_addr || m->offset > INT64_MAX ||
 		    m->size > INT64_MAX - m->offset) {
 			snap_set_err(err, err_size,
-				"uffd mapping %u: address 0x%" PRIx64 " or offset 0x%" PRIx64
-				" plus size 0x%" PRIx64 " overflows",
-				i, m->base_host_virt_addr, m->offset, m->size);
+				     "uffd mapping %u: address 0x%" PRIx64 " or offset 0x%" PRIx64
+				     " plus size 0x%" PRIx64 " overflows",
+				     i, m->base_host_virt_addr, m->offset, m->size);
 			return -EINVAL;
 		}
 		for (unsigned int j = 0; j < i; j++) {
 			const struct uffd_mapping *o = &maps[j];
 			if (m->base_host_virt_addr < o->base_host_virt_addr + o->size &&
 			    o->base_host_virt_addr < m->base_host_virt_addr + m->size) {
-				snap_set_err(err, err_size,
-					"uffd mappings %u and %u overlap in host memory (0x%" PRIx64
-					" and 0x%" PRIx64 ")",
-					j, i, o->base_host_virt_addr, m->base_host_virt_addr);
+				snap_set_err(
+				    err, err_size,
+				    "uffd mappings %u and %u overlap in host memory (0x%" PRIx64
+				    " and 0x%" PRIx64 ")",
+				    j, i, o->base_host_virt_addr, m->base_host_virt_addr);
 				return -EINVAL;
 			}
 			if (m->offset < o->offset + o->size && o->offset < m->offset + m->size) {
@@ -126,8 +127,8 @@ static int get_u64(json_t *obj, unsigned int index, const char *name, bool requi
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
 		snap_set_err(err, err_size,
-			"uffd mappings: element %u: \"%s\" is not a non-negative integer", index,
-			name);
+			     "uffd mappings: element %u: \"%s\" is not a non-negative integer",
+			     index, name);
 		return -EINVAL;
 	}
 	*value = (uint64_t)json_integer_value(v);
@@ -143,7 +144,7 @@ int uffd_mappings_parse(const char *json, size_t len, struct uffd_mapping *maps,
 	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
 		snap_set_err(err, err_size, "uffd mappings: not JSON: %s (at byte %d)", jerr.text,
-			jerr.position);
+			     jerr.position);
 		return -EINVAL;
 	}
 	if (!json_is_array(root)) {
@@ -153,14 +154,15 @@ int uffd_mappings_parse(const char *json, size_t len, struct uffd_mapping *maps,
 	size_t n = json_array_size(root);
 	if (n == 0 || n > max || n > UFFD_MAX_MAPPINGS) {
 		snap_set_err(err, err_size, "uffd mappings: %zu regions (1 to %u allowed)", n,
-			max < UFFD_MAX_MAPPINGS ? max : UFFD_MAX_MAPPINGS);
+			     max < UFFD_MAX_MAPPINGS ? max : UFFD_MAX_MAPPINGS);
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		json_t *obj = json_array_get(root, i);
 		struct uffd_mapping *m = &maps[i];
 		if (!json_is_object(obj)) {
-			snap_set_err(err, err_size, "uffd mappings: element %zu is not an object", i);
+			snap_set_err(err, err_size, "uffd mappings: element %zu is not an object",
+				     i);
 			goto out;
 		}
 		if (get_u64(obj, i, "base_host_virt_addr", true, &m->base_host_virt_addr, err,
@@ -173,9 +175,9 @@ int uffd_mappings_parse(const char *json, size_t len, struct uffd_mapping *maps,
 			r = get_u64(obj, i, "page_size_kib", false, &m->page_size, err, err_size);
 		if (r == -ENOENT) {
 			snap_set_err(err, err_size,
-				"uffd mappings: element %zu has neither \"page_size\" nor "
-				"\"page_size_kib\"",
-				i);
+				     "uffd mappings: element %zu has neither \"page_size\" nor "
+				     "\"page_size_kib\"",
+				     i);
 			goto out;
 		}
 		if (r < 0)
@@ -288,15 +290,16 @@ int uffd_page_list_parse(const char *text, size_t len, uint64_t page_size, uint6
 		int r = parse_offset(line, line_len, &offset);
 		if (r < 0) {
 			snap_set_err(err, err_size, "page list: line %lu: \"%.*s\" is %s", line_no,
-				(int)(line_len > 40 ? 40 : line_len), line,
-				r == -ERANGE ? "too large" : "not a hex (0x...) or decimal offset");
+				     (int)(line_len > 40 ? 40 : line_len), line,
+				     r == -ERANGE ? "too large"
+						  : "not a hex (0x...) or decimal offset");
 			goto fail;
 		}
 		if (offset % page_size) {
 			snap_set_err(err, err_size,
-				"page list: line %lu: offset 0x%" PRIx64
-				" is not aligned to the %" PRIu64 "-byte page",
-				line_no, offset, page_size);
+				     "page list: line %lu: offset 0x%" PRIx64
+				     " is not aligned to the %" PRIu64 "-byte page",
+				     line_no, offset, page_size);
 			goto fail;
 		}
 		if (n == cap) {
@@ -304,7 +307,7 @@ int uffd_page_list_parse(const char *text, size_t len, uint64_t page_size, uint6
 			uint64_t *grown = realloc(list, new_cap * sizeof(*list));
 			if (!grown) {
 				snap_set_err(err, err_size, "page list: out of memory at line %lu",
-					line_no);
+					     line_no);
 				free(list);
 				return -ENOMEM;
 			}

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -13,6 +14,13 @@
 #define PIT_MAX_RW_MODE	 3u    /* LSB, MSB, LSB then MSB */
 #define PIT_MAX_RW_STATE 4u    /* the same, and the second byte of a word */
 #define PIT_KNOWN_FLAGS	 (KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON)
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
 
 static int vm_call(const struct state_ioctl *ops, int fd, unsigned long request, void *arg,
 		   const char *what, char *err, size_t err_size)
@@ -73,6 +81,13 @@ int vm_state_capture(int vm_fd, const struct snap_mem_layout *layout, const stru
 	if (!ret)
 		ret =
 		    vm_call(ops, vm_fd, KVM_GET_CLOCK, &st->clock, "KVM_GET_CLOCK", err, err_size);
+	/* A KVM without KVM_CLOCK_REALTIME (a nested one, a host clock that is not the TSC)
+	 * gives no wall-clock time: wisp's own reading, microseconds after KVM's, lets a
+	 * restore with clock_realtime advance the clock all the same. */
+	if (!ret && !(st->clock.flags & KVM_CLOCK_REALTIME)) {
+		st->clock.realtime = realtime_ns();
+		st->clock.flags |= KVM_CLOCK_REALTIME;
+	}
 	if (!ret)
 		ret = vm_state_validate(st, err, err_size);
 	return ret;
@@ -219,14 +234,23 @@ int vm_state_load(const uint8_t *data, const struct snap_index *idx, struct vm_s
 /* ---- apply ---- */
 
 struct kvm_clock_data vm_state_clock_to_set(const struct kvm_clock_data *saved, bool clock_realtime,
-					    const struct vm_state_host *host, bool *advanced)
+					    const struct vm_state_host *host,
+					    uint64_t now_realtime_ns, bool *advanced)
 {
 	struct kvm_clock_data clock = *saved;
+	bool wall_clock_known = saved->flags & KVM_CLOCK_REALTIME;
 
-	*advanced = clock_realtime && (saved->flags & KVM_CLOCK_REALTIME) &&
-		    (host->clock_flags & KVM_CLOCK_REALTIME);
+	*advanced = clock_realtime && wall_clock_known;
 	/* Kernels before KVM_CLOCK_REALTIME refuse any flag, so none unless asked for. */
-	clock.flags = *advanced ? KVM_CLOCK_REALTIME : 0;
+	clock.flags = 0;
+	if (!*advanced)
+		return clock;
+	if (host->clock_flags & KVM_CLOCK_REALTIME) {
+		clock.flags = KVM_CLOCK_REALTIME; /* KVM adds the time since, to the TSC */
+	} else if (now_realtime_ns > saved->realtime) {
+		/* This KVM cannot: the same advance, read here (a few microseconds later). */
+		clock.clock += now_realtime_ns - saved->realtime;
+	}
 	return clock;
 }
 
@@ -240,14 +264,10 @@ int vm_state_apply(int vm_fd, const struct vm_state *st, bool clock_realtime,
 
 	if (ret)
 		return ret;
-	clock = vm_state_clock_to_set(&st->clock, clock_realtime, host, &advanced);
+	clock = vm_state_clock_to_set(&st->clock, clock_realtime, host, realtime_ns(), &advanced);
 	if (clock_realtime && !advanced)
-		log_warn("clock_realtime: %s; the guest's clock carries on from the snapshot's "
-			 "time instead",
-			 !(st->clock.flags & KVM_CLOCK_REALTIME)
-			     ? "the snapshot's kvmclock has no wall-clock time (its host's KVM "
-			       "lacks KVM_CLOCK_REALTIME)"
-			     : "this host's KVM cannot advance kvmclock (no KVM_CLOCK_REALTIME)");
+		log_warn("clock_realtime: the snapshot's kvmclock has no wall-clock time; the "
+			 "guest's clock carries on from the snapshot's time instead");
 	ret = vm_call(ops, vm_fd, KVM_SET_PIT2, (void *)&st->pit, "KVM_SET_PIT2", err, err_size);
 	if (!ret)
 		ret = vm_call(ops, vm_fd, KVM_SET_CLOCK, &clock, "KVM_SET_CLOCK", err, err_size);

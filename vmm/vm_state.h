@@ -63,12 +63,15 @@ int vm_state_load(const uint8_t *data, const struct snap_index *idx, struct vm_s
 
 /*
  * The kvm_clock_data KVM_SET_CLOCK gets. With clock_realtime, when the saved clock carries
- * KVM_CLOCK_REALTIME and the host's KVM takes it, the flag stays and KVM advances the clock
- * by the wall-clock time since the snapshot (*advanced = true); otherwise no flag, and the
- * guest's clock carries on from the saved value (never backwards, no jump).
+ * its wall-clock time (KVM_CLOCK_REALTIME: KVM's, or wisp's own reading where KVM had
+ * none), the clock is advanced by the wall-clock time since the snapshot (*advanced =
+ * true): by KVM (the flag stays) when the host's KVM takes the flag, else here, adding
+ * now_realtime_ns - saved->realtime. Otherwise no flag, and the guest's clock carries on
+ * from the saved value (never backwards, no jump).
  */
 struct kvm_clock_data vm_state_clock_to_set(const struct kvm_clock_data *saved, bool clock_realtime,
-					    const struct vm_state_host *host, bool *advanced);
+					    const struct vm_state_host *host,
+					    uint64_t now_realtime_ns, bool *advanced);
 
 /*
  * Puts the state into the VM (after the vCPUs'): validates it again (an invalid state makes

@@ -325,27 +325,31 @@ static void test_clock_realtime(void **unused)
 	(void)unused;
 
 	/* asked, in the file, on the host: KVM advances the clock by the wall-clock time */
-	set = vm_state_clock_to_set(&saved, true, &host, &advanced);
+	set = vm_state_clock_to_set(&saved, true, &host, 1000077, &advanced);
 	assert_true(advanced);
 	assert_int_equal(set.flags, KVM_CLOCK_REALTIME);
 	assert_int_equal(set.clock, 5000);
 	assert_int_equal(set.realtime, 77);
 	/* not asked: the clock carries on from the saved value, no flag at all */
-	set = vm_state_clock_to_set(&saved, false, &host, &advanced);
+	set = vm_state_clock_to_set(&saved, false, &host, 1000077, &advanced);
 	assert_false(advanced);
 	assert_int_equal(set.flags, 0);
 	assert_int_equal(set.clock, 5000);
 	/* asked, but the file's host had no wall-clock time */
 	saved.flags = KVM_CLOCK_TSC_STABLE;
-	set = vm_state_clock_to_set(&saved, true, &host, &advanced);
+	set = vm_state_clock_to_set(&saved, true, &host, 1000077, &advanced);
 	assert_false(advanced);
 	assert_int_equal(set.flags, 0);
-	/* asked, but this host cannot */
+	/* asked, but this host's KVM cannot: wisp adds the wall-clock time since (1 ms) */
 	saved.flags = KVM_CLOCK_REALTIME;
 	host.clock_flags = KVM_CLOCK_TSC_STABLE;
-	set = vm_state_clock_to_set(&saved, true, &host, &advanced);
-	assert_false(advanced);
+	set = vm_state_clock_to_set(&saved, true, &host, 1000077, &advanced);
+	assert_true(advanced);
 	assert_int_equal(set.flags, 0);
+	assert_int_equal(set.clock, 5000 + 1000000);
+	/* a wall clock that went backwards since: no advance, never a clock going back */
+	set = vm_state_clock_to_set(&saved, true, &host, 50, &advanced);
+	assert_int_equal(set.clock, 5000);
 }
 
 static void test_apply_order(void **unused)
@@ -402,6 +406,16 @@ static void test_capture_and_probe(void **unused)
 	for (unsigned int i = 0; i < k.nr_calls; i++)
 		assert_true(k.requests[i] == KVM_GET_IRQCHIP || k.requests[i] == KVM_GET_PIT2 ||
 			    k.requests[i] == KVM_GET_CLOCK);
+
+	/* a KVM that gives no wall-clock time: wisp's own reading, now, goes with the clock */
+	src.clock.flags = KVM_CLOCK_TSC_STABLE;
+	src.clock.realtime = 0;
+	fake_init(&k, &src);
+	assert_int_equal(vm_state_capture(-1, &src.layout, &ops, &st, err, sizeof(err)), 0);
+	assert_int_equal(st.clock.flags, KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME);
+	assert_true(st.clock.realtime > 1700000000ull * 1000000000ull); /* after 2023 */
+	assert_int_equal(st.clock.clock, src.clock.clock);
+	test_state(&src);
 
 	/* a state KVM gave that could not be restored is refused at save time */
 	src.pit.channels[0].mode = 7;
