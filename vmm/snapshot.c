@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,16 @@ static int read_snapshot(const struct snapshot_load_config *request, struct load
 				 o->iface_id);
 			free(restored);
 			return -EINVAL;
+		}
+		/* Opening a TAP that does not exist would create it (wisp may run as root):
+		 * an override names a device the operator made for this clone. */
+		if (!if_nametoindex(o->tap)) {
+			snprintf(err, err_size,
+				 "network_overrides: interface '%s': the TAP device %s does not "
+				 "exist; create it first (ip tuntap add %s mode tap)",
+				 o->iface_id, o->tap, o->tap);
+			free(restored);
+			return -ENODEV;
 		}
 		memcpy(restored->nets[n].tap, o->tap, sizeof(o->tap));
 	}
