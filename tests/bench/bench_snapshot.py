@@ -34,7 +34,7 @@ Then the ratios the issue names as targets: wisp restore / wisp cold boot (<= 0.
 restore 2 GiB / 128 MiB (<= 1.2), QEMU restore / wisp restore at 2 GiB (>= 10).
 
 Usage:
-  tests/bench/bench_snapshot.py [--runs N] [--sizes 128,2048] [--only wisp|qemu]
+  tests/bench/bench_snapshot.py [--runs N] [--sizes 128,2048] [--only wisp|qemu] [--no-uffd]
                                 [--wisp PATH] [--kernel VMLINUX] [--initrd BUSYBOX_INITRD]
                                 [--snapguest PATH] [--uffd-handler PATH] [--qemu BIN]
                                 [--timeout S] [--json FILE]
@@ -448,7 +448,9 @@ def bench_size(args, kernel, initrd, mem_mib, workdir):
             print("  wisp: restores (File)", flush=True)
             for _ in range(args.runs):
                 wisp_restore(args, figs, "wisp_restore", state, mem, workdir)
-            if os.access(args.uffd_handler, os.X_OK):
+            if args.no_uffd:
+                pass
+            elif os.access(args.uffd_handler, os.X_OK):
                 record = os.path.join(workdir, "uffd.record")
                 print("  wisp: restores (Uffd, no prefetch; the first records)", flush=True)
                 for run in range(args.runs):
@@ -569,6 +571,7 @@ def parse_args():
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--sizes", default="128,2048", help="guest sizes in MiB")
     parser.add_argument("--only", choices=("wisp", "qemu"))
+    parser.add_argument("--no-uffd", action="store_true", help="skip the Uffd restores")
     parser.add_argument("--wisp", default=wisp)
     parser.add_argument("--kernel", default=os.path.join(kernel_dir, "vmlinux")
                         if kernel_dir else None)
