@@ -4,7 +4,7 @@ deflate_on_oom lets a guest allocate past what the balloon left it, free page re
 returns memory the guest frees, and a VM restored from a snapshot keeps a working balloon.
 
 Where the host's RSS must show what the balloon takes, the guest first touches nearly all
-its free memory (one dd buffer of MemFree less 8 MiB, freed again when dd exits), so that
+its free memory (one dd buffer of MemFree less 4 MiB, freed again when dd exits), so that
 whichever free pages the balloon takes are backed on the host. Guests wait on the
 console (`read`) where the host must act first."""
 import os
@@ -18,8 +18,8 @@ from wisptest import check
 
 MIB = 1 << 20
 
-# Touches all the guest's free memory but 8 MiB once, and gives it back; prints touched-N.
-TOUCH = ("n=$(awk '/MemFree/ {print int($2 / 1024) - 8}' /proc/meminfo); "
+# Touches all the guest's free memory but 4 MiB once, and gives it back; prints touched-N.
+TOUCH = ("n=$(awk '/MemFree/ {print int($2 / 1024) - 4}' /proc/meminfo); "
          "dd if=/dev/zero of=/dev/null bs=${n}M count=1 2>/dev/null; echo touched-$n; ")
 # Fills a fresh tmpfs with all the guest's available memory but a margin; prints filled-N.
 FILL = ("mkdir -p /m; mount -t tmpfs -o size=95% tmpfs /m; "
