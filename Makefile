@@ -98,7 +98,7 @@ $(BUILD)/fuzz/fuzz_http: tests/fuzz/fuzz_http.c api/http.c api/http.h
 # The whole request path: HTTP, routing, JSON, configuration (the VMM is stubbed).
 $(BUILD)/fuzz/fuzz_api: tests/fuzz/fuzz_api.c api/api.c api/http.c api/fc_config.c \
 		api/fc_devices.c api/fc_config_file.c api/fc_schema.c api/fc_snapshot.c \
-		api/json_fields.c \
+		api/fc_balloon.c api/json_fields.c \
 		vmm/config.c vmm/log.c vmm/metrics.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ivmm -o $@ \

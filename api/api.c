@@ -35,12 +35,14 @@ static const struct fixed_route fixed_routes[] = {
     {"/serial", API_SERIAL, PUT},
     {"/snapshot/create", API_SNAPSHOT_CREATE, PUT},
     {"/snapshot/load", API_SNAPSHOT_LOAD, PUT},
+    {"/balloon", API_BALLOON, GET | PUT | PATCH},
+    {"/balloon/statistics", API_BALLOON_STATS, GET | PATCH},
 };
 
-/* Firecracker resources that later issues bring (the balloon) or that wisp leaves out; a
- * Firecracker client gets a clear 400 for them. */
+/* Firecracker resources that wisp leaves out (free page hinting among them); a Firecracker
+ * client gets a clear 400 for them. */
 static const char *const not_yet_prefixes[] = {
-    "/balloon", "/mmds", "/vsock", "/entropy", "/cpu-config", "/hotplug/", "/pmem/",
+    "/balloon/hinting/", "/mmds", "/vsock", "/entropy", "/cpu-config", "/hotplug/", "/pmem/",
 };
 
 static int route_with_id(const char *path, const char *prefix, const char **id)
@@ -154,9 +156,50 @@ static const char *state_name(enum api_vm_state state)
 					: "Not started";
 }
 
+/* GET /balloon: the configuration (the target as last set); GET /balloon/statistics: the
+ * running device's, when statistics were enabled. */
+static void handle_get_balloon(struct api_state *state, enum api_endpoint endpoint,
+			       struct api_reply *reply)
+{
+	const struct balloon_config *balloon = &state->config.balloon;
+	struct balloon_stats stats;
+	char err[FC_ERROR_MAX];
+
+	if (endpoint == API_BALLOON_STATS && state->vm_state == API_VM_NOT_STARTED) {
+		api_fault(reply, 400, MSG_BEFORE_START);
+		return;
+	}
+	if (!balloon->configured) {
+		api_fault(reply, 400, FC_MSG_BALLOON_NOT_FOUND);
+		return;
+	}
+	if (endpoint == API_BALLOON) {
+		reply_json(reply, 200, fc_balloon_json(balloon));
+		return;
+	}
+	if (!balloon->stats_polling_interval_s) {
+		api_fault(reply, 400, FC_MSG_BALLOON_NO_STATS);
+		return;
+	}
+	memset(&stats, 0, sizeof(stats));
+	if (!state->ops->balloon_stats) {
+		api_fault(reply, 400, "/balloon/statistics is not supported by this wisp build.");
+		return;
+	}
+	if (state->ops->balloon_stats(state->opaque, &stats, err, sizeof(err))) {
+		api_fault(reply, 400, err);
+		return;
+	}
+	reply_json(reply, 200, fc_balloon_stats_json(&stats));
+}
+
 static void handle_get(struct api_state *state, enum api_endpoint endpoint, struct api_reply *reply)
 {
 	switch (endpoint) {
+	case API_BALLOON:
+	case API_BALLOON_STATS:
+		handle_get_balloon(state, endpoint, reply);
+		return;
 	case API_INSTANCE_INFO:
 		reply_json(reply, 200,
 			   json_pack("{s:s,s:s,s:s,s:s}", "id", state->config.process.id, "state",
@@ -312,6 +355,59 @@ static int handle_patch_net(struct api_state *state, const json_t *body, const c
 	return 0;
 }
 
+/* PATCH /balloon and /balloon/statistics on a running VM: checked against the
+ * configuration here, applied by the VMM, then kept in the configuration (GET /balloon,
+ * GET /vm/config and a snapshot show the new values). */
+static int handle_patch_balloon(struct api_state *state, enum api_endpoint endpoint,
+				const json_t *body, char *err, size_t err_size)
+{
+	struct balloon_config *balloon = &state->config.balloon;
+	uint32_t amount_mib;
+	uint16_t interval_s;
+	int ret;
+
+	if (endpoint == API_BALLOON) {
+		ret = fc_balloon_patch(body, &amount_mib, err, err_size);
+		if (ret)
+			return ret;
+	} else {
+		ret = fc_balloon_stats_patch(body, &interval_s, err, err_size);
+		if (ret)
+			return ret;
+	}
+	if (!balloon->configured) {
+		snprintf(err, err_size, FC_MSG_BALLOON_NOT_FOUND);
+		return -ENODEV;
+	}
+	if (!state->ops->balloon_set_target || !state->ops->balloon_set_stats_interval) {
+		snprintf(err, err_size, "the balloon is not supported by this wisp build.");
+		return -EOPNOTSUPP;
+	}
+	if (endpoint == API_BALLOON) {
+		if (amount_mib > state->config.mem_mib) {
+			snprintf(err, err_size,
+				 FC_MSG_BALLOON_TOO_LARGE " (amount_mib %u is more than "
+							  "mem_size_mib %llu)",
+				 amount_mib, (unsigned long long)state->config.mem_mib);
+			return -EINVAL;
+		}
+		ret = state->ops->balloon_set_target(state->opaque, amount_mib, err, err_size);
+		if (!ret)
+			balloon->amount_mib = amount_mib;
+		return ret;
+	}
+	if (interval_s == balloon->stats_polling_interval_s)
+		return 0;
+	if (!interval_s || !balloon->stats_polling_interval_s) {
+		snprintf(err, err_size, FC_MSG_BALLOON_STATS_CHANGE);
+		return -EINVAL;
+	}
+	ret = state->ops->balloon_set_stats_interval(state->opaque, interval_s, err, err_size);
+	if (!ret)
+		balloon->stats_polling_interval_s = interval_s;
+	return ret;
+}
+
 /* Firecracker's texts (VmmActionError around BootSourceConfigError and DriveError), with
  * Rust's io::Error display: "<strerror> (os error N)". */
 static int check_boot_files(struct api_state *state, const struct vmm_config *config, char *err,
@@ -456,12 +552,39 @@ out:
 	return ret;
 }
 
+/* PUT or PATCH /machine-config, refused (nothing changed) when the memory would be
+ * smaller than the balloon's target, as Firecracker refuses it. */
+static int machine_config_change(struct api_state *state, const json_t *body, bool patch, char *err,
+				 size_t err_size)
+{
+	struct vmm_config *candidate = malloc(sizeof(*candidate));
+	int ret;
+
+	if (!candidate) {
+		snprintf(err, err_size, "out of memory");
+		return -ENOMEM;
+	}
+	*candidate = state->config;
+	ret = patch ? fc_machine_config_patch(body, candidate, err, err_size)
+		    : fc_machine_config_put(body, candidate, err, err_size);
+	if (!ret && candidate->balloon.configured &&
+	    candidate->mem_mib < candidate->balloon.amount_mib) {
+		snprintf(err, err_size, FC_MSG_BALLOON_MEM_TOO_SMALL);
+		ret = -EINVAL;
+	}
+	if (!ret)
+		state->config = *candidate;
+	free(candidate);
+	return ret;
+}
+
 /* The requests that configure the VM to boot: they end the process's chance to load a
  * snapshot, and a failed load ends theirs. */
 static bool configures_boot(enum api_endpoint endpoint)
 {
 	return endpoint == API_BOOT_SOURCE || endpoint == API_DRIVES ||
-	       endpoint == API_NETWORK_INTERFACES || endpoint == API_MACHINE_CONFIG;
+	       endpoint == API_NETWORK_INTERFACES || endpoint == API_MACHINE_CONFIG ||
+	       endpoint == API_BALLOON;
 }
 
 static int handle_put(struct api_state *state, const struct api_route *route, const json_t *body,
@@ -491,7 +614,11 @@ static int handle_put(struct api_state *state, const struct api_route *route, co
 		state->boot_configured |= !ret;
 		return ret;
 	case API_MACHINE_CONFIG:
-		ret = fc_machine_config_put(body, &state->config, err, err_size);
+		ret = machine_config_change(state, body, false, err, err_size);
+		state->boot_configured |= !ret;
+		return ret;
+	case API_BALLOON:
+		ret = fc_balloon_put_at(body, &state->config, "", err, err_size);
 		state->boot_configured |= !ret;
 		return ret;
 	case API_NETWORK_INTERFACES:
@@ -545,7 +672,7 @@ static int handle_patch(struct api_state *state, const struct api_route *route, 
 			snprintf(err, err_size, API_MSG_LOAD_FAILED);
 			return -EINVAL;
 		}
-		ret = fc_machine_config_patch(body, &state->config, err, err_size);
+		ret = machine_config_change(state, body, true, err, err_size);
 		state->boot_configured |= !ret;
 		return ret;
 	}
@@ -557,6 +684,8 @@ static int handle_patch(struct api_state *state, const struct api_route *route, 
 		return handle_vm_state(state, body, err, err_size);
 	if (route->endpoint == API_DRIVES)
 		return handle_patch_drive(state, body, route->id, err, err_size);
+	if (route->endpoint == API_BALLOON || route->endpoint == API_BALLOON_STATS)
+		return handle_patch_balloon(state, route->endpoint, body, err, err_size);
 	return handle_patch_net(state, body, route->id, err, err_size);
 }
 

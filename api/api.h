@@ -7,6 +7,7 @@
 #ifndef WISP_API_H
 #define WISP_API_H
 
+#include "fc_balloon.h"
 #include "fc_config.h"
 #include "http.h"
 
@@ -28,6 +29,8 @@ enum api_endpoint {
 	API_SERIAL,
 	API_SNAPSHOT_CREATE,
 	API_SNAPSHOT_LOAD,
+	API_BALLOON,
+	API_BALLOON_STATS,
 	API_NOT_YET, /* a Firecracker resource wisp does not have yet: 400, not 404 */
 };
 
@@ -93,6 +96,16 @@ struct api_vmm_ops {
 	 * follow. */
 	int (*snapshot_load)(void *opaque, const struct snapshot_load_config *request,
 			     struct vmm_config *restored, char *err, size_t err_size);
+	/* The running VM's balloon (the API checked that one is configured and the values
+	 * against the configuration). PATCH /balloon: the new target; -ENODEV when the guest's
+	 * driver has not activated the device (FC_MSG_BALLOON_NOT_ACTIVE). */
+	int (*balloon_set_target)(void *opaque, uint32_t amount_mib, char *err, size_t err_size);
+	/* PATCH /balloon/statistics: a new polling interval (statistics were enabled and the
+	 * interval is not 0). */
+	int (*balloon_set_stats_interval)(void *opaque, uint16_t interval_s, char *err,
+					  size_t err_size);
+	/* GET /balloon/statistics (statistics enabled). */
+	int (*balloon_stats)(void *opaque, struct balloon_stats *stats, char *err, size_t err_size);
 };
 
 /* Firecracker's texts for the snapshot requests refused by state (tests match them). */

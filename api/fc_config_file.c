@@ -2,6 +2,7 @@
  * wisp's configuration as Firecracker writes it (GET /machine-config, GET /vm/config), and
  * Firecracker's --config-file read into it through the same body parsers as the API.
  */
+#include "fc_balloon.h"
 #include "fc_bodies.h"
 
 #include <errno.h>
@@ -104,11 +105,12 @@ json_t *fc_vm_config_json(const struct vmm_config *config)
 
 	/* Firecracker's keys, in its order, with its nulls: it reports neither the logger
 	 * nor the metrics here, and wisp has none of the other devices. */
-	return json_pack("{s:n, s:o, s:o, s:n, s:n, s:o, s:n, s:n, s:o, s:n, s:n, s:[], s:n}",
-			 "balloon", "drives", drives_json(config), "boot-source", boot_source,
-			 "cpu-config", "logger", "machine-config", fc_machine_config_json(config),
-			 "metrics", "mmds-config", "network-interfaces", nets_json(config), "vsock",
-			 "entropy", "pmem", "memory-hotplug");
+	return json_pack("{s:o, s:o, s:o, s:n, s:n, s:o, s:n, s:n, s:o, s:n, s:n, s:[], s:n}",
+			 "balloon", fc_balloon_json(&config->balloon), "drives",
+			 drives_json(config), "boot-source", boot_source, "cpu-config", "logger",
+			 "machine-config", fc_machine_config_json(config), "metrics", "mmds-config",
+			 "network-interfaces", nets_json(config), "vsock", "entropy", "pmem",
+			 "memory-hotplug");
 }
 
 /* ---- --config-file ---- */
@@ -179,6 +181,9 @@ static int apply_config_file(const json_t *root, struct vmm_config *config, char
 		ret = put_each(root, "drives", fc_drive_put_at, config, err, err_size);
 	if (!ret)
 		ret = put_each(root, "network-interfaces", fc_net_put_at, config, err, err_size);
+	section = fields_object(root, "balloon");
+	if (!ret && section)
+		ret = fc_balloon_put_at(section, config, "balloon", err, err_size);
 	return ret;
 }
 

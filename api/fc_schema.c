@@ -4,6 +4,7 @@
  * deserialises as Option<T>, which take null as "not given" (GET /vm/config writes null
  * for them, so its output can be fed back as a config file).
  */
+#include "fc_balloon.h"
 #include "fc_bodies.h"
 
 #define END                                                                                        \
@@ -187,10 +188,34 @@ static const struct body_field snapshot_load_fields[] = {
 };
 const struct body_spec fc_snapshot_load_body = {"the snapshot load body", snapshot_load_fields};
 
+/* Firecracker's BalloonDeviceConfig: serde defaults, so null is refused. */
+static const struct body_field balloon_fields[] = {
+    {"amount_mib", FIELD_UINT, true, false, NULL},
+    {"deflate_on_oom", FIELD_BOOL, true, false, NULL},
+    {"stats_polling_interval_s", FIELD_UINT, false, false, NULL},
+    {"free_page_hinting", FIELD_BOOL, false, false, NULL},
+    {"free_page_reporting", FIELD_BOOL, false, false, NULL},
+    END,
+};
+const struct body_spec fc_balloon_body = {"the balloon body", balloon_fields};
+
+static const struct body_field balloon_update_fields[] = {
+    {"amount_mib", FIELD_UINT, true, false, NULL},
+    END,
+};
+const struct body_spec fc_balloon_update_body = {"the balloon body", balloon_update_fields};
+
+static const struct body_field balloon_stats_update_fields[] = {
+    {"stats_polling_interval_s", FIELD_UINT, true, false, NULL},
+    END,
+};
+const struct body_spec fc_balloon_stats_update_body = {"the balloon statistics body",
+						       balloon_stats_update_fields};
+
 /* Firecracker's VmmConfig. The sections without `nested` are checked by the endpoint
  * parser they feed; the FIELD_ANY ones are Firecracker devices wisp does not have. */
 static const struct body_field config_file_fields[] = {
-    {"balloon", FIELD_ANY, false, true, NULL},
+    {"balloon", FIELD_OBJECT, false, true, NULL},
     {"drives", FIELD_ARRAY, false, false, NULL},
     {"boot-source", FIELD_OBJECT, true, false, NULL},
     {"cpu-config", FIELD_ANY, false, true, NULL},
@@ -233,6 +258,11 @@ static const struct schema_operation operations[] = {
     {"/serial", "put", &fc_serial_body},
     {"/snapshot/create", "put", &fc_snapshot_create_body},
     {"/snapshot/load", "put", &fc_snapshot_load_body},
+    {"/balloon", "get", NULL},
+    {"/balloon", "put", &fc_balloon_body},
+    {"/balloon", "patch", &fc_balloon_update_body},
+    {"/balloon/statistics", "get", NULL},
+    {"/balloon/statistics", "patch", &fc_balloon_stats_update_body},
 };
 
 static int schema_add_operation(json_t *paths, const struct schema_operation *operation)

@@ -70,6 +70,17 @@ struct net_config {
 	struct rate_limiter_config tx_rate_limiter;
 };
 
+/* Firecracker's PUT /balloon: a virtio-balloon device when `configured`. amount_mib is
+ * the target (PATCH /balloon changes it on a running VM), stats_polling_interval_s 0
+ * means no statistics queue. Free page hinting is refused (not implemented). */
+struct balloon_config {
+	bool configured;
+	uint32_t amount_mib;
+	bool deflate_on_oom;
+	uint16_t stats_polling_interval_s;
+	bool free_page_reporting;
+};
+
 /* Firecracker's PUT /logger. Lines go to stderr until a path is set. */
 struct logger_config {
 	char path[CONFIG_PATH_MAX];
@@ -145,6 +156,7 @@ struct vmm_config {
 	struct drive_config drives[CONFIG_MAX_DRIVES];
 	unsigned int nr_nets;
 	struct net_config nets[CONFIG_MAX_NETS];
+	struct balloon_config balloon;
 	/* PUT /logger, PUT /metrics, PUT /serial: empty paths mean not configured */
 	struct logger_config logger;
 	char metrics_path[CONFIG_PATH_MAX];

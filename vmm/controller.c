@@ -350,6 +350,54 @@ static int op_snapshot_load(void *opaque, const struct snapshot_load_config *req
 	return controller_restore(ctl, request, restored, err, err_size);
 }
 
+static int op_balloon_set_target(void *opaque, uint32_t amount_mib, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+	int ret;
+
+	if (!ctl->vm.balloon) {
+		snprintf(err, err_size, FC_MSG_BALLOON_NOT_FOUND);
+		return -ENODEV;
+	}
+	ret = balloon_set_target(ctl->vm.balloon, amount_mib);
+	if (ret == -ENODEV)
+		snprintf(err, err_size, FC_MSG_BALLOON_NOT_ACTIVE);
+	else if (ret)
+		snprintf(err, err_size, FC_MSG_BALLOON_TOO_LARGE);
+	return ret;
+}
+
+static int op_balloon_set_stats_interval(void *opaque, uint16_t interval_s, char *err,
+					 size_t err_size)
+{
+	struct controller *ctl = opaque;
+	int ret;
+
+	if (!ctl->vm.balloon) {
+		snprintf(err, err_size, FC_MSG_BALLOON_NOT_FOUND);
+		return -ENODEV;
+	}
+	ret = balloon_set_stats_interval(ctl->vm.balloon, interval_s);
+	if (ret == -EINVAL)
+		snprintf(err, err_size, FC_MSG_BALLOON_STATS_CHANGE);
+	else if (ret)
+		snprintf(err, err_size, "Balloon config error: cannot set the statistics timer: %s",
+			 strerror(-ret));
+	return ret;
+}
+
+static int op_balloon_stats(void *opaque, struct balloon_stats *stats, char *err, size_t err_size)
+{
+	struct controller *ctl = opaque;
+
+	if (!ctl->vm.balloon) {
+		snprintf(err, err_size, FC_MSG_BALLOON_NOT_FOUND);
+		return -ENODEV;
+	}
+	balloon_get_stats(ctl->vm.balloon, stats);
+	return 0;
+}
+
 static const struct api_vmm_ops controller_ops = {
     .start = op_start,
     .pause = op_pause,
@@ -363,6 +411,9 @@ static const struct api_vmm_ops controller_ops = {
     .open_check = op_open_check,
     .snapshot_create = op_snapshot_create,
     .snapshot_load = op_snapshot_load,
+    .balloon_set_target = op_balloon_set_target,
+    .balloon_set_stats_interval = op_balloon_set_stats_interval,
+    .balloon_stats = op_balloon_stats,
 };
 
 /* Firecracker's api_server metrics: from wisp's start to the API socket's being ready. */

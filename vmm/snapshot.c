@@ -49,6 +49,11 @@ static int virtio_identity(const struct vm *vm, const struct virtio_device *dev,
 			*id = vm->net_ids[i];
 			return 0;
 		}
+	if (vm->balloon && balloon_virtio(vm->balloon) == dev) {
+		*kind = SNAP_DEV_VIRTIO_BALLOON;
+		*id = "balloon";
+		return 0;
+	}
 	return -ENOENT;
 }
 

@@ -345,6 +345,55 @@ static int vm_add_nets(struct vm *vm, const struct vmm_config *config, enum fail
 	return 0;
 }
 
+static void report_balloon(void *opaque, struct metrics_section *section)
+{
+	struct balloon_device *balloon = opaque;
+	struct balloon_metrics *m = balloon_metrics(balloon);
+
+	metrics_counter(section, "activate_fails", atomic_load(&m->activate_fails));
+	metrics_counter(section, "inflate_count", atomic_load(&m->inflate_count));
+	metrics_counter(section, "stats_updates_count", atomic_load(&m->stats_updates_count));
+	metrics_counter(section, "stats_update_fails", atomic_load(&m->stats_update_fails));
+	metrics_counter(section, "deflate_count", atomic_load(&m->deflate_count));
+	metrics_counter(section, "event_fails", atomic_load(&m->event_fails));
+	metrics_counter(section, "free_page_report_count", atomic_load(&m->free_page_report_count));
+	metrics_counter(section, "free_page_report_freed", atomic_load(&m->free_page_report_freed));
+	metrics_counter(section, "free_page_report_fails", atomic_load(&m->free_page_report_fails));
+	/* not in Firecracker: what the guest sent that was refused, and pages released */
+	metrics_counter(section, "pfn_outside_ram", atomic_load(&m->pfn_outside_ram));
+	metrics_counter(section, "pfn_in_gap", atomic_load(&m->pfn_in_gap));
+	metrics_counter(section, "pfn_duplicate", atomic_load(&m->pfn_duplicate));
+	metrics_counter(section, "pfn_over_target", atomic_load(&m->pfn_over_target));
+	metrics_counter(section, "deflate_not_inflated", atomic_load(&m->deflate_not_inflated));
+	metrics_counter(section, "malformed_requests", atomic_load(&m->malformed_requests));
+	metrics_counter(section, "inflated_pages_released",
+			atomic_load(&m->inflated_pages_released));
+	metrics_counter(section, "device_needs_reset_count",
+			atomic_load(&balloon_virtio(balloon)->needs_reset_events));
+}
+
+/* After the drives and interfaces, so that their MMIO windows and interrupts stay put. */
+static int vm_add_balloon(struct vm *vm, const struct vmm_config *config,
+			  enum failure_origin *origin)
+{
+	int err;
+
+	if (!config->balloon.configured)
+		return 0;
+	err = balloon_create(&vm->balloon, &config->balloon, &vm->mem);
+	if (err) {
+		if (err == -EINVAL)
+			failure_blame(origin, FAILURE_BAD_INPUT); /* a target beyond guest RAM */
+		return err;
+	}
+	err = metrics_register("balloon", NULL, report_balloon, vm->balloon);
+	if (err) {
+		log_error("metrics: cannot add the section balloon: %s", strerror(-err));
+		return err;
+	}
+	return virtio_attach(vm, balloon_virtio(vm->balloon));
+}
+
 /* The user's command line with wisp's parameters inserted before " -- " (what follows
  * it belongs to the guest's init). */
 static int vm_build_cmdline(struct vm *vm, const struct vmm_config *config)
@@ -455,6 +504,8 @@ int vm_build(struct vm *vm, const struct vmm_config *config, const struct vm_mem
 	err = vm_add_drives(vm, config, origin);
 	if (!err)
 		err = vm_add_nets(vm, config, origin);
+	if (!err)
+		err = vm_add_balloon(vm, config, origin);
 	if (err)
 		return err;
 	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));

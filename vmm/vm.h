@@ -12,6 +12,7 @@
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "devices/serial_output.h"
+#include "devices/virtio/balloon.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/net.h"
 #include "event_loop.h"
@@ -49,6 +50,7 @@ struct vm {
 	unsigned int nr_nets;
 	struct net_device *nets[CONFIG_MAX_NETS];
 	char net_ids[CONFIG_MAX_NETS][CONFIG_ID_MAX];
+	struct balloon_device *balloon; /* NULL: none configured */
 	char cmdline[LAYOUT_CMDLINE_MAX];
 	/* console input: paused while the UART's FIFO is full */
 	bool stdin_paused;

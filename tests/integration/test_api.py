@@ -161,7 +161,10 @@ ERROR_CASES = [
      "before starting"),
     ("PUT", "/snapshot/load", {"snapshot_path": "/s"},
      "either `mem_backend` or `mem_file_path` is required"),
-    ("PUT", "/balloon", {"amount_mib": 1, "deflate_on_oom": False}, "not supported"),
+    ("PUT", "/balloon", {"amount_mib": 1, "deflate_on_oom": False,
+                         "free_page_hinting": True}, "not supported"),
+    ("PATCH", "/balloon", {"amount_mib": 1}, "before starting"),
+    ("GET", "/balloon", None, "No balloon device found"),
 ]
 
 
