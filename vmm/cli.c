@@ -15,7 +15,7 @@ const char cli_usage[] =
     "                     [,cache=C]]...\n"
     "            [--net id=ID,tap=TAPNAME[,mac=MAC]]... [--log-level LEVEL]\n"
     "            [--api-sock PATH] [--config-file FILE] [--no-api] [--id ID]\n"
-    "            [--boot-timer] [--http-api-max-payload-size BYTES]\n"
+    "            [--boot-timer] [--http-api-max-payload-size BYTES] [--no-acpi]\n"
     "       wisp --api-sock PATH     (configure and start the VM through the API)\n"
     "       wisp --no-api --config-file FILE\n"
     "       wisp --restore STATE (--mem-file MEM | --uffd-sock PATH) [--resume]\n"
@@ -64,10 +64,15 @@ const char cli_usage[] =
     "  --net SPEC        a virtio-net interface on the existing TAP device TAPNAME; mac\n"
     "                    defaults to a random locally administered address; up to 4\n"
     "  --log-level L     error, warn, info or debug (default warn); logs go to stderr\n"
+    "  --no-acpi         build no ACPI tables: the guest learns its CPUs from the MP\n"
+    "                    table and its virtio devices from virtio_mmio.device= on the\n"
+    "                    command line alone (both are always given; ACPI serves kernels\n"
+    "                    without CONFIG_X86_MPPARSE or CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)\n"
     "  --restore STATE   start the VM the snapshot STATE holds instead of booting one, as\n"
     "                    PUT /snapshot/load does: its kernel, machine, drives and\n"
     "                    interfaces are the snapshot's, so --kernel, --initrd, --cmdline,\n"
-    "                    --vcpus, --mem-mib, --drive, --net and --config-file are refused\n"
+    "                    --vcpus, --mem-mib, --drive, --net, --no-acpi and --config-file\n"
+    "                    are refused\n"
     "  --mem-file MEM    the snapshot's memory file, mapped privately (the File backend)\n"
     "  --uffd-sock PATH  instead of --mem-file: a userfaultfd handler listening on the\n"
     "                    Unix socket PATH serves the guest's memory (the Uffd backend)\n"
@@ -82,8 +87,8 @@ const char cli_usage[] =
     "  --help            this text\n"
     "  --version         the version\n"
     "\n"
-    "Exit status: 0 when the guest reboots or resets (there is no ACPI, so a guest ends\n"
-    "its VM by rebooting; a triple fault counts as a reset, as in Firecracker),\n"
+    "Exit status: 0 when the guest powers off (ACPI S5), reboots or resets (a triple\n"
+    "fault counts as a reset, as in Firecracker),\n"
     "1 when the VMM fails (KVM error, unhandled exit), 2 for bad input (bad option,\n"
     "missing file, not a kernel, too much memory, bad vCPU count, a drive or TAP that\n"
     "cannot be opened), 128+N when signal N ends it (SIGINT, SIGTERM or SIGHUP: 143\n"
@@ -140,6 +145,7 @@ enum {
 	OPT_CLOCK_REALTIME,
 	OPT_TRACK_DIRTY_PAGES,
 	OPT_NET_OVERRIDE,
+	OPT_NO_ACPI,
 };
 
 static bool parse_on_off(const char *value, bool *out)
@@ -415,6 +421,7 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	    {"no-api", no_argument, NULL, OPT_NO_API},
 	    {"id", required_argument, NULL, OPT_ID},
 	    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+	    {"no-acpi", no_argument, NULL, OPT_NO_ACPI},
 	    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
 	    {"api-schema", no_argument, NULL, OPT_API_SCHEMA},
 	    {"initrd", required_argument, NULL, OPT_INITRD},
@@ -452,7 +459,7 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 				continue;
 			bool boot = opt == OPT_KERNEL || opt == OPT_INITRD || opt == OPT_CMDLINE ||
 				    opt == OPT_VCPUS || opt == OPT_MEM || opt == OPT_DRIVE ||
-				    opt == OPT_NET || opt == OPT_CONFIG_FILE;
+				    opt == OPT_NET || opt == OPT_CONFIG_FILE || opt == OPT_NO_ACPI;
 			bool restore_only = opt == OPT_MEM_FILE || opt == OPT_UFFD_SOCK ||
 					    opt == OPT_RESUME || opt == OPT_CLOCK_REALTIME ||
 					    opt == OPT_TRACK_DIRTY_PAGES || opt == OPT_NET_OVERRIDE;
@@ -503,6 +510,9 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 			break;
 		case OPT_BOOT_TIMER:
 			config->process.boot_timer = true;
+			break;
+		case OPT_NO_ACPI:
+			config->no_acpi = true;
 			break;
 		case OPT_ID:
 			if (cli_check_instance_id(optarg)) {

@@ -151,6 +151,7 @@ struct vmm_config {
 	uint64_t mem_mib;
 	bool smt;
 	bool track_dirty_pages;
+	bool no_acpi; /* --no-acpi: the MP table and virtio_mmio.device= only */
 	enum log_level log_level;
 	unsigned int nr_drives;
 	struct drive_config drives[CONFIG_MAX_DRIVES];

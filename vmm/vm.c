@@ -248,6 +248,18 @@ static void i8042_reset_line(void *opaque)
 	vm_request_exit(opaque, 0);
 }
 
+_Static_assert(VIRTIO_MAX_DEVICES <= ACPI_MAX_VIRTIO, "the DSDT describes every virtio device");
+
+static void acpi_poweroff(void *opaque)
+{
+	vm_request_exit(opaque, 0);
+}
+
+static void acpi_reset(void *opaque)
+{
+	vm_request_exit(opaque, 0);
+}
+
 static int vm_add_devices(struct vm *vm)
 {
 	struct irq_line serial_irq = {.set = vm_set_irq, .opaque = vm, .irq = SERIAL_COM1_IRQ};
@@ -260,6 +272,10 @@ static int vm_add_devices(struct vm *vm)
 	if (!err)
 		err = bus_add(&vm->pio_bus, I8042_PORT_BASE, I8042_PORT_COUNT, &i8042_ops,
 			      &vm->i8042);
+	acpi_pm_init(&vm->acpi_pm, acpi_poweroff, acpi_reset, vm);
+	if (!err)
+		err = bus_add(&vm->pio_bus, ACPI_PM_PORT_BASE, ACPI_PM_PORT_COUNT, &acpi_pm_ops,
+			      &vm->acpi_pm);
 	if (err) {
 		log_error("cannot place the legacy devices on the port bus: %s", strerror(-err));
 		return err;
@@ -533,6 +549,10 @@ int vm_boot_setup(struct vm *vm, const struct vmm_config *config, const struct g
 		return err;
 	}
 
+	struct acpi_config acpi = {.nr_cpus = config->vcpus, .nr_virtio = vm->nr_virtio};
+	for (unsigned int i = 0; i < vm->nr_virtio; i++)
+		acpi.virtio[i] = (struct acpi_mmio_device){
+		    .base = vm->virtio[i].base, .size = VIRTIO_MMIO_SIZE, .irq = vm->virtio[i].irq};
 	struct boot_payload payload = {
 	    .kernel = files->kernel,
 	    .kernel_size = files->kernel_size,
@@ -541,6 +561,7 @@ int vm_boot_setup(struct vm *vm, const struct vmm_config *config, const struct g
 	    .initrd_size = files->initrd_size,
 	    .cmdline = vm->cmdline,
 	    .nr_cpus = config->vcpus,
+	    .acpi = config->no_acpi ? NULL : &acpi,
 	};
 	err = x86_boot_setup(&vm->mem, &payload, &vm->boot, &why);
 	if (err) {

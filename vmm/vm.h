@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "cli.h"
 #include "arch/x86_64/layout.h"
+#include "devices/acpi_pm.h"
 #include "devices/i8042.h"
 #include "devices/serial.h"
 #include "devices/serial_output.h"
@@ -34,6 +35,7 @@ struct vm {
 	struct bus mmio_bus;
 	struct serial serial;
 	struct i8042 i8042;
+	struct acpi_pm acpi_pm; /* answers whether or not the guest was given ACPI tables */
 	unsigned int nr_vcpus;
 	struct vcpu *vcpus;
 	struct kvm_cpuid2 *cpuid;

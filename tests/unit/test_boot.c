@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "arch/x86_64/acpi.h"
 #include "arch/x86_64/boot.h"
 #include "arch/x86_64/bootparams.h"
 #include "arch/x86_64/cpu.h"
@@ -531,6 +532,105 @@ static void test_bad_cpu_count_fails_with_reason(void **state)
 	free(c);
 }
 
+/* ---- ACPI ---- */
+
+static const struct acpi_config ACPI_TWO_CPUS_ONE_DISK = {
+    .nr_cpus = 2, .nr_virtio = 1, .virtio = {{.base = 0xd0000000, .size = 0x1000, .irq = 5}}};
+
+/* What Linux's acpi_find_root_pointer does without a hint: "RSD PTR " on a 16-byte
+ * boundary in [0xe0000, 0x100000) whose first 20 bytes sum to zero. */
+static uint64_t scan_bios_area_for_rsdp(const struct guest *g)
+{
+	for (uint64_t gpa = 0xe0000; gpa < 0x100000; gpa += 16)
+		if (!memcmp(g->ram + gpa, "RSD PTR ", 8) && acpi_checksum(g->ram + gpa, 20) == 0)
+			return gpa;
+	return 0;
+}
+
+static void assert_acpi_tables_at(const struct guest *g, uint64_t rsdp, unsigned int nr_cpus)
+{
+	uint64_t xsdt = get_le64(g->ram + rsdp + 24);
+	uint64_t madt = get_le64(g->ram + xsdt + 44);
+
+	assert_int_equal(acpi_checksum(g->ram + rsdp, 36), 0);
+	assert_memory_equal(g->ram + xsdt, "XSDT", 4);
+	assert_memory_equal(g->ram + madt, "APIC", 4);
+	assert_int_equal(get_le32(g->ram + madt + 4), 44 + 8 * nr_cpus + 12 + 6);
+	assert_int_equal(acpi_checksum(g->ram + madt, get_le32(g->ram + madt + 4)), 0);
+}
+
+static void assert_reserved_in_e820(const struct e820_entry *table, unsigned int count,
+				    uint64_t start, uint64_t end)
+{
+	for (unsigned int i = 0; i < count; i++)
+		if (table[i].addr <= start && end <= table[i].addr + table[i].size) {
+			assert_int_equal(table[i].type, E820_RESERVED);
+			return;
+		}
+	fail_msg("no e820 entry covers [%#llx, %#llx)", (unsigned long long)start,
+		 (unsigned long long)end);
+}
+
+static void test_acpi_rsdp_in_the_bios_area_and_in_the_zero_page(void **state)
+{
+	struct guest *g = *state;
+	struct boot_case *c = elf_case(false, CMDLINE, false, 2);
+	struct boot_entry entry;
+
+	c->payload.acpi = &ACPI_TWO_CPUS_ONE_DISK;
+	assert_int_equal(run_setup(g, c, &entry), 0);
+	uint64_t rsdp = scan_bios_area_for_rsdp(g);
+	assert_int_equal(rsdp, LAYOUT_ACPI);
+	assert_int_equal(zero_page(g)->acpi_rsdp_addr, rsdp);
+	assert_acpi_tables_at(g, rsdp, 2);
+	assert_reserved_in_e820(zero_page(g)->e820_table, zero_page(g)->e820_entries, LAYOUT_ACPI,
+				LAYOUT_EBDA_END);
+	/* The MP table stays for kernels without ACPI. */
+	assert_memory_equal(g->ram + LAYOUT_MPTABLE, "_MP_", 4);
+	free(c);
+}
+
+static void test_acpi_rsdp_in_the_pvh_start_info(void **state)
+{
+	struct guest *g = *state;
+	struct boot_case *c = elf_case(true, CMDLINE, false, 2);
+	struct boot_entry entry;
+
+	c->payload.acpi = &ACPI_TWO_CPUS_ONE_DISK;
+	assert_int_equal(run_setup(g, c, &entry), 0);
+	assert_int_equal(entry.mode, ENTRY_PVH32);
+	assert_int_equal(read_start_info(g).rsdp_paddr, LAYOUT_ACPI);
+	assert_int_equal(scan_bios_area_for_rsdp(g), LAYOUT_ACPI);
+	assert_acpi_tables_at(g, LAYOUT_ACPI, 2);
+	free(c);
+}
+
+static void test_without_acpi_there_is_no_rsdp(void **state)
+{
+	struct guest *g = *state;
+	struct boot_case *c =
+	    bzimage_case(BZ_CMDLINE_SIZE, BZ_INITRD_ADDR_MAX, BZ_INIT_SIZE, CMDLINE, false);
+	struct boot_entry entry;
+
+	assert_null(c->payload.acpi);
+	assert_int_equal(run_setup(g, c, &entry), 0);
+	assert_int_equal(scan_bios_area_for_rsdp(g), 0);
+	assert_int_equal(zero_page(g)->acpi_rsdp_addr, 0);
+	free(c);
+}
+
+static void test_bad_acpi_configuration_fails_with_reason(void **state)
+{
+	struct guest *g = *state;
+	struct boot_case *c = elf_case(false, CMDLINE, false, 2);
+	struct acpi_config bad = ACPI_TWO_CPUS_ONE_DISK;
+
+	bad.virtio[0].irq = 4; /* the serial port's */
+	c->payload.acpi = &bad;
+	assert_int_equal(run_setup(g, c, &(struct boot_entry){0}), -EINVAL);
+	free(c);
+}
+
 /* ---- errors ---- */
 
 static char *repeat(char ch, size_t len)
@@ -641,6 +741,10 @@ int main(void)
 	    T(test_bzimage_initrd_stays_below_initrd_addr_max),
 	    T(test_mptable_at_0x9fc00_is_valid_with_one_entry_per_cpu),
 	    T(test_bad_cpu_count_fails_with_reason),
+	    T(test_acpi_rsdp_in_the_bios_area_and_in_the_zero_page),
+	    T(test_acpi_rsdp_in_the_pvh_start_info),
+	    T(test_without_acpi_there_is_no_rsdp),
+	    T(test_bad_acpi_configuration_fails_with_reason),
 	    T(test_cmdline_longer_than_vmlinux_limit_is_e2big),
 	    T(test_cmdline_longer_than_bzimage_cmdline_size_is_e2big),
 	    T(test_initrd_too_big_for_memory_is_erange),

@@ -77,7 +77,20 @@ static void test_defaults_with_only_kernel(void **state)
 	assert_int_equal(r.config.vcpus, CONFIG_DEFAULT_VCPUS);
 	assert_int_equal(r.config.mem_mib, CONFIG_DEFAULT_MEM_MIB);
 	assert_int_equal(r.config.log_level, LOG_LEVEL_WARN);
+	assert_false(r.config.no_acpi); /* ACPI tables by default, as Firecracker */
 	assert_string_equal(r.err, "(untouched)");
+}
+
+static void test_no_acpi_is_a_boot_option(void **state)
+{
+	struct parse_result r = PARSE("--kernel", "vmlinux", "--no-acpi");
+	(void)state;
+
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_true(r.config.no_acpi);
+	/* A snapshot's memory holds the tables it booted with. */
+	r = PARSE("--restore", "s", "--mem-file", "m", "--resume", "--no-acpi");
+	assert_rejected(&r, ": --no-acpi cannot be given with it", NULL);
 }
 
 static void test_default_cmdline_keeps_reboot_k_and_serial_console(void **state)
@@ -632,6 +645,7 @@ int main(void)
 	    cmocka_unit_test(test_restore_with_a_memory_file),
 	    cmocka_unit_test(test_restore_takes_every_restore_option),
 	    cmocka_unit_test(test_restore_refuses_boot_options_naming_them),
+	    cmocka_unit_test(test_no_acpi_is_a_boot_option),
 	    cmocka_unit_test(test_restore_needs_exactly_one_memory_source),
 	    cmocka_unit_test(test_restore_without_resume_needs_the_api),
 	    cmocka_unit_test(test_restore_options_need_restore),

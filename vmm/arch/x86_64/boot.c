@@ -6,14 +6,36 @@
 #include "pvh.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
+
+/* Writes the ACPI tables at LAYOUT_ACPI; *rsdp_gpa is where the RSDP went (0 without). */
+static int acpi_place(const struct gmem *mem, const struct acpi_config *config, uint64_t *rsdp_gpa,
+		      const char **why)
+{
+	struct acpi_placement placement;
+	void *area;
+	int err;
+
+	*rsdp_gpa = 0;
+	if (!config)
+		return 0;
+	area = gmem_ptr(mem, LAYOUT_ACPI, LAYOUT_ACPI_SIZE);
+	err = area ? acpi_build(area, LAYOUT_ACPI_SIZE, LAYOUT_ACPI, config, &placement) : -EFAULT;
+	if (err) {
+		*why = "cannot build the ACPI tables (too many vCPUs or devices?)";
+		return err;
+	}
+	*rsdp_gpa = placement.rsdp;
+	return 0;
+}
 
 int x86_boot_setup(const struct gmem *mem, const struct boot_payload *payload,
 		   struct boot_entry *entry, const char **why)
 {
 	const struct kernel_info *info = payload->info;
 	size_t cmdline_len = strlen(payload->cmdline);
-	uint64_t initrd_gpa = 0;
+	uint64_t initrd_gpa = 0, rsdp_gpa;
 	void *mptable;
 	int err;
 
@@ -48,6 +70,9 @@ int x86_boot_setup(const struct gmem *mem, const struct boot_payload *payload,
 		*why = "cannot build the MP table";
 		return err;
 	}
+	err = acpi_place(mem, payload->acpi, &rsdp_gpa, why);
+	if (err)
+		return err;
 
 	if (info->format == KERNEL_FORMAT_ELF && info->has_pvh_entry) {
 		entry->mode = ENTRY_PVH32;
@@ -55,6 +80,10 @@ int x86_boot_setup(const struct gmem *mem, const struct boot_payload *payload,
 		entry->boot_info_gpa = LAYOUT_PVH_INFO;
 		err = pvh_build(mem, LAYOUT_PVH_INFO, LAYOUT_CMDLINE, initrd_gpa,
 				payload->initrd_size);
+		if (!err && rsdp_gpa)
+			err = gmem_write(
+			    mem, LAYOUT_PVH_INFO + offsetof(struct hvm_start_info, rsdp_paddr),
+			    &rsdp_gpa, sizeof(rsdp_gpa));
 	} else {
 		struct zero_page_config config = {
 		    .image_header = info->format == KERNEL_FORMAT_BZIMAGE ? &info->header : NULL,
@@ -62,6 +91,7 @@ int x86_boot_setup(const struct gmem *mem, const struct boot_payload *payload,
 		    .cmdline_size = (uint32_t)cmdline_len + 1,
 		    .initrd_gpa = initrd_gpa,
 		    .initrd_size = payload->initrd_size,
+		    .rsdp_gpa = rsdp_gpa,
 		};
 		struct boot_params *params =
 		    gmem_ptr(mem, LAYOUT_ZERO_PAGE, sizeof(struct boot_params));

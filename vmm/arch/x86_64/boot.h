@@ -7,6 +7,7 @@
 #define WISP_X86_BOOT_H
 
 #include "../../memory.h"
+#include "acpi.h"
 #include "cpu.h"
 #include "loader.h"
 
@@ -27,6 +28,8 @@ struct boot_payload {
 	size_t initrd_size;
 	const char *cmdline;
 	unsigned int nr_cpus;
+	/* The ACPI tables to build and announce, or NULL for the MP table alone. */
+	const struct acpi_config *acpi;
 };
 
 /* Returns 0, or a negative errno with *why saying what did not fit or was wrong. */

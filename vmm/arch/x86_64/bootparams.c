@@ -85,6 +85,7 @@ int zero_page_build(struct boot_params *params, const struct gmem *mem,
 	/* Set both ways: a bzImage's own header could carry stale values. */
 	hdr->ramdisk_image = config->initrd_size ? (uint32_t)config->initrd_gpa : 0;
 	hdr->ramdisk_size = (uint32_t)config->initrd_size;
+	params->acpi_rsdp_addr = config->rsdp_gpa;
 	count = e820_build(mem, params->e820_table, E820_MAX_ENTRIES_ZEROPAGE);
 	if (count < 0)
 		return count;

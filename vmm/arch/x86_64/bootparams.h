@@ -116,6 +116,7 @@ struct zero_page_config {
 	uint32_t cmdline_size; /* including the terminating NUL */
 	uint64_t initrd_gpa;
 	uint64_t initrd_size;
+	uint64_t rsdp_gpa; /* the ACPI RSDP, or 0 */
 };
 
 /* The longest command line (without its NUL) a kernel with this header accepts here. */

@@ -1,0 +1,125 @@
+"""ACPI on real KVM: Debian's stock kernel (the one ci/kvm-harness caches, built with ACPI
+and without virtio_mmio.device= support) finds its CPUs through the MADT and its disk
+through the DSDT, and powers off and reboots through the FADT's registers; with --no-acpi
+it falls back to the MP table. The stripped guest kernel (no ACPI) boots either way."""
+import gzip
+import os
+import subprocess
+import tempfile
+
+from wisptest import check
+
+# Loaded in dependency order (modules.dep): virtio_ring, virtio, then the transport and disk.
+MODULES = ["kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
+           "kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/block/virtio_blk.ko"]
+DISK_TOKEN = b"WISP-ACPI-DISK-0123456789"
+# Lines the kernel prints when it disagrees with a table.
+ACPI_COMPLAINTS = ("ACPI Error", "ACPI BIOS Error", "ACPI Warning", "ACPI BIOS Warning",
+                   "Invalid checksum", "failed to claim resource")
+
+
+def stock_kernel():
+    """Debian's kernel and its module tree, as ci/kvm-harness unpacked them."""
+    cache = os.path.join(os.environ.get("WISP_CACHE", os.path.expanduser("~/.cache/wisp")),
+                         "harness")
+    try:
+        with open(os.path.join(cache, "kernel-version")) as f:
+            version = f.read().strip()
+    except OSError as e:
+        raise AssertionError(f"Debian's kernel is not cached in {cache} ({e}): run any "
+                             "command under ci/kvm-harness once to fetch it") from e
+    root = os.path.join(cache, "unpacked")
+    return (os.path.join(root, "boot", f"vmlinuz-{version}"),
+            os.path.join(root, "lib", "modules", version))
+
+
+def initrd_with_modules(env, moddir, workdir):
+    """The busybox initramfs followed by a second archive holding the virtio modules in
+    /lib/modules (the kernel unpacks concatenated archives one after the other)."""
+    lines = ["dir /lib 0755 0 0", "dir /lib/modules 0755 0 0"]
+    for module in MODULES:
+        lines.append(f"file /lib/modules/{os.path.basename(module)} "
+                     f"{os.path.join(moddir, module)} 0644 0 0")
+    mkcpio = os.path.join(os.path.dirname(__file__), "..", "..", "guest", "mkcpio.py")
+    cpio = subprocess.run(["python3", mkcpio], input="\n".join(lines).encode(),
+                          stdout=subprocess.PIPE, check=True).stdout
+    path = os.path.join(workdir, "initrd-modules.cpio.gz")
+    with open(env.initrd_busybox, "rb") as base, open(path, "wb") as out:
+        out.write(base.read())
+        # Compressed too: the kernel takes an uncompressed archive after a compressed one
+        # only at an offset that is a multiple of 4.
+        out.write(gzip.compress(cpio, mtime=0))
+    return path
+
+
+def load_modules_command():
+    return " && ".join(f"insmod /lib/modules/{os.path.basename(m)}" for m in MODULES)
+
+
+def complaints(console):
+    return [line for line in console.splitlines() if any(c in line for c in ACPI_COMPLAINTS)]
+
+
+def test_stock_kernel_finds_2_cpus_and_a_disk_through_acpi_and_powers_off(env):
+    kernel, moddir = stock_kernel()
+    with tempfile.TemporaryDirectory() as tmp:
+        disk = os.path.join(tmp, "disk.img")
+        with open(disk, "wb") as f:
+            f.write(DISK_TOKEN + b"\0" * (1024 * 1024 - len(DISK_TOKEN)))
+        command = (f"{load_modules_command()}; sleep 1; echo cpus=$(nproc); "
+                   "ls /sys/bus/acpi/devices; "
+                   "echo disk=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 25); "
+                   "dmesg; poweroff -f; sleep 30; echo not-reached")
+        result = env.boot(command=command, kernel=kernel,
+                          initrd=initrd_with_modules(env, moddir, tmp), vcpus=2, mem_mib=256,
+                          extra=["--drive", f"id=data,path={disk}", "--log-level", "info"],
+                          timeout=400)
+    check("cpus=2" in result.console, "the guest should see both vCPUs", result)
+    check("ACPI: Using ACPI (MADT) for SMP configuration" in result.console,
+          "the CPUs should come from the MADT", result)
+    for device in ("LNRO0005:00", "PNP0501:00", "PNP0303:00"):
+        check(device in result.console, f"the DSDT's {device} is missing in the guest", result)
+    check(f"disk={DISK_TOKEN.decode()}" in result.console,
+          "the guest did not read the disk the DSDT describes", result)
+    check(not complaints(result.console),
+          f"the kernel complained about the tables: {complaints(result.console)}", result)
+    check("not-reached" not in result.console, "the guest kept running after poweroff",
+          result)
+    check("powered off through ACPI" in result.stderr,
+          "the poweroff should come through the ACPI sleep registers", result)
+    check(result.status == 0, "an ACPI poweroff should end wisp with exit status 0", result)
+
+
+def test_stock_kernel_sees_4_cpus_and_reboots_through_the_acpi_reset_register(env):
+    # wisp's test command line says reboot=k (for kernels without ACPI); the later
+    # reboot=acpi wins.
+    kernel, _ = stock_kernel()
+    result = env.boot(command="echo cpus=$(nproc); reboot -f; sleep 30; echo not-reached",
+                      kernel=kernel, vcpus=4, mem_mib=256, extra=["--log-level", "info"],
+                      cmdline_extra="reboot=acpi", timeout=400)
+    check("cpus=4" in result.console, "the guest should see all 4 vCPUs", result)
+    check("not-reached" not in result.console, "the guest kept running after reboot", result)
+    check("ACPI reset register" in result.stderr,
+          "the reboot should come through the FADT's reset register", result)
+    check(result.status == 0, "an ACPI reset should end wisp with exit status 0", result)
+
+
+def test_stock_kernel_with_no_acpi_falls_back_to_the_mp_table(env):
+    kernel, _ = stock_kernel()
+    result = env.boot(command="echo cpus=$(nproc); dmesg; reboot -f", kernel=kernel,
+                      vcpus=2, mem_mib=256, extra=["--no-acpi", "--log-level", "info"],
+                      timeout=400)
+    check("cpus=2" in result.console, "the MP table should give the guest both vCPUs",
+          result)
+    check("Using ACPI (MADT)" not in result.console,
+          "with --no-acpi the guest found ACPI tables", result)
+    check("i8042 reset" in result.stderr,
+          "without ACPI the reboot should come through the i8042", result)
+    check(result.status == 0, "exit status should be 0", result)
+
+
+def test_stripped_guest_boots_with_and_without_acpi(env):
+    for extra in ([], ["--no-acpi"]):
+        result = env.boot(command="echo cpus=$(nproc)", vcpus=2, extra=extra)
+        check("cpus=2" in result.console, f"the guest should see 2 vCPUs ({extra})", result)
+        check(result.status == 0, f"exit status should be 0 ({extra})", result)
