@@ -152,8 +152,9 @@ test: deps all guest $(UNIT_BINS) $(FUZZERS)
 	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
 		FIRECRACKER_SWAGGER="$(FIRECRACKER_SWAGGER)" tests/run-all.sh $(UNIT_BINS)
 
+# CLONES: how many clones the demo starts (default 50).
 demo: deps all guest
-	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py --clones $${CLONES:-50}
 
 # COUNT wisp processes one after another, REQUESTS API requests against one: prints the
 # figures, fails on growth or leftovers (tests/soak/soak.py).

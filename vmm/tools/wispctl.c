@@ -1231,6 +1231,10 @@ static int cmd_clone(void)
 		       measured, pss / 1024.0 / measured, rss / 1024.0 / measured,
 		       priv / 1024.0 / measured);
 	free(run.pids);
+	if (!run.started) { /* nothing of ours is left in them: remove them if empty */
+		rmdir(meta_path);
+		rmdir(args.state_dir);
+	}
 	if (run.stop) {
 		say("stopped after %u of %u clones: %s; %u clones run (wispctl ls, wispctl reap "
 		    "--all)",
