@@ -444,7 +444,8 @@ static int handle_snapshot_load(struct api_state *state, const json_t *body, cha
 	*restored = state->config;
 	ret = state->ops->snapshot_load(state->opaque, request, restored, err, err_size);
 	if (ret) {
-		state->load_failed = true;
+		/* The op's word: only a failure that left part of a VM spends the process. */
+		state->load_failed = ret == -ENOTRECOVERABLE;
 		goto out;
 	}
 	api_state_restored(state, restored, request->resume_vm);

@@ -82,11 +82,15 @@ struct api_vmm_ops {
 	 * logger, metrics_path, serial_out_path and process over it, and sets
 	 * track_dirty_pages to the request's, as Firecracker does, since the snapshot does
 	 * not keep it) and the VM is paused, or running when request->resume_vm.
-	 * A failure is the request's 400 (err), and the API then takes the process as
-	 * spent, as Firecracker ends its process after a failed load: a later load or
-	 * InstanceStart (or boot configuration) is refused with API_MSG_LOAD_FAILED. So the
-	 * op need not undo a half-built VM, but must leave the process able to answer GETs,
-	 * the logger and metrics, and to exit cleanly. */
+	 * A failure is the request's 400 (err). The op says whether the process can take
+	 * another load: -ENOTRECOVERABLE when the failure left part of a VM behind (KVM's
+	 * VM, threads: Firecracker ends its process there); the API then refuses a later
+	 * load, InstanceStart and boot configuration with API_MSG_LOAD_FAILED, and the op
+	 * need not undo the half-built VM, only leave the process able to answer GETs, the
+	 * logger and metrics, and to exit cleanly. Any other -errno means nothing was built
+	 * (a file missing, a bad checksum, another CPU vendor: checked before the VM is
+	 * made), and the process is as fresh as before: another load, or a boot, may
+	 * follow. */
 	int (*snapshot_load)(void *opaque, const struct snapshot_load_config *request,
 			     struct vmm_config *restored, char *err, size_t err_size);
 };
@@ -111,9 +115,10 @@ struct api_state {
 	 * /snapshot/load is refused from then on (API_MSG_LOAD_AFTER_CONFIG). The logger,
 	 * metrics and serial output do not count, as in Firecracker. */
 	bool boot_configured;
-	/* ops->snapshot_load failed: no further load, InstanceStart or boot configuration
-	 * (API_MSG_LOAD_FAILED). A load the API refused itself (body, state) leaves this
-	 * false and the process fresh. */
+	/* ops->snapshot_load failed with -ENOTRECOVERABLE (part of a VM is left behind): no
+	 * further load, InstanceStart or boot configuration (API_MSG_LOAD_FAILED). A load
+	 * the API refused itself (body, state) or that failed before anything was built
+	 * leaves this false and the process fresh. */
 	bool load_failed;
 	const char *version;
 	const struct api_vmm_ops *ops;

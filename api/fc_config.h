@@ -104,13 +104,17 @@ json_t *fc_vm_config_json(const struct vmm_config *config);
 int fc_config_file_parse(const char *text, size_t len, struct vmm_config *config, char *err,
 			 size_t err_size);
 
-/* The machine configuration a snapshot saved: the JSON text of GET /vm/config
- * (fc_vm_config_json), read back into `config` on top of the defaults, so that
- * fc_vm_config_json(parsed) is the saved text again, field for field. Drives come in the
- * order the text lists them (the root drive first, the order vm.c attaches them in). Not
- * in that text, so not restored by it: the logger, metrics and serial output (the
- * process's own settings), a drive's `direct` (O_DIRECT, a wisp command-line option),
- * and the process settings. On error (err says which key) *config is unchanged. */
+/* The machine configuration a snapshot saves: GET /vm/config's JSON (fc_vm_config_json)
+ * plus wisp's own section for what that cannot show, "wisp": {"direct_drives": [ids]}
+ * (the drives opened with O_DIRECT, a command-line option). */
+json_t *fc_snapshot_config_json(const struct vmm_config *config);
+/* Reads that text (or plain GET /vm/config JSON, without the wisp section) back into
+ * `config`, on top of the defaults, so that fc_snapshot_config_json(parsed) is the saved
+ * text again, field for field. Drives come in the order the text lists them (the root
+ * drive first, the order vm.c attaches them in). Not in the text, so not restored by
+ * it: the logger, metrics, serial output and process settings (the restoring process's
+ * own). On error (err names the key, after "the snapshot's VM configuration: ") *config
+ * is unchanged. */
 int fc_vm_config_parse(const char *json, size_t len, struct vmm_config *config, char *err,
 		       size_t err_size);
 

@@ -217,30 +217,116 @@ out:
 	return ret;
 }
 
-/* ---- the machine configuration a snapshot saved ---- */
+/* ---- the machine configuration a snapshot saves ---- */
+
+/* What a snapshot needs beyond GET /vm/config: the drives opened with O_DIRECT. */
+static const struct body_field wisp_section_fields[] = {
+    {"direct_drives", FIELD_ARRAY, true, false, NULL},
+    {NULL, 0, false, false, NULL},
+};
+static const struct body_spec wisp_section_body = {"wisp's section", wisp_section_fields};
+
+json_t *fc_snapshot_config_json(const struct vmm_config *config)
+{
+	json_t *root = fc_vm_config_json(config);
+	json_t *section = json_object();
+	json_t *direct = json_array();
+
+	if (!root || !section || !direct)
+		goto fail;
+	for (unsigned int i = 0; i < config->nr_drives; i++)
+		if (config->drives[i].direct &&
+		    json_array_append_new(direct, json_string(config->drives[i].id)))
+			goto fail;
+	if (json_object_set_new(section, "direct_drives", direct)) {
+		direct = NULL;
+		goto fail;
+	}
+	direct = NULL;
+	if (json_object_set_new(root, "wisp", section)) {
+		section = NULL;
+		goto fail;
+	}
+	return root;
+fail:
+	json_decref(direct);
+	json_decref(section);
+	json_decref(root);
+	return NULL;
+}
+
+static int apply_wisp_section(const json_t *section, struct vmm_config *config, char *err,
+			      size_t err_size)
+{
+	const json_t *list;
+	json_t *element;
+	size_t index;
+	int ret;
+
+	if (!section)
+		return 0;
+	ret = fields_check_body(section, &wisp_section_body, "wisp", err, err_size);
+	if (ret)
+		return ret;
+	list = json_object_get(section, "direct_drives");
+	json_array_foreach(list, index, element)
+	{
+		const char *id = json_string_value(element);
+		unsigned int i;
+
+		for (i = 0; id && i < config->nr_drives; i++)
+			if (!strcmp(config->drives[i].id, id))
+				break;
+		if (!id || i == config->nr_drives)
+			return fields_error(err, err_size, "wisp", "direct_drives",
+					    "element %zu is not the id of one of the drives",
+					    index);
+		config->drives[i].direct = true;
+	}
+	return 0;
+}
 
 int fc_vm_config_parse(const char *json, size_t len, struct vmm_config *config, char *err,
 		       size_t err_size)
 {
-	struct vmm_config *work = malloc(sizeof(*work));
+	struct vmm_config *work = NULL;
 	char reason[FC_ERROR_MAX];
+	json_error_t json_error;
+	json_t *root, *section;
 	int ret;
 
+	root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &json_error);
+	if (!root) {
+		for (char *c = json_error.text; *c; c++)
+			if (*c < 0x20 || *c > 0x7e)
+				*c = '?';
+		snprintf(err, err_size,
+			 "the snapshot's VM configuration: invalid JSON at line %d, column %d: %s",
+			 json_error.line, json_error.column, json_error.text);
+		return -EINVAL;
+	}
+	work = malloc(sizeof(*work));
 	if (!work) {
 		snprintf(err, err_size, "the snapshot's VM configuration: out of memory");
-		return -ENOMEM;
+		ret = -ENOMEM;
+		goto out;
 	}
-	/* GET /vm/config's text is a config file: the same keys, with nulls for what is not
-	 * there; read on top of the defaults, not on top of this process's settings. */
+	/* GET /vm/config's text is a config file (the same keys, with nulls for what is not
+	 * there) plus wisp's own section; read on top of the defaults, not on top of this
+	 * process's settings. */
 	config_set_defaults(work);
-	ret = fc_config_file_parse(json, len, work, reason, sizeof(reason));
-	if (ret) {
-		const char *cut = !strncmp(reason, "config file: ", 13) ? reason + 13 : reason;
-
-		snprintf(err, err_size, "the snapshot's VM configuration: %s", cut);
-	} else {
+	section = json_incref(json_object_get(root, "wisp"));
+	json_object_del(root, "wisp");
+	ret = apply_config_file(root, work, reason, sizeof(reason));
+	if (!ret)
+		ret = apply_wisp_section(section, work, reason, sizeof(reason));
+	json_decref(section);
+	if (ret)
+		snprintf(err, err_size, "the snapshot's VM configuration: %s", reason);
+	else
 		*config = *work;
-	}
+out:
 	free(work);
+	json_decref(root);
 	return ret;
 }

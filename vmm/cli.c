@@ -18,6 +18,10 @@ const char cli_usage[] =
     "            [--boot-timer] [--http-api-max-payload-size BYTES]\n"
     "       wisp --api-sock PATH     (configure and start the VM through the API)\n"
     "       wisp --no-api --config-file FILE\n"
+    "       wisp --restore STATE (--mem-file MEM | --uffd-sock PATH) [--resume]\n"
+    "            [--clock-realtime] [--track-dirty-pages]\n"
+    "            [--net-override id=ID,tap=TAPNAME]... [--api-sock PATH] [--id ID]\n"
+    "            [--log-level LEVEL]   (start the VM a snapshot holds)\n"
     "       wisp snapshot-info STATE (what a snapshot state file holds, whether its\n"
     "                    checksum is good; exit status 0 when valid, 2 when not)\n"
     "\n"
@@ -58,6 +62,21 @@ const char cli_usage[] =
     "  --net SPEC        a virtio-net interface on the existing TAP device TAPNAME; mac\n"
     "                    defaults to a random locally administered address; up to 4\n"
     "  --log-level L     error, warn, info or debug (default warn); logs go to stderr\n"
+    "  --restore STATE   start the VM the snapshot STATE holds instead of booting one, as\n"
+    "                    PUT /snapshot/load does: its kernel, machine, drives and\n"
+    "                    interfaces are the snapshot's, so --kernel, --initrd, --cmdline,\n"
+    "                    --vcpus, --mem-mib, --drive, --net and --config-file are refused\n"
+    "  --mem-file MEM    the snapshot's memory file, mapped privately (the File backend)\n"
+    "  --uffd-sock PATH  instead of --mem-file: a userfaultfd handler listening on the\n"
+    "                    Unix socket PATH serves the guest's memory (the Uffd backend)\n"
+    "  --resume          run the restored VM at once; without it the VM stays paused\n"
+    "                    until PATCH /vm resumes it (so it needs --api-sock)\n"
+    "  --clock-realtime  advance the guest's kvmclock by the wall-clock time since the\n"
+    "                    snapshot (KVM_CLOCK_REALTIME)\n"
+    "  --track-dirty-pages\n"
+    "                    track the pages the restored guest dirties, for Diff snapshots\n"
+    "  --net-override id=ID,tap=TAPNAME\n"
+    "                    the snapshot's interface ID uses the TAP device TAPNAME (up to 4)\n"
     "  --help            this text\n"
     "  --version         the version\n"
     "\n"
@@ -112,6 +131,13 @@ enum {
 	OPT_VERSION,
 	OPT_DRIVE,
 	OPT_NET,
+	OPT_RESTORE,
+	OPT_MEM_FILE,
+	OPT_UFFD_SOCK,
+	OPT_RESUME,
+	OPT_CLOCK_REALTIME,
+	OPT_TRACK_DIRTY_PAGES,
+	OPT_NET_OVERRIDE,
 };
 
 static bool parse_on_off(const char *value, bool *out)
@@ -262,6 +288,94 @@ int cli_parse_net(char *spec, struct net_config *net, char *err, size_t err_size
 	return 0;
 }
 
+static int net_override_field(void *target, const char *key, const char *value, char *err,
+			      size_t err_size)
+{
+	struct net_override *override = target;
+	bool is_id = !strcmp(key, "id");
+
+	if (!is_id && strcmp(key, "tap")) {
+		snprintf(err, err_size, "--net-override: unknown key '%s' (id, tap)", key);
+		return -EINVAL;
+	}
+	if (config_copy_string(is_id ? override->iface_id : override->tap,
+			       is_id ? sizeof(override->iface_id) : sizeof(override->tap), value)) {
+		snprintf(err, err_size, "--net-override %s='%s': at most %zu characters", key,
+			 value, (is_id ? sizeof(override->iface_id) : sizeof(override->tap)) - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_parse_net_override(char *spec, struct net_override *override, char *err, size_t err_size)
+{
+	*override = (struct net_override){0};
+	int rc = parse_kv(spec, "--net-override", err, err_size, net_override_field, override);
+	if (rc)
+		return rc;
+	if (!*override->iface_id || !*override->tap) {
+		snprintf(err, err_size, "--net-override needs both id= and tap=");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --restore starts the VM a snapshot holds: what would configure a VM to boot has no
+ * place beside it, and the memory comes from exactly one source. `boot_option` is the
+ * name of the first boot option given (NULL: none), `restore_option` that of the first
+ * option only --restore takes. */
+static int cli_check_restore(const struct vmm_config *config, const char *boot_option,
+			     const char *restore_option, bool mem_file, bool uffd_sock, char *err,
+			     size_t err_size)
+{
+	const struct snapshot_load_config *restore = &config->restore;
+
+	if (!config->has_restore) {
+		if (!restore_option)
+			return 0;
+		snprintf(err, err_size, "--%s needs --restore STATE (see --help)", restore_option);
+		return -EINVAL;
+	}
+	if (boot_option) {
+		snprintf(err, err_size,
+			 "--restore starts the VM the snapshot holds, with its own kernel, "
+			 "machine and devices: --%s cannot be given with it (use --net-override to "
+			 "give an interface another TAP)",
+			 boot_option);
+		return -EINVAL;
+	}
+	if (mem_file && uffd_sock) {
+		snprintf(err, err_size,
+			 "--mem-file and --uffd-sock contradict each other: the guest memory "
+			 "comes from one of them");
+		return -EINVAL;
+	}
+	if (!restore->resume_vm && !*config->process.api_sock) {
+		snprintf(err, err_size,
+			 "--restore without --resume leaves the VM paused, and without --api-sock "
+			 "nothing could resume it: add --resume or --api-sock PATH");
+		return -EINVAL;
+	}
+	if (!mem_file && !uffd_sock) {
+		snprintf(err, err_size,
+			 "--restore needs the guest memory: --mem-file MEM (the snapshot's memory "
+			 "file) or --uffd-sock PATH (a userfaultfd handler's socket)");
+		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < restore->nr_net_overrides; i++)
+		for (unsigned int j = 0; j < i; j++) {
+			const struct net_override *a = &restore->net_overrides[i],
+						  *b = &restore->net_overrides[j];
+			if (!strcmp(a->iface_id, b->iface_id) || !strcmp(a->tap, b->tap)) {
+				snprintf(err, err_size,
+					 "--net-override id or tap '%s' is used twice",
+					 !strcmp(a->iface_id, b->iface_id) ? a->iface_id : a->tap);
+				return -EINVAL;
+			}
+		}
+	return 0;
+}
+
 /* Ids are unique per kind, and only one drive can be the root. */
 static int cli_check_devices(const struct vmm_config *config, char *err, size_t err_size)
 {
@@ -310,8 +424,18 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	    {"version", no_argument, NULL, OPT_VERSION},
 	    {"drive", required_argument, NULL, OPT_DRIVE},
 	    {"net", required_argument, NULL, OPT_NET},
+	    {"restore", required_argument, NULL, OPT_RESTORE},
+	    {"mem-file", required_argument, NULL, OPT_MEM_FILE},
+	    {"uffd-sock", required_argument, NULL, OPT_UFFD_SOCK},
+	    {"resume", no_argument, NULL, OPT_RESUME},
+	    {"clock-realtime", no_argument, NULL, OPT_CLOCK_REALTIME},
+	    {"track-dirty-pages", no_argument, NULL, OPT_TRACK_DIRTY_PAGES},
+	    {"net-override", required_argument, NULL, OPT_NET_OVERRIDE},
 	    {NULL, 0, NULL, 0},
 	};
+	struct snapshot_load_config *restore = &config->restore;
+	const char *boot_option = NULL, *restore_option = NULL;
+	bool mem_file = false, uffd_sock = false;
 	uint64_t number;
 	int opt;
 
@@ -319,6 +443,22 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	optind = 0; /* full re-initialisation, so the parser can run more than once */
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+		/* For the --restore checks: the first option of each kind, by its full name
+		 * (getopt also takes a prefix of it). */
+		for (const struct option *o = options; o->name; o++) {
+			if (o->val != opt)
+				continue;
+			bool boot = opt == OPT_KERNEL || opt == OPT_INITRD || opt == OPT_CMDLINE ||
+				    opt == OPT_VCPUS || opt == OPT_MEM || opt == OPT_DRIVE ||
+				    opt == OPT_NET || opt == OPT_CONFIG_FILE;
+			bool restore_only = opt == OPT_MEM_FILE || opt == OPT_UFFD_SOCK ||
+					    opt == OPT_RESUME || opt == OPT_CLOCK_REALTIME ||
+					    opt == OPT_TRACK_DIRTY_PAGES || opt == OPT_NET_OVERRIDE;
+			if (boot && !boot_option)
+				boot_option = o->name;
+			if (restore_only && !restore_option)
+				restore_option = o->name;
+		}
 		switch (opt) {
 		case OPT_KERNEL:
 		case OPT_INITRD:
@@ -428,6 +568,52 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 				return -EINVAL;
 			config->nr_nets++;
 			break;
+		case OPT_RESTORE:
+			if (config_copy_string(restore->snapshot_path,
+					       sizeof(restore->snapshot_path), optarg) ||
+			    !*optarg) {
+				snprintf(err, err_size, "--restore: a path of 1 to %d characters",
+					 CONFIG_PATH_MAX - 1);
+				return -EINVAL;
+			}
+			config->has_restore = true;
+			break;
+		case OPT_MEM_FILE:
+		case OPT_UFFD_SOCK:
+			if (config_copy_string(restore->backend_path, sizeof(restore->backend_path),
+					       optarg) ||
+			    !*optarg) {
+				snprintf(err, err_size, "--%s: a path of 1 to %d characters",
+					 opt == OPT_MEM_FILE ? "mem-file" : "uffd-sock",
+					 CONFIG_PATH_MAX - 1);
+				return -EINVAL;
+			}
+			restore->backend =
+			    opt == OPT_MEM_FILE ? MEM_BACKEND_FILE : MEM_BACKEND_UFFD;
+			mem_file |= opt == OPT_MEM_FILE;
+			uffd_sock |= opt == OPT_UFFD_SOCK;
+			break;
+		case OPT_RESUME:
+			restore->resume_vm = true;
+			break;
+		case OPT_CLOCK_REALTIME:
+			restore->clock_realtime = true;
+			break;
+		case OPT_TRACK_DIRTY_PAGES:
+			restore->track_dirty_pages = true;
+			break;
+		case OPT_NET_OVERRIDE:
+			if (restore->nr_net_overrides == CONFIG_MAX_NETS) {
+				snprintf(err, err_size, "at most %d --net-override options",
+					 CONFIG_MAX_NETS);
+				return -EINVAL;
+			}
+			if (cli_parse_net_override(
+				optarg, &restore->net_overrides[restore->nr_net_overrides], err,
+				err_size))
+				return -EINVAL;
+			restore->nr_net_overrides++;
+			break;
 		case 'h':
 			return CLI_HELP;
 		case OPT_VERSION:
@@ -457,18 +643,23 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	}
 	if (cli_check_devices(config, err, err_size))
 		return -EINVAL;
-	if (config->process.no_api && !*config->process.config_file) {
-		snprintf(err, err_size, "--no-api needs --config-file FILE to say what to boot");
+	if (cli_check_restore(config, boot_option, restore_option, mem_file, uffd_sock, err,
+			      err_size))
+		return -EINVAL;
+	if (config->process.no_api && !*config->process.config_file && !config->has_restore) {
+		snprintf(err, err_size,
+			 "--no-api needs --config-file FILE or --restore STATE to say what to run");
 		return -EINVAL;
 	}
 	if (config->process.no_api && *config->process.api_sock) {
 		snprintf(err, err_size, "--no-api and --api-sock contradict each other");
 		return -EINVAL;
 	}
-	if (!*config->kernel_path && !*config->process.config_file && !*config->process.api_sock) {
+	if (!*config->kernel_path && !*config->process.config_file && !*config->process.api_sock &&
+	    !config->has_restore) {
 		snprintf(err, err_size,
-			 "say what to boot: --kernel PATH, --config-file FILE, or --api-sock PATH "
-			 "to wait for the API (see --help)");
+			 "say what to boot: --kernel PATH, --config-file FILE, --restore STATE, or "
+			 "--api-sock PATH to wait for the API (see --help)");
 		return -EINVAL;
 	}
 	return CLI_RUN;

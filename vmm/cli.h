@@ -20,6 +20,8 @@ int cli_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *value)
 int cli_parse_drive(char *spec, struct drive_config *drive, char *err, size_t err_size);
 /* "id=eth0,tap=tap0,mac=02:00:00:00:00:01" -> network interface. */
 int cli_parse_net(char *spec, struct net_config *net, char *err, size_t err_size);
+/* "id=eth0,tap=tap7" -> a --restore network override; -EINVAL with a message. */
+int cli_parse_net_override(char *spec, struct net_override *override, char *err, size_t err_size);
 /* "aa:bb:cc:dd:ee:ff" -> 6 bytes; -EINVAL otherwise. */
 int cli_parse_mac(const char *text, uint8_t mac[6]);
 extern const char cli_usage[];

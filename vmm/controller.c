@@ -332,6 +332,8 @@ static int controller_restore(struct controller *ctl, const struct snapshot_load
 	ctl->boot_failure = FAILURE_VMM;
 	ret = snapshot_load(&ctl->vm, request, restored, &built, &ctl->boot_failure, err, err_size);
 	ctl->vm_created = built;
+	if (ret && built)
+		return -ENOTRECOVERABLE; /* the API spends the process (api.h) */
 	if (!ret)
 		log_info("'load snapshot' VMM action took %llu us",
 			 (unsigned long long)metrics_store_elapsed_us(

@@ -143,7 +143,7 @@ out:
 static int save_config(struct snap_writer *w, const struct vmm_config *config, char *err,
 		       size_t err_size)
 {
-	json_t *json = fc_vm_config_json(config);
+	json_t *json = fc_snapshot_config_json(config);
 	char *text = json ? json_dumps(json, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	int ret;
 
@@ -318,11 +318,10 @@ static int read_snapshot(const struct snapshot_load_config *request, struct load
 		return -ENOMEM;
 	}
 	config_set_defaults(restored);
-	ret = fc_config_file_parse(json, strlen(json), restored, why, sizeof(why));
+	ret = fc_vm_config_parse(json, strlen(json), restored, why, sizeof(why));
 	free(json);
 	if (ret) {
-		snprintf(err, err_size, "the snapshot's machine configuration is not valid: %s",
-			 why);
+		snprintf(err, err_size, "the snapshot's VM configuration: %s", why);
 		free(restored);
 		return ret;
 	}
@@ -330,6 +329,8 @@ static int read_snapshot(const struct snapshot_load_config *request, struct load
 	restored->process = config->process;
 	restored->logger = config->logger;
 	memcpy(restored->metrics_path, config->metrics_path, sizeof(restored->metrics_path));
+	memcpy(restored->serial_out_path, config->serial_out_path,
+	       sizeof(restored->serial_out_path));
 	restored->track_dirty_pages = request->track_dirty_pages;
 	for (unsigned int i = 0; i < request->nr_net_overrides; i++) {
 		const struct net_override *o = &request->net_overrides[i];
@@ -582,8 +583,8 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	}
 	/* Before anything touches guest memory: a page already there would never fault. */
 	if (request->backend == MEM_BACKEND_UFFD) {
-		ret = uffd_backend_connect(&vm->mem, &snap.layout, request->backend_path,
-					   &vm->uffd, err, err_size);
+		ret = uffd_backend_connect(&vm->mem, &snap.layout, request->backend_path, &vm->uffd,
+					   err, err_size);
 		if (!ret)
 			ret = vm_watch_uffd_handler(vm);
 		if (ret)

@@ -87,8 +87,9 @@ static int stub_snapshot_create(void *opaque, const struct snapshot_create_confi
 	return stub(opaque, err, size);
 }
 
-/* Restores a VM with one drive and one interface, or fails (a snapshot path with
- * "missing" in it), so that both the restored and the spent process are fuzzed. */
+/* Restores a VM with one drive and one interface, or fails: before building anything (a
+ * snapshot path with "missing" in it) or after (with "spent"), so that the restored, the
+ * still fresh and the spent process are all fuzzed. */
 static int stub_snapshot_load(void *opaque, const struct snapshot_load_config *request,
 			      struct vmm_config *restored, char *err, size_t size)
 {
@@ -96,6 +97,10 @@ static int stub_snapshot_load(void *opaque, const struct snapshot_load_config *r
 	if (strstr(request->snapshot_path, "missing")) {
 		snprintf(err, size, "cannot open the snapshot");
 		return -ENOENT;
+	}
+	if (strstr(request->snapshot_path, "spent")) {
+		snprintf(err, size, "the vCPUs could not be restored");
+		return -ENOTRECOVERABLE;
 	}
 	strcpy(restored->kernel_path, "/vmlinux");
 	restored->nr_drives = 1;

@@ -5,6 +5,7 @@ error answered with 400 and a fault_message, slow clients that block nobody, and
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -192,6 +193,102 @@ def test_every_documented_error_is_400_with_a_fault_message(env):
         config = vm.ok("GET", "/vm/config")
         _check_api(config["drives"] == [] and config["network-interfaces"] == [],
                    f"failed requests changed the configuration: {config}", vm)
+
+
+LOAD_BODY = {"snapshot_path": "/nonexistent/vm.state",
+             "mem_backend": {"backend_type": "File", "backend_path": "/nonexistent/vm.mem"}}
+
+
+def test_snapshot_requests_are_refused_where_firecracker_refuses_them(env):
+    """The states in which Firecracker refuses /snapshot/create and /snapshot/load, with
+    its texts; none of these requests reaches the snapshot code."""
+    with ApiVm(env) as vm:
+        # A fresh process takes a load, but not once a boot resource is configured.
+        vm.ok("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 128})
+        status, reply = vm.request("PUT", "/snapshot/load", LOAD_BODY)
+        _check_api(status == 400 and reply["fault_message"] ==
+                   "Load snapshot error: Loading a microVM snapshot not allowed after "
+                   "configuring boot-specific resources.", f"load after config: {reply}", vm)
+        status, reply = vm.request("PUT", "/snapshot/create",
+                                   {"snapshot_path": "/s", "mem_file_path": "/m"})
+        _check_api(status == 400 and "before starting the microVM" in reply["fault_message"],
+                   f"create before boot: {reply}", vm)
+        vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                      "initrd_path": env.initrd_busybox,
+                                      "boot_args": guest_cmdline("echo up; sleep 600")})
+        vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+        vm.wait_for("up")
+        status, reply = vm.request("PUT", "/snapshot/create",
+                                   {"snapshot_path": "/s", "mem_file_path": "/m"})
+        _check_api(status == 400 and reply["fault_message"] ==
+                   "Create snapshot error: Cannot save the microVM state: Operation not "
+                   "allowed: save/restore unavailable while running",
+                   f"create on a running VM: {reply}", vm)
+        status, reply = vm.request("PUT", "/snapshot/load", LOAD_BODY)
+        _check_api(status == 400 and "after starting the microVM" in reply["fault_message"],
+                   f"load after boot: {reply}", vm)
+        status, info = vm.request("GET", "/")
+        _check_api(info["state"] == "Running", f"the refusals changed the state: {info}", vm)
+    # The command line refuses --restore beside what would boot a VM, before any KVM work.
+    bad = env.run(["--restore", "/s", "--mem-file", "/m", "--resume", "--kernel", env.vmlinux])
+    check(bad.status == 2 and "--kernel cannot be given with it" in bad.stderr,
+          "--restore with --kernel should give exit 2 naming --kernel", bad)
+
+
+def _ticks(console):
+    return [int(t) for t in re.findall(r"tick-(\d+)", console)]
+
+
+def _check_goes_on(vm, stopped, what):
+    """The restored guest's counter goes on after `stopped` (a guest booted again would
+    print tick-1 first)."""
+    vm.wait_for(f"tick-{stopped + 3}", timeout=120)
+    _check_api(min(_ticks(vm.console)) > stopped,
+               f"{what}: the guest's counter did not go on from tick-{stopped}", vm)
+
+
+def test_snapshot_front_ends_create_then_load_through_the_api_and_restore(env):
+    """The API and command-line front ends on the real snapshot code: a paused guest
+    snapshotted with PUT /snapshot/create, loaded in a new process with PUT
+    /snapshot/load (paused, then resumed with PATCH /vm) and with --restore --resume;
+    its counter goes on from where it stopped each time."""
+    command = "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        state, mem = os.path.join(tmp, "vm.state"), os.path.join(tmp, "vm.mem")
+        with ApiVm(env, name="snap-src") as vm:
+            vm.ok("PUT", "/boot-source", {"kernel_image_path": env.vmlinux,
+                                          "initrd_path": env.initrd_busybox,
+                                          "boot_args": guest_cmdline(command)})
+            vm.ok("PUT", "/actions", {"action_type": "InstanceStart"})
+            vm.wait_for("tick-5")
+            vm.ok("PATCH", "/vm", {"state": "Paused"})
+            time.sleep(0.5)  # a tick already in the UART's FIFO may still come out
+            vm.ok("PUT", "/snapshot/create", {"snapshot_path": state, "mem_file_path": mem})
+            stopped = max(_ticks(vm.console))
+            _check_api(os.path.getsize(state) > 0 and os.path.getsize(mem) > 0,
+                       "the snapshot files are empty", vm)
+        with ApiVm(env, name="snap-load") as vm:
+            vm.ok("PUT", "/snapshot/load", {"snapshot_path": state,
+                                            "mem_backend": {"backend_type": "File",
+                                                            "backend_path": mem}})
+            status, info = vm.request("GET", "/")
+            _check_api(info["state"] == "Paused", f"GET / after the load: {info}", vm)
+            config = vm.ok("GET", "/vm/config")
+            _check_api(config["boot-source"]["kernel_image_path"] == env.vmlinux,
+                       f"GET /vm/config after the load: {config}", vm)
+            status, reply = vm.request("PUT", "/snapshot/load", {"snapshot_path": state,
+                                                                 "mem_file_path": mem})
+            _check_api(status == 400 and "after starting" in reply["fault_message"],
+                       f"a second load: {status} {reply}", vm)
+            time.sleep(1)  # paused: nothing may come out meanwhile
+            _check_api(not _ticks(vm.console), "the guest ran before PATCH /vm", vm)
+            vm.ok("PATCH", "/vm", {"state": "Resumed"})
+            _check_goes_on(vm, stopped, "PUT /snapshot/load")
+        with ApiVm(env, ["--restore", state, "--mem-file", mem, "--resume"],
+                   name="snap-cli") as vm:
+            _check_goes_on(vm, stopped, "--restore")
+            status, info = vm.request("GET", "/")
+            _check_api(info["state"] == "Running", f"GET / after --restore: {info}", vm)
 
 
 def test_silent_and_trickling_clients_do_not_block_others(env):

@@ -752,10 +752,33 @@ static void test_load_is_allowed_after_refused_configuration(void **state)
 	assert_int_equal(fake.loads, 1);
 }
 
-static void test_a_failed_load_spends_the_process(void **state)
+static void test_a_load_that_failed_before_building_leaves_the_process_fresh(void **state)
 {
 	(void)state;
-	fake.load_ret = -EINVAL;
+	fake.load_ret = -EINVAL; /* say, a bad checksum: nothing built */
+	refused(HTTP_PUT, "/snapshot/load", LOAD_BODY,
+		"Load snapshot error: the state file's checksum is wrong");
+	assert_false(api.load_failed);
+	assert_int_equal(api.vm_state, API_VM_NOT_STARTED);
+	assert_string_equal(api.config.kernel_path, "");
+	/* Another load goes to the VMM, and works. */
+	fake.load_ret = 0;
+	expect(204, HTTP_PUT, "/snapshot/load", LOAD_BODY);
+	assert_int_equal(fake.loads, 2);
+	assert_int_equal(api.vm_state, API_VM_PAUSED);
+	/* Or, after such a failure, a boot. */
+	setup(NULL);
+	fake.load_ret = -ENOENT;
+	expect(400, HTTP_PUT, "/snapshot/load", LOAD_BODY);
+	expect(204, HTTP_PUT, "/boot-source", "{'kernel_image_path': '/vmlinux'}");
+	expect(204, HTTP_PUT, "/actions", "{'action_type': 'InstanceStart'}");
+	assert_int_equal(fake.starts, 1);
+}
+
+static void test_a_failed_load_that_left_part_of_a_vm_spends_the_process(void **state)
+{
+	(void)state;
+	fake.load_ret = -ENOTRECOVERABLE;
 	refused(HTTP_PUT, "/snapshot/load", LOAD_BODY,
 		"Load snapshot error: the state file's checksum is wrong");
 	assert_int_equal(fake.loads, 1);
@@ -852,6 +875,7 @@ static void make_full_config(struct vmm_config *config)
 	strcpy(config->drives[0].path, "/img/data.raw");
 	config->drives[0].engine = IO_ENGINE_SYNC;
 	config->drives[0].cache = CACHE_WRITEBACK;
+	config->drives[0].direct = true;
 	config->drives[0].rate_limiter = (struct rate_limiter_config){
 	    .bandwidth = {.size = 1 << 20, .one_time_burst = 4096, .refill_time_ms = 100},
 	    .ops = {.size = 500, .one_time_burst = 0, .refill_time_ms = 1000}};
@@ -864,6 +888,7 @@ static void make_full_config(struct vmm_config *config)
 	strcpy(config->drives[2].id, "scratch");
 	strcpy(config->drives[2].path, "/img/scratch.raw");
 	config->drives[2].engine = IO_ENGINE_ASYNC;
+	config->drives[2].direct = true;
 	config->drives[2].rate_limiter.ops = (struct token_bucket_config){7, 3, 9};
 	config->nr_nets = 2;
 	strcpy(config->nets[0].id, "eth0");
@@ -876,9 +901,9 @@ static void make_full_config(struct vmm_config *config)
 	strcpy(config->nets[1].tap, "tap1");
 }
 
-static char *vm_config_text(const struct vmm_config *config)
+static char *snapshot_config_text(const struct vmm_config *config)
 {
-	json_t *json = fc_vm_config_json(config);
+	json_t *json = fc_snapshot_config_json(config);
 	char *out;
 
 	assert_non_null(json);
@@ -896,11 +921,11 @@ static void test_vm_config_round_trips_through_its_json(void **state)
 	(void)state;
 
 	make_full_config(&original);
-	first = vm_config_text(&original);
+	first = snapshot_config_text(&original);
 	memset(&parsed, 0xa5, sizeof(parsed));
 	if (fc_vm_config_parse(first, strlen(first), &parsed, err, sizeof(err)))
 		fail_msg("%s: %s", err, first);
-	second = vm_config_text(&parsed);
+	second = snapshot_config_text(&parsed);
 	assert_string_equal(second, first);
 	/* Field by field: the root drive comes first, as GET /vm/config lists it and vm.c
 	 * attaches it; the others keep their order. */
@@ -923,8 +948,35 @@ static void test_vm_config_round_trips_through_its_json(void **state)
 	assert_string_equal(parsed.logger.path, "");
 	assert_string_equal(parsed.metrics_path, "");
 	assert_false(parsed.has_restore);
+	/* The text is GET /vm/config's, plus wisp's section for the O_DIRECT drives. */
+	assert_non_null(strstr(first, "\"wisp\":{\"direct_drives\":[\"data\",\"scratch\"]}"));
 	free(first);
 	free(second);
+}
+
+static void test_vm_config_parse_takes_plain_get_vm_config_json(void **state)
+{
+	static struct vmm_config original, parsed;
+	char err[FC_ERROR_MAX] = "";
+	json_t *json;
+	char *text, *again;
+	(void)state;
+
+	make_full_config(&original);
+	json = fc_vm_config_json(&original);
+	text = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	assert_non_null(text);
+	assert_int_equal(fc_vm_config_parse(text, strlen(text), &parsed, err, sizeof(err)), 0);
+	json_decref(json);
+	json = fc_vm_config_json(&parsed);
+	again = json_dumps(json, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	assert_string_equal(again, text);
+	/* Without wisp's section no drive is O_DIRECT. */
+	for (unsigned int i = 0; i < parsed.nr_drives; i++)
+		assert_false(parsed.drives[i].direct);
+	json_decref(json);
+	free(text);
+	free(again);
 }
 
 static void test_vm_config_round_trips_a_minimal_vm(void **state)
@@ -937,9 +989,9 @@ static void test_vm_config_round_trips_a_minimal_vm(void **state)
 	config_set_defaults(&original);
 	strcpy(original.kernel_path, "/k");
 	strcpy(original.cmdline, "");
-	first = vm_config_text(&original);
+	first = snapshot_config_text(&original);
 	assert_int_equal(fc_vm_config_parse(first, strlen(first), &parsed, err, sizeof(err)), 0);
-	second = vm_config_text(&parsed);
+	second = snapshot_config_text(&parsed);
 	assert_string_equal(second, first);
 	assert_string_equal(parsed.cmdline, "");
 	assert_string_equal(parsed.initrd_path, "");
@@ -961,6 +1013,17 @@ static void test_vm_config_parse_refuses_bad_text_and_changes_nothing(void **sta
 	     "the snapshot's VM configuration: machine-config.vcpu_count: 99 is out of range"},
 	    {"{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"vsock\": {\"x\": 1}}",
 	     "the snapshot's VM configuration: vsock: not supported yet"},
+	    {"{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"wisp\": {}}",
+	     "the snapshot's VM configuration: wisp: missing required field 'direct_drives'"},
+	    {"{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"wisp\": "
+	     "{\"direct_drives\": [\"rootfs\"]}}",
+	     "the snapshot's VM configuration: wisp.direct_drives: element 0 is not the id of one "
+	     "of the drives"},
+	    {"{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"wisp\": "
+	     "{\"direct_drives\": [], \"x\": 1}}",
+	     "the snapshot's VM configuration: wisp: unknown field 'x'"},
+	    {"{\"boot-source\": {\"kernel_image_path\": \"/k\"}, \"boot-source\": {}}",
+	     "the snapshot's VM configuration: invalid JSON"},
 	};
 	static struct vmm_config config, before;
 	char err[FC_ERROR_MAX];
@@ -1000,11 +1063,13 @@ int main(void)
 	    T(test_load_with_resume_vm_leaves_it_running),
 	    T(test_load_is_refused_after_boot_configuration_with_firecrackers_text),
 	    T(test_load_is_allowed_after_refused_configuration),
-	    T(test_a_failed_load_spends_the_process),
+	    T(test_a_load_that_failed_before_building_leaves_the_process_fresh),
+	    T(test_a_failed_load_that_left_part_of_a_vm_spends_the_process),
 	    T(test_an_unimplemented_op_is_a_400_not_a_crash),
 	    T(test_api_state_restored_keeps_the_process_settings),
 	    T(test_vm_config_round_trips_through_its_json),
 	    T(test_vm_config_round_trips_a_minimal_vm),
+	    T(test_vm_config_parse_takes_plain_get_vm_config_json),
 	    T(test_vm_config_parse_refuses_bad_text_and_changes_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,10 +30,13 @@ static struct parse_result parse_args(const char *first, ...)
 	va_list ap;
 
 	argv[argc++] = "wisp";
+	/* Writable copies, as a real argv: the k=v,k=v options are split in place. */
 	va_start(ap, first);
 	for (const char *arg = first; arg; arg = va_arg(ap, const char *)) {
 		assert_true(argc <= MAX_ARGS);
-		argv[argc++] = (char *)arg;
+		argv[argc] = strdup(arg);
+		assert_non_null(argv[argc]);
+		argc++;
 	}
 	va_end(ap);
 	argv[argc] = NULL;
@@ -42,6 +45,8 @@ static struct parse_result parse_args(const char *first, ...)
 	memset(&result.config, 0xa5, sizeof(result.config));
 	strcpy(result.err, "(untouched)");
 	result.ret = cli_parse(argc, argv, &result.config, result.err, sizeof(result.err));
+	for (int i = 1; i < argc; i++)
+		free(argv[i]);
 	return result;
 }
 
@@ -137,7 +142,8 @@ static void test_later_option_overrides_earlier(void **state)
 
 static void test_unambiguous_option_prefix_is_accepted(void **state)
 {
-	struct parse_result r = PARSE("--ker", "k", "--mem", "64");
+	/* "--mem" alone would be --mem-mib or --mem-file. */
+	struct parse_result r = PARSE("--ker", "k", "--mem-m", "64");
 	(void)state;
 
 	assert_int_equal(r.ret, CLI_RUN);
@@ -370,6 +376,191 @@ static void test_error_message_is_truncated_to_the_buffer(void **state)
 	assert_int_equal(err[8], 'Z'); /* nothing written past err_size */
 }
 
+/* ---- --restore ---- */
+
+static void test_restore_with_a_memory_file(void **state)
+{
+	struct parse_result r =
+	    PARSE("--restore", "/s/vm.state", "--mem-file", "/s/vm.mem", "--resume");
+	(void)state;
+
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_true(r.config.has_restore);
+	assert_string_equal(r.config.restore.snapshot_path, "/s/vm.state");
+	assert_int_equal(r.config.restore.backend, MEM_BACKEND_FILE);
+	assert_string_equal(r.config.restore.backend_path, "/s/vm.mem");
+	assert_true(r.config.restore.resume_vm);
+	assert_false(r.config.restore.clock_realtime);
+	assert_false(r.config.restore.track_dirty_pages);
+	assert_int_equal(r.config.restore.huge_pages, RESTORE_HUGE_PAGES_SNAPSHOT);
+	assert_int_equal(r.config.restore.nr_net_overrides, 0);
+	/* Nothing to boot: the rest of the configuration is the defaults. */
+	assert_string_equal(r.config.kernel_path, "");
+	assert_int_equal(r.config.nr_drives, 0);
+	assert_int_equal(r.config.nr_nets, 0);
+}
+
+static void test_restore_takes_every_restore_option(void **state)
+{
+	struct parse_result r =
+	    PARSE("--api-sock", "/run/api.sock", "--id", "clone-7", "--log-level", "debug",
+		  "--restore", "/s/vm.state", "--uffd-sock", "/run/uffd.sock", "--clock-realtime",
+		  "--track-dirty-pages", "--net-override", "id=eth0,tap=tap7", "--net-override",
+		  "tap=tap456789012345,id=eth1");
+	(void)state;
+
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_true(r.config.has_restore);
+	assert_int_equal(r.config.restore.backend, MEM_BACKEND_UFFD);
+	assert_string_equal(r.config.restore.backend_path, "/run/uffd.sock");
+	assert_false(r.config.restore.resume_vm); /* paused: PATCH /vm resumes it */
+	assert_true(r.config.restore.clock_realtime);
+	assert_true(r.config.restore.track_dirty_pages);
+	assert_int_equal(r.config.restore.nr_net_overrides, 2);
+	assert_string_equal(r.config.restore.net_overrides[0].iface_id, "eth0");
+	assert_string_equal(r.config.restore.net_overrides[0].tap, "tap7");
+	assert_string_equal(r.config.restore.net_overrides[1].iface_id, "eth1");
+	assert_string_equal(r.config.restore.net_overrides[1].tap, "tap456789012345");
+	assert_string_equal(r.config.process.api_sock, "/run/api.sock");
+	assert_string_equal(r.config.process.id, "clone-7");
+	assert_int_equal(r.config.log_level, LOG_LEVEL_DEBUG);
+	/* Without the API at all, as long as the VM resumes at once. */
+	r = PARSE("--no-api", "--restore", "s", "--mem-file", "m", "--resume");
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_true(r.config.process.no_api);
+	assert_true(r.config.has_restore);
+}
+
+static void test_restore_refuses_boot_options_naming_them(void **state)
+{
+	static const char *const options[][2] = {
+	    {"--kernel", "k"},
+	    {"--initrd", "i"},
+	    {"--cmdline", "quiet"},
+	    {"--vcpus", "2"},
+	    {"--mem-mib", "256"},
+	    {"--drive", "id=rootfs,path=/r"},
+	    {"--net", "id=eth0,tap=tap0"},
+	    {"--config-file", "/c.json"},
+	};
+	char expected[64];
+	struct parse_result r;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		snprintf(expected, sizeof(expected), ": %s cannot be given with it", options[i][0]);
+		r = PARSE("--restore", "s", "--mem-file", "m", "--resume", options[i][0],
+			  options[i][1]);
+		assert_rejected(&r, "--restore starts the VM the snapshot holds", expected);
+		/* The order does not matter. */
+		r = PARSE(options[i][0], options[i][1], "--restore", "s", "--mem-file", "m",
+			  "--resume");
+		assert_rejected(&r, expected, NULL);
+	}
+	/* A prefix is named by the option's full name. */
+	r = PARSE("--restore", "s", "--mem-file", "m", "--resume", "--ker", "k");
+	assert_rejected(&r, ": --kernel cannot be given with it", NULL);
+}
+
+static void test_restore_needs_exactly_one_memory_source(void **state)
+{
+	struct parse_result r;
+	(void)state;
+
+	r = PARSE("--restore", "s", "--resume");
+	assert_rejected(&r, "--restore needs the guest memory", "--mem-file MEM");
+	r = PARSE("--restore", "s", "--resume", "--mem-file", "m", "--uffd-sock", "u");
+	assert_rejected(&r, "--mem-file and --uffd-sock contradict each other", NULL);
+	r = PARSE("--restore", "", "--resume", "--mem-file", "m");
+	assert_rejected(&r, "--restore: a path of 1 to 4095 characters", NULL);
+	r = PARSE("--restore", "s", "--resume", "--mem-file", "");
+	assert_rejected(&r, "--mem-file: a path of 1 to 4095 characters", NULL);
+	r = PARSE("--restore", "s", "--resume", "--uffd-sock", "");
+	assert_rejected(&r, "--uffd-sock: a path of 1 to 4095 characters", NULL);
+}
+
+static void test_restore_without_resume_needs_the_api(void **state)
+{
+	struct parse_result r = PARSE("--restore", "s", "--mem-file", "m");
+	(void)state;
+
+	assert_rejected(&r, "--restore without --resume leaves the VM paused",
+			"add --resume or --api-sock PATH");
+	r = PARSE("--no-api", "--restore", "s", "--mem-file", "m");
+	assert_rejected(&r, "--restore without --resume", NULL);
+}
+
+static void test_restore_options_need_restore(void **state)
+{
+	static const char *const options[][2] = {
+	    {"--mem-file", "m"},
+	    {"--uffd-sock", "u"},
+	    {"--resume", NULL},
+	    {"--clock-realtime", NULL},
+	    {"--track-dirty-pages", NULL},
+	    {"--net-override", "id=eth0,tap=tap1"},
+	};
+	struct parse_result r;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+		if (options[i][1])
+			r = PARSE("--kernel", "k", options[i][0], options[i][1]);
+		else
+			r = PARSE("--kernel", "k", options[i][0]);
+		assert_rejected(&r, options[i][0], "needs --restore STATE");
+	}
+}
+
+static void test_net_overrides_are_checked(void **state)
+{
+	struct parse_result r;
+	(void)state;
+
+#define RESTORE "--restore", "s", "--mem-file", "m", "--resume"
+	r = PARSE(RESTORE, "--net-override", "id=eth0");
+	assert_rejected(&r, "--net-override needs both id= and tap=", NULL);
+	r = PARSE(RESTORE, "--net-override", "tap=tap0");
+	assert_rejected(&r, "--net-override needs both id= and tap=", NULL);
+	r = PARSE(RESTORE, "--net-override", "id=eth0,tap=tap0,mac=02:00:00:00:00:01");
+	assert_rejected(&r, "--net-override: unknown key 'mac' (id, tap)", NULL);
+	r = PARSE(RESTORE, "--net-override", "eth0");
+	assert_rejected(&r, "--net-override: 'eth0' is not key=value", NULL);
+	r = PARSE(RESTORE, "--net-override", "id=eth0,tap=tap4567890123456");
+	assert_rejected(&r, "--net-override tap='tap4567890123456': at most 15 characters", NULL);
+	r = PARSE(RESTORE, "--net-override", "id=eth0,tap=tap1", "--net-override",
+		  "id=eth0,tap=tap2");
+	assert_rejected(&r, "--net-override id or tap 'eth0' is used twice", NULL);
+	r = PARSE(RESTORE, "--net-override", "id=eth0,tap=tap1", "--net-override",
+		  "id=eth1,tap=tap1");
+	assert_rejected(&r, "--net-override id or tap 'tap1' is used twice", NULL);
+	r = PARSE(RESTORE, "--net-override", "id=a,tap=t1", "--net-override", "id=b,tap=t2",
+		  "--net-override", "id=c,tap=t3", "--net-override", "id=d,tap=t4");
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_int_equal(r.config.restore.nr_net_overrides, CONFIG_MAX_NETS);
+	r = PARSE(RESTORE, "--net-override", "id=a,tap=t1", "--net-override", "id=b,tap=t2",
+		  "--net-override", "id=c,tap=t3", "--net-override", "id=d,tap=t4",
+		  "--net-override", "id=e,tap=t5");
+	assert_rejected(&r, "at most 4 --net-override options", NULL);
+#undef RESTORE
+}
+
+static void test_help_describes_restore(void **state)
+{
+	static const char *const options[] = {"--restore STATE",
+					      "--mem-file MEM",
+					      "--uffd-sock PATH",
+					      "--resume",
+					      "--clock-realtime",
+					      "--track-dirty-pages",
+					      "--net-override id=ID,tap=TAPNAME"};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+		if (!strstr(cli_usage, options[i]))
+			fail_msg("--help does not mention '%s'", options[i]);
+}
+
 /* ---- cli_parse_u64 ---- */
 
 static void test_parse_u64_accepts_whole_numbers_in_range(void **state)
@@ -438,6 +629,14 @@ int main(void)
 	    cmocka_unit_test(test_stray_positional_argument_is_rejected_naming_it),
 	    cmocka_unit_test(test_missing_kernel_is_rejected),
 	    cmocka_unit_test(test_error_message_is_truncated_to_the_buffer),
+	    cmocka_unit_test(test_restore_with_a_memory_file),
+	    cmocka_unit_test(test_restore_takes_every_restore_option),
+	    cmocka_unit_test(test_restore_refuses_boot_options_naming_them),
+	    cmocka_unit_test(test_restore_needs_exactly_one_memory_source),
+	    cmocka_unit_test(test_restore_without_resume_needs_the_api),
+	    cmocka_unit_test(test_restore_options_need_restore),
+	    cmocka_unit_test(test_net_overrides_are_checked),
+	    cmocka_unit_test(test_help_describes_restore),
 	    cmocka_unit_test(test_parse_u64_accepts_whole_numbers_in_range),
 	    cmocka_unit_test(test_parse_u64_rejects_out_of_range),
 	    cmocka_unit_test(test_parse_u64_rejects_anything_but_plain_digits),

@@ -838,6 +838,84 @@ static void test_console_stalled_pipe_buffers_then_drops_and_resumes_in_order(vo
 	free(got);
 }
 
+/* The VMM thread and the console's reader, slow for a moment: they start 50 ms late. */
+struct late_reader {
+	struct console *c;
+	uint8_t *got;
+	size_t size, len;
+	atomic_bool done;
+};
+
+static void *late_reader_thread(void *arg)
+{
+	struct late_reader *r = arg;
+
+	usleep(50 * 1000);
+	while (!atomic_load(&r->done)) {
+		drain_pipe(r->c, r->got, r->size, &r->len);
+		serial_output_flush(&r->c->out);
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static void test_console_reader_slow_for_a_moment_loses_nothing(void **state)
+{
+	struct late_reader r = {.size = 1024 * 1024};
+	pthread_t reader;
+	struct console c;
+	(void)state;
+
+	r.got = malloc(r.size);
+	assert_non_null(r.got);
+	console_init(&c, -1, false);
+	r.c = &c;
+	assert_int_equal(pthread_create(&reader, NULL, late_reader_thread, &r), 0);
+	/* More than the pipe and the ring hold together, sent before the reader wakes: the
+	 * guest waits for room instead of dropping. */
+	guest_sends(&c, 3 * SERIAL_OUTPUT_RING_SIZE);
+	while (c.out.count)
+		usleep(1000);
+	atomic_store(&r.done, true);
+	pthread_join(reader, NULL);
+	drain_pipe(&c, r.got, r.size, &r.len);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), 0);
+	assert_false(c.out.stalled);
+	assert_int_equal(r.len, c.sent);
+	for (size_t i = 0; i < r.len; i++)
+		if (r.got[i] != pattern(i))
+			fail_msg("byte %zu is 0x%02x, not 0x%02x", i, r.got[i], pattern(i));
+	console_destroy(&c);
+	free(r.got);
+}
+
+static void test_console_stalled_reader_costs_one_wait_then_drops_at_once(void **state)
+{
+	size_t size = 512 * 1024, len = 0;
+	uint8_t *got = malloc(size);
+	struct console c;
+	(void)state;
+
+	assert_non_null(got);
+	console_init(&c, -1, false);
+	guest_sends(&c, 3 * SERIAL_OUTPUT_RING_SIZE); /* past the pipe and the ring */
+	/* The grace wait found no flush: the console counts as stalled, and later bytes are
+	 * dropped without another wait. */
+	assert_true(c.out.stalled);
+	size_t missed = atomic_load(&c.out.missed_bytes);
+	assert_true(missed > 0);
+	guest_sends(&c, 1000);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), missed + 1000);
+	/* Once the reader drains the ring to half, output is buffered again. */
+	for (int rounds = 0; rounds < 100 && serial_output_flush(&c.out); rounds++)
+		drain_pipe(&c, got, size, &len);
+	assert_false(c.out.stalled);
+	guest_sends(&c, 10);
+	assert_int_equal(atomic_load(&c.out.missed_bytes), missed + 1000);
+	console_destroy(&c);
+	free(got);
+}
+
 static void test_console_to_regular_file_is_written_directly(void **state)
 {
 	char path[] = "/tmp/wisp-test-serial-XXXXXX";
@@ -955,6 +1033,8 @@ int main(void)
 	    T(test_restore_rejects_corrupt_fifo_indices),
 	    T(test_save_into_too_small_buffer_is_enospc),
 	    cmocka_unit_test(test_console_stalled_pipe_buffers_then_drops_and_resumes_in_order),
+	    cmocka_unit_test(test_console_reader_slow_for_a_moment_loses_nothing),
+	    cmocka_unit_test(test_console_stalled_reader_costs_one_wait_then_drops_at_once),
 	    cmocka_unit_test(test_console_to_regular_file_is_written_directly),
 	    cmocka_unit_test(test_console_without_reader_drops_and_counts),
 	    cmocka_unit_test(test_console_owned_fd_is_made_nonblocking_in_place),

@@ -60,6 +60,13 @@ int serial_output_init(struct serial_output *out, int fd, bool owned,
 	out->wait_writable = wait_writable;
 	out->opaque = opaque;
 	pthread_mutex_init(&out->lock, NULL);
+	{
+		pthread_condattr_t attr;
+		pthread_condattr_init(&attr);
+		pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&out->room, &attr);
+		pthread_condattr_destroy(&attr);
+	}
 	/* A regular file never refuses bytes: nothing to buffer. A closed stdout neither:
 	 * its writes fail, and the bytes are counted as missed. */
 	if (fstat(fd, &st) < 0 || S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
@@ -68,6 +75,7 @@ int serial_output_init(struct serial_output *out, int fd, bool owned,
 	}
 	out->ring = malloc(SERIAL_OUTPUT_RING_SIZE);
 	if (!out->ring) {
+		pthread_cond_destroy(&out->room);
 		pthread_mutex_destroy(&out->lock);
 		return -ENOMEM;
 	}
@@ -148,6 +156,8 @@ static bool flush_locked(struct serial_output *out)
 
 		out->head = (out->head + n) % SERIAL_OUTPUT_RING_SIZE;
 		out->count -= n;
+		if (n)
+			pthread_cond_broadcast(&out->room);
 		if (n < chunk) {
 			if (!refused)
 				drop_ring(out);
@@ -156,7 +166,31 @@ static bool flush_locked(struct serial_output *out)
 	}
 	if (!out->count)
 		out->head = 0;
+	if (out->stalled && out->count <= SERIAL_OUTPUT_RING_SIZE / 2)
+		out->stalled = false;
 	return out->count != 0;
+}
+
+/* With the lock, the ring too full for len bytes: one grace wait for the VMM thread's
+ * flush, unless the console already counts as stalled or nobody flushes. */
+static void wait_for_room(struct serial_output *out, size_t len)
+{
+	struct timespec deadline;
+
+	if (out->stalled || !out->wait_writable)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += (long)SERIAL_OUTPUT_GRACE_MS * 1000000L;
+	deadline.tv_sec += deadline.tv_nsec / 1000000000L;
+	deadline.tv_nsec %= 1000000000L;
+	while (!out->closed && SERIAL_OUTPUT_RING_SIZE - out->count < len)
+		if (pthread_cond_timedwait(&out->room, &out->lock, &deadline) == ETIMEDOUT) {
+			out->stalled = true;
+			log_debug("console: its reader took nothing for %d ms: dropping output "
+				  "until it catches up",
+				  SERIAL_OUTPUT_GRACE_MS);
+			return;
+		}
 }
 
 void serial_output_write(void *opaque, const uint8_t *bytes, size_t len)
@@ -190,6 +224,8 @@ void serial_output_write(void *opaque, const uint8_t *bytes, size_t len)
 	bytes += done;
 	if (!len)
 		goto out;
+	if (out->count && SERIAL_OUTPUT_RING_SIZE - out->count < len)
+		wait_for_room(out, len);
 	queued = SERIAL_OUTPUT_RING_SIZE - out->count;
 	if (queued > len)
 		queued = len;
@@ -242,6 +278,7 @@ void serial_output_finish(struct serial_output *out, int timeout_ms)
 	pthread_mutex_lock(&out->lock);
 	drop_ring(out);
 	out->closed = true;
+	pthread_cond_broadcast(&out->room);
 	if (out->shared_flags >= 0)
 		(void)fcntl(out->fd, F_SETFL, out->shared_flags);
 	out->shared_flags = -1;
@@ -255,5 +292,6 @@ void serial_output_destroy(struct serial_output *out)
 	out->own_fd = -1;
 	free(out->ring);
 	out->ring = NULL;
+	pthread_cond_destroy(&out->room);
 	pthread_mutex_destroy(&out->lock);
 }

@@ -10,6 +10,12 @@
  * counted (Firecracker's uart.missed_write_count). Bytes are never reordered: while the
  * ring holds anything, new bytes go behind it.
  *
+ * A reader that is only slow for a moment (a busy host starving it) should lose nothing:
+ * when the ring is full, the vCPU waits up to SERIAL_OUTPUT_GRACE_MS once for the VMM
+ * thread's flush to make room. If none comes, the console counts as stalled and bytes are
+ * dropped at once, with no more waiting, until the reader has drained the ring to half:
+ * a reader that stopped for good costs the guest that one wait per stall.
+ *
  * Non-blocking, without touching what other processes share: O_NONBLOCK belongs to the
  * open file description, which a shell or a parent shares through an inherited stdout,
  * and setting it there would make their writes fail with EAGAIN. So a pipe, FIFO,
@@ -37,15 +43,18 @@
 #include <stdint.h>
 
 #define SERIAL_OUTPUT_RING_SIZE (64 * 1024)
+#define SERIAL_OUTPUT_GRACE_MS	200
 
 struct serial_output {
 	pthread_mutex_t lock;
-	int fd;		  /* where the bytes go: non-blocking unless `direct` */
-	int own_fd;	  /* fd when serial_output_init opened it (closed at the end), or -1 */
-	int shared_flags; /* the flags to put back on a shared fd made non-blocking, or -1 */
-	bool direct;	  /* a regular file or block device: written as is, no ring */
-	bool failed;	  /* the last write failed (EPIPE...): logged once per failing run */
-	bool closed;	  /* serial_output_finish ran: bytes are dropped */
+	int fd;		     /* where the bytes go: non-blocking unless `direct` */
+	int own_fd;	     /* fd when serial_output_init opened it (closed at the end), or -1 */
+	int shared_flags;    /* the flags to put back on a shared fd made non-blocking, or -1 */
+	bool direct;	     /* a regular file or block device: written as is, no ring */
+	bool failed;	     /* the last write failed (EPIPE...): logged once per failing run */
+	bool closed;	     /* serial_output_finish ran: bytes are dropped */
+	bool stalled;	     /* a grace wait found no room: drop until the ring is half empty */
+	pthread_cond_t room; /* the flush made room in the ring, or output closed */
 	uint8_t *ring;
 	size_t head, count;
 	/* Called (under the lock, so it must not block or call back) when bytes wait in
@@ -63,7 +72,8 @@ struct serial_output {
  */
 int serial_output_init(struct serial_output *out, int fd, bool owned,
 		       void (*wait_writable)(void *opaque), void *opaque);
-/* The UART's output callback: never blocks. vCPU threads. */
+/* The UART's output callback: never blocks beyond one grace wait per stall (above). vCPU
+ * threads. */
 void serial_output_write(void *out, const uint8_t *bytes, size_t len);
 /* Writes what the ring holds as far as the console takes it; true if bytes remain (watch
  * for EPOLLOUT again). VMM thread. */
