@@ -137,6 +137,9 @@ def main():
             _, out, seconds = sh(ctl + ["balloon", "--all", str(opts.balloon_mib)])
             time.sleep(2)  # the guests give their pages back
             rss_after, pss_after, _ = wisp_memory_mib(state)
+            # An idle clone's guest memory is mostly the snapshot file's shared clean
+            # pages, which the host holds once for all clones: inflating returns what the
+            # guest dirtied after the restore, and costs the balloon driver's own pages.
             figures.append((f"balloon {opts.balloon_mib} MiB in every clone",
                             f"{seconds * 1000:.0f} ms; RSS of all {rss_before:.0f} -> "
                             f"{rss_after:.0f} MiB, PSS {pss_before:.0f} -> {pss_after:.0f} MiB"))
