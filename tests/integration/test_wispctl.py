@@ -223,3 +223,54 @@ def test_full_host_stops_and_says_why(env):
         check(leftovers(state) == NOTHING, f"left behind: {leftovers(state)}")
     finally:
         run(env, state, "reap", "--all")
+
+
+def _api_get(socket, path):
+    done = subprocess.run(["curl", "-sS", "--unix-socket", socket, "-o", "-", "-w",
+                           "\n%{http_code}", f"http://localhost{path}"],
+                          capture_output=True, text=True, timeout=30)
+    text, _, code = done.stdout.rpartition("\n")
+    return int(code or 0), text
+
+
+def test_balloon_of_clones(env):
+    """wispctl balloon sends Firecracker's PATCH /balloon to every clone: with wisp's
+    balloon API each clone's GET /balloon then shows the new target; a wisp without one
+    gets a clear refusal naming the API's answer."""
+    schema = subprocess.run([env.wisp, "--api-schema"], capture_output=True, text=True)
+    has_balloon = '"/balloon"' in schema.stdout
+    state = os.path.join(SOCKET_DIR, f"wispctl-state5-{os.getpid()}")
+    out_dir = os.path.join(SOCKET_DIR, f"wispctl-bsnap-{os.getpid()}")
+    try:
+        args = ["snapshot", "--kernel", env.vmlinux, "--initrd", env.initrd_busybox, "--mem",
+                "128", "-o", out_dir] + (["--balloon", "0"] if has_balloon else [])
+        done = run(env, state, *args)
+        check(done[0] == 0, "snapshot\n" + describe(done))
+        done = run(env, state, "clone", out_dir, "--count", "2")
+        check(done[0] == 0, "clone\n" + describe(done))
+        done = run(env, state, "balloon", "--all", "16")
+        if not has_balloon:
+            check(done[0] == 1 and "PATCH /balloon: HTTP 400" in done[2]
+                  and "0 of 2 clones" in done[1], "balloon without the API\n"
+                  + describe(done))
+            return
+        check(done[0] == 0 and "2 of 2 clones set to 16 MiB" in done[1],
+              "balloon --all 16\n" + describe(done))
+        for clone in ("c0", "c1"):
+            status, body = _api_get(os.path.join(state, "clones", clone, "api.sock"),
+                                    "/balloon")
+            check(status == 200 and '"amount_mib":16' in body.replace(" ", ""),
+                  f"{clone}: GET /balloon gave {status} {body}")
+        done = run(env, state, "balloon", "c1", "0")
+        check(done[0] == 0 and "1 of 1 clones set to 0 MiB" in done[1],
+              "balloon c1 0\n" + describe(done))
+        status, body = _api_get(os.path.join(state, "clones", "c1", "api.sock"), "/balloon")
+        check(status == 200 and '"amount_mib":0' in body.replace(" ", ""),
+              f"c1 after deflate: GET /balloon gave {status} {body}")
+        # The clones still answer after their balloons moved.
+        done = run(env, state, "invoke", "--all", "after the balloon")
+        check(done[0] == 0, "invoke after balloon\n" + describe(done))
+    finally:
+        run(env, state, "reap", "--all")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        check(leftovers(state) == NOTHING, f"left behind: {leftovers(state)}")

@@ -1387,8 +1387,13 @@ static int cmd_balloon(void)
 	snprintf(body, sizeof(body), "{\"amount_mib\":%u}", args.amount_mib);
 	for (size_t i = 0; i < count; i++) {
 		struct clone c;
-		if (clone_load(&c, ids[i]) < 0 || api_call(c.socket, "PATCH", "/balloon", body,
-							   30000, NULL, 0, err, sizeof(err)) < 0) {
+		ret = clone_load(&c, ids[i]);
+		if (ret < 0)
+			snprintf(err, sizeof(err), "cannot read its info.json: %s", strerror(-ret));
+		else
+			ret = api_call(c.socket, "PATCH", "/balloon", body, 30000, NULL, 0, err,
+				       sizeof(err));
+		if (ret < 0) {
 			say("%s: %s", ids[i], err);
 			continue;
 		}
