@@ -11,7 +11,7 @@ ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
 DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
 # Everything but the KVM-facing files: the code unit tests link against.
 API_SRCS := $(wildcard api/*.c)
-PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/bus.c vmm/cli.c \
+PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/memory_file.c vmm/bus.c vmm/cli.c \
 	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c vmm/snapshot_format.c \
 	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c vmm/uffd_proto.c vmm/uffd.c \
 	$(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
@@ -24,7 +24,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm api -name '*.h')
 
-.PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io check-asan format \
+.PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io bench-snapshot \
+	check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl
 
@@ -39,7 +40,8 @@ $(BUILD)/wisp: $(VMM_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # The Uffd backend's page-fault handler (README: "Snapshot restore backends").
-$(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c $(HEADERS)
+$(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c vmm/snapshot_format.c \
+		$(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Ivmm -o $@ $(filter %.c,$^) -ljansson
 
@@ -71,8 +73,13 @@ $(BUILD)/tests/hostile.elf: $(wildcard tests/guest/*)
 	@mkdir -p $(dir $@)
 	tests/guest/build.sh $@
 
+# The snapshot tests' and benchmark's guest program (a static Linux binary, tests/guest).
+$(BUILD)/tests/snapguest: tests/guest/snapguest.c
+	@mkdir -p $(dir $@)
+	$(CC) -static -std=gnu11 -Wall -Wextra -Werror -O2 -o $@ $<
+
 guest: deps $(BUILD)/guest/kernel-dir $(BUILD)/guest/initrd.gz $(BUILD)/guest/initrd-busybox.gz \
-	$(BUILD)/tests/hostile.elf
+	$(BUILD)/tests/hostile.elf $(BUILD)/tests/snapguest
 
 # --- tests ---------------------------------------------------------------------------
 $(BUILD)/tests/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
@@ -171,6 +178,12 @@ bench-boot: deps all guest
 bench-io: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_io.py \
 		--runs $${RUNS:-5} $(BENCH_IO_ARGS) --json $(abspath $(BUILD)/bench-io.json)
+
+# Snapshot create/restore (File and Uffd backends) against cold boot and QEMU's
+# migrate-to-file, 128 MiB and 2 GiB guests (tests/bench/bench_snapshot.py).
+bench-snapshot: deps all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_snapshot.py \
+		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-snapshot.json)
 
 FORMAT_FILES = $(shell find vmm api tests guest/init -name '*.[ch]')
 format:

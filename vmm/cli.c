@@ -24,6 +24,8 @@ const char cli_usage[] =
     "            [--log-level LEVEL]   (start the VM a snapshot holds)\n"
     "       wisp snapshot-info STATE (what a snapshot state file holds, whether its\n"
     "                    checksum is good; exit status 0 when valid, 2 when not)\n"
+    "       wisp snapshot-rebase BASE_MEM DIFF_MEM (copies a Diff snapshot's memory\n"
+    "                    file onto its base's, in place; exit status 0 when done)\n"
     "\n"
     "Boots a Linux guest in a KVM microVM. The guest's serial console (COM1) is this\n"
     "process's standard output and input (or PUT /serial's file).\n"

@@ -127,6 +127,24 @@ int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, 
 	return 0;
 }
 
+int kvm_get_dirty_log(struct kvm *kvm, unsigned int slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = {.slot = slot, .dirty_bitmap = bitmap};
+	if (ioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+		int err = -errno;
+		log_error("KVM_GET_DIRTY_LOG slot %u failed: %s (was the slot added with "
+			  "track_dirty_pages?)",
+			  slot, strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+int kvm_dirty_log_of_region(void *kvm, unsigned int region, uint64_t *bitmap)
+{
+	return kvm_get_dirty_log(kvm, region, bitmap);
+}
+
 int kvm_irq_line(struct kvm *kvm, unsigned int irq, int level)
 {
 	struct kvm_irq_level line = {.irq = irq, .level = level};

@@ -20,6 +20,13 @@ int kvm_create_vm(struct kvm *kvm);
  * diff snapshots). */
 int kvm_add_memory(struct kvm *kvm, uint32_t slot, uint64_t gpa, uint64_t size, void *host,
 		   bool track_dirty_pages);
+/* Reads and clears KVM's log of the pages the guest wrote in memory slot `slot` since the
+ * last call (the slot must have been added with track_dirty_pages): one bit per 4 KiB page,
+ * `bitmap` holds the slot's pages rounded up to 64 bits (gmem_bitmap_words()). */
+int kvm_get_dirty_log(struct kvm *kvm, unsigned int slot, uint64_t *bitmap);
+/* The same with the signature of memory_file.h's memory_dirty_log_fn (opaque: the struct
+ * kvm; wisp's memory slot i is guest memory region i). */
+int kvm_dirty_log_of_region(void *kvm, unsigned int region, uint64_t *bitmap);
 int kvm_irq_line(struct kvm *kvm, unsigned int irq, int level);
 /* KVM's supported CPUID (caller frees); NULL on failure. */
 struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm *kvm);

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "controller.h"
 #include "log.h"
+#include "memory_file.h"
 #include "metrics.h"
 #include "snapshot_info.h"
 #include "vm.h"
@@ -73,6 +74,10 @@ int main(int argc, char *argv[])
 	if (argc >= 2 && !strcmp(argv[1], "snapshot-info")) {
 		free(config);
 		return snapshot_info_main(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && !strcmp(argv[1], "snapshot-rebase")) {
+		free(config);
+		return memory_file_rebase_main(argc - 1, argv + 1);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (!config)

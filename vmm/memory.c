@@ -3,10 +3,12 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int gmem_layout(struct gmem *mem, uint64_t size)
 {
@@ -52,6 +54,16 @@ static void *map_aligned(uint64_t size)
 
 int gmem_map_anonymous(struct gmem *mem)
 {
+	/* Ask for huge pages even where the host's THP policy is "madvise"; a host without
+	 * THP refuses, which only costs speed. WISP_DEBUG_NO_HUGEPAGE: the opposite, for the
+	 * nested-KVM experiments (tests/stress/guest_deaths.py). */
+	const char *no_huge = getenv("WISP_DEBUG_NO_HUGEPAGE");
+	bool off = no_huge && *no_huge && strcmp(no_huge, "0") != 0;
+	return gmem_map_anonymous_thp(mem, off ? GMEM_THP_OFF : GMEM_THP_ON);
+}
+
+int gmem_map_anonymous_thp(struct gmem *mem, enum gmem_thp thp)
+{
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
 		struct gmem_region *region = &mem->regions[i];
 		void *host = map_aligned(region->size);
@@ -62,46 +74,99 @@ int gmem_map_anonymous(struct gmem *mem)
 			gmem_unmap(mem);
 			return err;
 		}
-		/* Ask for huge pages even where the host's THP policy is "madvise"; a host
-		 * without THP refuses, which only costs speed. WISP_DEBUG_NO_HUGEPAGE: the
-		 * opposite, for the nested-KVM experiments (tests/stress/guest_deaths.py). */
-		const char *no_huge = getenv("WISP_DEBUG_NO_HUGEPAGE");
-		int advice = no_huge && *no_huge && strcmp(no_huge, "0") != 0 ? MADV_NOHUGEPAGE
-									      : MADV_HUGEPAGE;
-		if (madvise(host, region->size, advice) < 0)
-			log_debug("guest memory: no transparent huge pages: %s", strerror(errno));
+		if (thp != GMEM_THP_HOST_DEFAULT &&
+		    madvise(host, region->size,
+			    thp == GMEM_THP_ON ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) < 0)
+			log_debug("guest memory: madvise(%s) refused: %s",
+				  thp == GMEM_THP_ON ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE",
+				  strerror(errno));
 		region->host = host;
 	}
 	return 0;
 }
 
-int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+/* Checks that `fd` is a memory file of exactly the size the layout and offsets need and
+ * keeps a duplicate of it in mem->file_fd. */
+static int take_memory_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
 {
+	uint64_t needed = 0;
 	struct stat st;
+	int err;
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
+	if (mem->has_file) {
+		log_error("guest memory already has a memory file");
+		return -EBUSY;
+	}
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
-		struct gmem_region *region = &mem->regions[i];
-		if ((uint64_t)st.st_size < file_offsets[i] ||
-		    (uint64_t)st.st_size - file_offsets[i] < region->size) {
-			log_error("the memory file has %lld bytes, too few for guest memory at "
-				  "offset %llu (%llu bytes)",
-				  (long long)st.st_size, (unsigned long long)file_offsets[i],
-				  (unsigned long long)region->size);
-			gmem_unmap(mem);
+		uint64_t offset = file_offsets[i], size = mem->regions[i].size;
+		if ((offset & (GMEM_PAGE_SIZE - 1)) || offset > UINT64_MAX - size ||
+		    offset + size > (uint64_t)INT64_MAX) {
+			log_error("memory file: region %u's offset 0x%llx is not page aligned or "
+				  "too large",
+				  i, (unsigned long long)offset);
 			return -EINVAL;
 		}
-		void *host = mmap(NULL, region->size, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_NORESERVE, fd, (off_t)file_offsets[i]);
+		if (offset + size > needed)
+			needed = offset + size;
+	}
+	if (fstat(fd, &st) < 0) {
+		err = -errno;
+		log_error("memory file: fstat failed: %s", strerror(errno));
+		return err;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != needed) {
+		log_error("memory file is %llu bytes%s, the snapshot's memory layout needs exactly "
+			  "%llu (%llu MiB): is it the memory file of this snapshot?",
+			  (unsigned long long)st.st_size,
+			  S_ISREG(st.st_mode) ? "" : " and not a regular file",
+			  (unsigned long long)needed, (unsigned long long)(needed >> 20));
+		return -EINVAL;
+	}
+	mem->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (mem->file_fd < 0) {
+		err = -errno;
+		log_error("memory file: cannot duplicate its descriptor: %s", strerror(errno));
+		return err;
+	}
+	mem->has_file = true;
+	return 0;
+}
+
+int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+{
+	int err = take_memory_file(mem, fd, file_offsets);
+
+	if (err)
+		return err;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		struct gmem_region *region = &mem->regions[i];
+		void *host =
+		    mmap(NULL, region->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+			 mem->file_fd, (off_t)file_offsets[i]);
 		if (host == MAP_FAILED) {
-			int err = -errno;
-			log_error("cannot map the memory file's %llu MiB: %s",
-				  (unsigned long long)(region->size >> 20), strerror(errno));
+			err = -errno;
+			log_error("cannot map %llu MiB of the memory file at offset 0x%llx: %s",
+				  (unsigned long long)(region->size >> 20),
+				  (unsigned long long)file_offsets[i], strerror(errno));
 			gmem_unmap(mem);
 			return err;
 		}
 		region->host = host;
+		region->file_backed = true;
+		region->file_offset = file_offsets[i];
+	}
+	return 0;
+}
+
+int gmem_set_source_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
+{
+	int err = take_memory_file(mem, fd, file_offsets);
+
+	if (err)
+		return err;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		mem->regions[i].file_backed = true;
+		mem->regions[i].file_offset = file_offsets[i];
 	}
 	return 0;
 }
@@ -109,9 +174,66 @@ int gmem_map_file(struct gmem *mem, int fd, const uint64_t *file_offsets)
 void gmem_unmap(struct gmem *mem)
 {
 	for (unsigned int i = 0; i < mem->nr_regions; i++) {
-		if (mem->regions[i].host)
-			munmap(mem->regions[i].host, mem->regions[i].size);
-		mem->regions[i].host = NULL;
+		struct gmem_region *region = &mem->regions[i];
+		if (region->host)
+			munmap(region->host, region->size);
+		region->host = NULL;
+		region->file_backed = false;
+		region->served_on_fault = false;
+		free(region->dirty);
+		region->dirty = NULL;
+	}
+	mem->tracking_dirty = false;
+	if (mem->has_file)
+		close(mem->file_fd);
+	mem->has_file = false;
+}
+
+uint64_t gmem_bitmap_words(const struct gmem_region *region)
+{
+	return ((region->size >> GMEM_PAGE_SHIFT) + 63) / 64;
+}
+
+int gmem_track_dirty(struct gmem *mem)
+{
+	if (mem->tracking_dirty)
+		return 0;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		struct gmem_region *region = &mem->regions[i];
+		region->dirty = calloc(gmem_bitmap_words(region), sizeof(uint64_t));
+		if (!region->dirty) {
+			log_error("out of memory for the dirty page bitmap of %llu MiB of guest "
+				  "memory",
+				  (unsigned long long)(region->size >> 20));
+			for (unsigned int j = 0; j <= i; j++) {
+				free(mem->regions[j].dirty);
+				mem->regions[j].dirty = NULL;
+			}
+			return -ENOMEM;
+		}
+	}
+	mem->tracking_dirty = true;
+	return 0;
+}
+
+void gmem_mark_dirty(const struct gmem *mem, uint64_t gpa, uint64_t len)
+{
+	if (!mem->tracking_dirty || len == 0)
+		return;
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct gmem_region *region = &mem->regions[i];
+		/* The part of [gpa, gpa + len) inside the region, without overflow. */
+		uint64_t start = gpa > region->gpa ? gpa - region->gpa : 0;
+		uint64_t before = region->gpa > gpa ? region->gpa - gpa : 0;
+		uint64_t end;
+
+		if (before >= len || start >= region->size)
+			continue;
+		end = len - before > region->size - start ? region->size : start + (len - before);
+		for (uint64_t page = start >> GMEM_PAGE_SHIFT; page <= (end - 1) >> GMEM_PAGE_SHIFT;
+		     page++)
+			__atomic_fetch_or(&region->dirty[page / 64], 1ULL << (page % 64),
+					  __ATOMIC_RELAXED);
 	}
 }
 
@@ -147,6 +269,7 @@ int gmem_write(const struct gmem *mem, uint64_t gpa, const void *src, uint64_t l
 	if (!dst)
 		return -EFAULT;
 	memcpy(dst, src, len);
+	gmem_mark_dirty(mem, gpa, len);
 	return 0;
 }
 

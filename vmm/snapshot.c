@@ -2,6 +2,7 @@
 
 #include "../api/fc_config.h"
 #include "log.h"
+#include "memory_file.h"
 #include "snapshot_format.h"
 #include "vcpu_state.h"
 #include "vm_state.h"
@@ -179,55 +180,6 @@ static int write_state_file(struct vm *vm, const struct vmm_config *config,
 	return ret;
 }
 
-/* TEMPORARY until the memory-file layer lands: the whole memory, all-zero 64 KiB blocks
- * left as holes; no diff. */
-static int memory_file_write(const struct gmem *mem, struct kvm *kvm, const char *path, bool diff,
-			     uint64_t *written, char *err, size_t err_size)
-{
-	char tmp[CONFIG_PATH_MAX + 16];
-	static const uint8_t zero[65536];
-	uint64_t offset = 0;
-	int fd, ret = 0;
-
-	(void)kvm;
-	if (diff) {
-		snprintf(err, err_size, "Diff snapshots are not supported yet");
-		return -ENOTSUP;
-	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ret = -errno;
-		snprintf(err, err_size, "cannot create the memory file %s: %s", tmp,
-			 strerror(-ret));
-		return ret;
-	}
-	for (unsigned int i = 0; !ret && i < mem->nr_regions; i++) {
-		for (uint64_t at = 0; at < mem->regions[i].size; at += sizeof(zero)) {
-			const uint8_t *p = mem->regions[i].host + at;
-			if (!memcmp(p, zero, sizeof(zero)))
-				continue;
-			if (pwrite(fd, p, sizeof(zero), (off_t)(offset + at)) != sizeof(zero)) {
-				ret = -errno ? -errno : -EIO;
-				break;
-			}
-			*written += sizeof(zero);
-		}
-		offset += mem->regions[i].size;
-	}
-	if (!ret && (ftruncate(fd, (off_t)offset) < 0 || fsync(fd) < 0))
-		ret = -errno;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret) {
-		unlink(tmp);
-		snprintf(err, err_size, "cannot write the memory file %s: %s", path,
-			 strerror(-ret));
-	}
-	return ret;
-}
-
 int snapshot_create(struct vm *vm, const struct vmm_config *config, const char *wisp_version,
 		    const struct snapshot_create_config *request, char *err, size_t err_size)
 {
@@ -245,8 +197,12 @@ int snapshot_create(struct vm *vm, const struct vmm_config *config, const char *
 			return ret;
 		}
 	}
-	ret = memory_file_write(&vm->mem, &vm->kvm, request->mem_file_path,
-				request->type == SNAPSHOT_DIFF, &written, err, err_size);
+	struct memory_file_request memory = {
+	    .diff = request->type == SNAPSHOT_DIFF,
+	    .dirty_log = vm->mem.tracking_dirty ? kvm_dirty_log_of_region : NULL,
+	    .dirty_log_opaque = &vm->kvm,
+	};
+	ret = memory_file_write(&vm->mem, request->mem_file_path, &memory, &written, err, err_size);
 	if (ret)
 		return ret;
 	memory_us = monotonic_us() - start_us;
@@ -573,7 +529,14 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	*vm_built = true;
 	log_first_error_reset();
 	{
-		struct vm_memory_source source = {.file_fd = mem_fd, .file_offsets = offsets};
+		/* wisp's own snapshots have no huge pages ("Snapshot" means "None"); a File
+		 * restore maps the page cache, where the choice does not apply. */
+		struct vm_memory_source source = {
+		    .file_fd = mem_fd,
+		    .file_offsets = offsets,
+		    .thp = request->huge_pages == RESTORE_HUGE_PAGES_TRANSPARENT ? GMEM_THP_ON
+										 : GMEM_THP_OFF,
+		};
 		ret = vm_build(vm, restored, &source, origin);
 	}
 	if (ret) {
@@ -585,6 +548,9 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	if (request->backend == MEM_BACKEND_UFFD) {
 		ret = uffd_backend_connect(&vm->mem, &snap.layout, request->backend_path, &vm->uffd,
 					   err, err_size);
+		/* A later Full snapshot reads these pages through the handler. */
+		for (unsigned int i = 0; i < vm->mem.nr_regions; i++)
+			vm->mem.regions[i].served_on_fault = true;
 		if (!ret)
 			ret = vm_watch_uffd_handler(vm);
 		if (ret)

@@ -33,18 +33,6 @@
 /* Connecting and sending to a handler that does not accept must not hang the load. */
 #define UFFD_SOCKET_TIMEOUT_S 5
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-	if (!err || err_size == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-}
 
 /* A new userfaultfd from the system call, else from /dev/userfaultfd (which a host may open
  * to a user that vm.unprivileged_userfaultfd=0 denies the system call). Kernel-mode faults
@@ -64,7 +52,7 @@ static int uffd_create(char *err, size_t err_size)
 		close(dev);
 		if (fd >= 0)
 			return fd;
-		set_err(err, err_size,
+		snap_set_err(err, err_size,
 			"cannot create a userfaultfd for the Uffd backend: the userfaultfd system "
 			"call failed (%s) and so did /dev/userfaultfd's USERFAULTFD_IOC_NEW (%s)",
 			strerror(syscall_errno), strerror(dev_errno));
@@ -82,7 +70,7 @@ static int uffd_create(char *err, size_t err_size)
 		? " (give this user read-write access to it, e.g. setfacl -m u:$USER:rw "
 		  "/dev/userfaultfd)"
 		: "";
-	set_err(err, err_size,
+	snap_set_err(err, err_size,
 		"cannot create a userfaultfd for the Uffd backend: the userfaultfd system call: "
 		"%s%s; /dev/userfaultfd: %s%s",
 		strerror(syscall_errno), why_syscall, strerror(dev_errno), why_dev);
@@ -105,7 +93,7 @@ static int uffd_open(uint64_t *features, char *err, size_t err_size)
 		if (ioctl(fd, UFFDIO_API, &api) == 0) {
 			if (!(api.ioctls & (1ull << _UFFDIO_REGISTER))) {
 				close(fd);
-				set_err(err, err_size,
+				snap_set_err(err, err_size,
 					"userfaultfd: UFFDIO_API offers no UFFDIO_REGISTER (ioctls "
 					"0x%llx)",
 					(unsigned long long)api.ioctls);
@@ -121,12 +109,12 @@ static int uffd_open(uint64_t *features, char *err, size_t err_size)
 		close(fd);
 		/* The API call can be made once per fd: a refused feature needs a new one. */
 		if (e != EINVAL || wanted[i] == 0) {
-			set_err(err, err_size, "userfaultfd: UFFDIO_API (features 0x%llx): %s",
+			snap_set_err(err, err_size, "userfaultfd: UFFDIO_API (features 0x%llx): %s",
 				(unsigned long long)wanted[i], strerror(e));
 			return -e;
 		}
 	}
-	set_err(err, err_size, "userfaultfd: UFFDIO_API refused every feature set");
+	snap_set_err(err, err_size, "userfaultfd: UFFDIO_API refused every feature set");
 	return -EINVAL;
 }
 
@@ -138,7 +126,7 @@ static int build_mappings(const struct gmem *mem, const struct snap_mem_layout *
 	if (ret < 0)
 		return ret;
 	if (layout->nr_regions != mem->nr_regions) {
-		set_err(err, err_size,
+		snap_set_err(err, err_size,
 			"Uffd backend: the snapshot's memory layout has %u regions, guest memory "
 			"has %u",
 			layout->nr_regions, mem->nr_regions);
@@ -148,7 +136,7 @@ static int build_mappings(const struct gmem *mem, const struct snap_mem_layout *
 		const struct gmem_region *r = &mem->regions[i];
 		const struct snap_mem_region *l = &layout->regions[i];
 		if (r->gpa != l->gpa || r->size != l->size) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"Uffd backend: guest memory region %u (guest 0x%" PRIx64
 				", size 0x%" PRIx64
 				") does not match the snapshot's (guest 0x%" PRIx64
@@ -157,7 +145,7 @@ static int build_mappings(const struct gmem *mem, const struct snap_mem_layout *
 			return -EINVAL;
 		}
 		if (!r->host) {
-			set_err(err, err_size, "Uffd backend: guest memory region %u is not mapped",
+			snap_set_err(err, err_size, "Uffd backend: guest memory region %u is not mapped",
 				i);
 			return -EINVAL;
 		}
@@ -181,7 +169,7 @@ static int register_regions(int uffd, const struct uffd_mapping *maps, unsigned 
 		};
 		if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
 			int e = errno;
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"userfaultfd: UFFDIO_REGISTER of guest memory region %u (host "
 				"0x%" PRIx64 ", %" PRIu64 " MiB): %s",
 				i, maps[i].base_host_virt_addr, maps[i].size >> 20, strerror(e));
@@ -189,7 +177,7 @@ static int register_regions(int uffd, const struct uffd_mapping *maps, unsigned 
 		}
 		const uint64_t needed = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE);
 		if ((reg.ioctls & needed) != needed) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"userfaultfd: guest memory region %u takes no UFFDIO_COPY/ZEROPAGE "
 				"(ioctls 0x%llx): is it anonymous memory?",
 				i, (unsigned long long)reg.ioctls);
@@ -203,7 +191,7 @@ static int connect_handler(const char *path, char *err, size_t err_size)
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		set_err(err, err_size,
+		snap_set_err(err, err_size,
 			"the Uffd handler's socket path %s is longer than %zu characters", path,
 			sizeof(addr.sun_path) - 1);
 		return -ENAMETOOLONG;
@@ -213,7 +201,7 @@ static int connect_handler(const char *path, char *err, size_t err_size)
 	int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (sock < 0) {
 		int e = errno;
-		set_err(err, err_size, "cannot create a Unix socket for the Uffd handler: %s",
+		snap_set_err(err, err_size, "cannot create a Unix socket for the Uffd handler: %s",
 			strerror(e));
 		return -e;
 	}
@@ -224,16 +212,16 @@ static int connect_handler(const char *path, char *err, size_t err_size)
 		int e = errno;
 		close(sock);
 		if (e == ECONNREFUSED || e == ENOENT)
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"the Uffd handler at %s is not listening: %s (start the handler "
 				"before loading the snapshot)",
 				path, strerror(e));
 		else if (e == EAGAIN || e == EINPROGRESS)
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"the Uffd handler at %s did not accept the connection within %d s",
 				path, UFFD_SOCKET_TIMEOUT_S);
 		else
-			set_err(err, err_size, "cannot connect to the Uffd handler at %s: %s", path,
+			snap_set_err(err, err_size, "cannot connect to the Uffd handler at %s: %s", path,
 				strerror(e));
 		return -e;
 	}
@@ -270,13 +258,13 @@ static int send_mappings(int sock, int uffd, const char *json, size_t len, const
 		if (n <= 0) {
 			int e = n < 0 ? errno : EPIPE;
 			if (e == EPIPE || e == ECONNRESET)
-				set_err(
+				snap_set_err(
 				    err, err_size,
 				    "the Uffd handler at %s closed the connection before taking "
 				    "the memory mappings: %s",
 				    path, strerror(e));
 			else
-				set_err(
+				snap_set_err(
 				    err, err_size,
 				    "cannot send the memory mappings to the Uffd handler at %s: %s",
 				    path, strerror(e));
@@ -328,19 +316,19 @@ int uffd_backend_check_alive(const struct uffd_backend *backend, int timeout_ms,
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		int e = errno;
-		set_err(err, err_size, "Uffd handler at %s: poll: %s", backend->socket_path,
+		snap_set_err(err, err_size, "Uffd handler at %s: poll: %s", backend->socket_path,
 			strerror(e));
 		return -e;
 	}
 	if (n == 0)
 		return 0;
 	if (backend->handler_pidfd >= 0)
-		set_err(err, err_size,
+		snap_set_err(err, err_size,
 			"the Uffd handler at %s (pid %d) has exited: the guest's next page fault "
 			"would wait forever",
 			backend->socket_path, (int)backend->handler_pid);
 	else
-		set_err(err, err_size,
+		snap_set_err(err, err_size,
 			"the Uffd handler at %s closed its connection (taken as its end): the "
 			"guest's next page fault would wait forever",
 			backend->socket_path);
@@ -373,7 +361,7 @@ int uffd_backend_connect(const struct gmem *mem, const struct snap_mem_layout *l
 
 	*backend = b;
 	if (mem->nr_regions == 0 || mem->nr_regions > GMEM_MAX_REGIONS) {
-		set_err(err, err_size, "Uffd backend: %u guest memory regions", mem->nr_regions);
+		snap_set_err(err, err_size, "Uffd backend: %u guest memory regions", mem->nr_regions);
 		return -EINVAL;
 	}
 	ret = build_mappings(mem, layout, maps, err, err_size);

@@ -13,18 +13,8 @@
 
 #include <jansson.h>
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#include "snapshot_format.h"
 
-static void set_err(char *err, size_t err_size, const char *fmt, ...)
-{
-	if (!err || err_size == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_size, fmt, ap);
-	va_end(ap);
-}
 
 static bool valid_page_size(uint64_t page_size)
 {
@@ -35,7 +25,7 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 			size_t err_size)
 {
 	if (count == 0 || count > UFFD_MAX_MAPPINGS) {
-		set_err(err, err_size, "uffd mappings: %u regions (1 to %u allowed)", count,
+		snap_set_err(err, err_size, "uffd mappings: %u regions (1 to %u allowed)", count,
 			UFFD_MAX_MAPPINGS);
 		return -EINVAL;
 	}
@@ -43,14 +33,14 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 		const struct uffd_mapping *m = &maps[i];
 
 		if (!valid_page_size(m->page_size)) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"uffd mapping %u: page size %" PRIu64 " (4096 or 2097152 allowed)",
 				i, m->page_size);
 			return -EINVAL;
 		}
 		if (m->size == 0 || m->base_host_virt_addr % m->page_size ||
 		    m->size % m->page_size || m->offset % m->page_size) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"uffd mapping %u: address 0x%" PRIx64 ", size 0x%" PRIx64
 				", offset 0x%" PRIx64 ": empty or not aligned to its %" PRIu64
 				"-byte pages",
@@ -61,7 +51,7 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 		if (m->base_host_virt_addr > INT64_MAX ||
 		    m->size > INT64_MAX - m->base_host_virt_addr || m->offset > INT64_MAX ||
 		    m->size > INT64_MAX - m->offset) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"uffd mapping %u: address 0x%" PRIx64 " or offset 0x%" PRIx64
 				" plus size 0x%" PRIx64 " overflows",
 				i, m->base_host_virt_addr, m->offset, m->size);
@@ -71,14 +61,14 @@ int uffd_mappings_check(const struct uffd_mapping *maps, unsigned int count, cha
 			const struct uffd_mapping *o = &maps[j];
 			if (m->base_host_virt_addr < o->base_host_virt_addr + o->size &&
 			    o->base_host_virt_addr < m->base_host_virt_addr + m->size) {
-				set_err(err, err_size,
+				snap_set_err(err, err_size,
 					"uffd mappings %u and %u overlap in host memory (0x%" PRIx64
 					" and 0x%" PRIx64 ")",
 					j, i, o->base_host_virt_addr, m->base_host_virt_addr);
 				return -EINVAL;
 			}
 			if (m->offset < o->offset + o->size && o->offset < m->offset + m->size) {
-				set_err(
+				snap_set_err(
 				    err, err_size,
 				    "uffd mappings %u and %u overlap in the memory file (offsets "
 				    "0x%" PRIx64 " and 0x%" PRIx64 ")",
@@ -120,7 +110,7 @@ int uffd_mappings_to_json(const struct uffd_mapping *maps, unsigned int count, c
 nomem_array:
 	json_decref(array);
 nomem:
-	set_err(err, err_size, "uffd mappings: out of memory formatting the JSON");
+	snap_set_err(err, err_size, "uffd mappings: out of memory formatting the JSON");
 	return -ENOMEM;
 }
 
@@ -131,11 +121,11 @@ static int get_u64(json_t *obj, unsigned int index, const char *name, bool requi
 	if (!v) {
 		if (!required)
 			return -ENOENT;
-		set_err(err, err_size, "uffd mappings: element %u has no \"%s\"", index, name);
+		snap_set_err(err, err_size, "uffd mappings: element %u has no \"%s\"", index, name);
 		return -EINVAL;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		set_err(err, err_size,
+		snap_set_err(err, err_size,
 			"uffd mappings: element %u: \"%s\" is not a non-negative integer", index,
 			name);
 		return -EINVAL;
@@ -152,17 +142,17 @@ int uffd_mappings_parse(const char *json, size_t len, struct uffd_mapping *maps,
 
 	json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		set_err(err, err_size, "uffd mappings: not JSON: %s (at byte %d)", jerr.text,
+		snap_set_err(err, err_size, "uffd mappings: not JSON: %s (at byte %d)", jerr.text,
 			jerr.position);
 		return -EINVAL;
 	}
 	if (!json_is_array(root)) {
-		set_err(err, err_size, "uffd mappings: not a JSON array");
+		snap_set_err(err, err_size, "uffd mappings: not a JSON array");
 		goto out;
 	}
 	size_t n = json_array_size(root);
 	if (n == 0 || n > max || n > UFFD_MAX_MAPPINGS) {
-		set_err(err, err_size, "uffd mappings: %zu regions (1 to %u allowed)", n,
+		snap_set_err(err, err_size, "uffd mappings: %zu regions (1 to %u allowed)", n,
 			max < UFFD_MAX_MAPPINGS ? max : UFFD_MAX_MAPPINGS);
 		goto out;
 	}
@@ -170,7 +160,7 @@ int uffd_mappings_parse(const char *json, size_t len, struct uffd_mapping *maps,
 		json_t *obj = json_array_get(root, i);
 		struct uffd_mapping *m = &maps[i];
 		if (!json_is_object(obj)) {
-			set_err(err, err_size, "uffd mappings: element %zu is not an object", i);
+			snap_set_err(err, err_size, "uffd mappings: element %zu is not an object", i);
 			goto out;
 		}
 		if (get_u64(obj, i, "base_host_virt_addr", true, &m->base_host_virt_addr, err,
@@ -182,7 +172,7 @@ int uffd_mappings_parse(const char *json, size_t len, struct uffd_mapping *maps,
 		if (r == -ENOENT)
 			r = get_u64(obj, i, "page_size_kib", false, &m->page_size, err, err_size);
 		if (r == -ENOENT) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"uffd mappings: element %zu has neither \"page_size\" nor "
 				"\"page_size_kib\"",
 				i);
@@ -273,7 +263,7 @@ int uffd_page_list_parse(const char *text, size_t len, uint64_t page_size, uint6
 	size_t pos = 0;
 
 	if (page_size == 0) {
-		set_err(err, err_size, "page list: page size 0");
+		snap_set_err(err, err_size, "page list: page size 0");
 		return -EINVAL;
 	}
 	while (pos < len) {
@@ -297,13 +287,13 @@ int uffd_page_list_parse(const char *text, size_t len, uint64_t page_size, uint6
 		uint64_t offset;
 		int r = parse_offset(line, line_len, &offset);
 		if (r < 0) {
-			set_err(err, err_size, "page list: line %lu: \"%.*s\" is %s", line_no,
+			snap_set_err(err, err_size, "page list: line %lu: \"%.*s\" is %s", line_no,
 				(int)(line_len > 40 ? 40 : line_len), line,
 				r == -ERANGE ? "too large" : "not a hex (0x...) or decimal offset");
 			goto fail;
 		}
 		if (offset % page_size) {
-			set_err(err, err_size,
+			snap_set_err(err, err_size,
 				"page list: line %lu: offset 0x%" PRIx64
 				" is not aligned to the %" PRIu64 "-byte page",
 				line_no, offset, page_size);
@@ -313,7 +303,7 @@ int uffd_page_list_parse(const char *text, size_t len, uint64_t page_size, uint6
 			size_t new_cap = cap ? cap * 2 : 256;
 			uint64_t *grown = realloc(list, new_cap * sizeof(*list));
 			if (!grown) {
-				set_err(err, err_size, "page list: out of memory at line %lu",
+				snap_set_err(err, err_size, "page list: out of memory at line %lu",
 					line_no);
 				free(list);
 				return -ENOMEM;

@@ -287,9 +287,14 @@ static int vm_add_memory(struct vm *vm, uint64_t mem_mib, bool track_dirty_pages
 		err = gmem_map_file(&vm->mem, source->file_fd, source->file_offsets);
 		if (err)
 			failure_blame(origin, FAILURE_BAD_INPUT);
+	} else if (source) {
+		err = gmem_map_anonymous_thp(&vm->mem, source->thp);
 	} else {
 		err = gmem_map_anonymous(&vm->mem);
 	}
+	/* Before any device runs: every page wisp writes from then on is marked. */
+	if (!err && track_dirty_pages)
+		err = gmem_track_dirty(&vm->mem);
 	for (unsigned int i = 0; !err && i < vm->mem.nr_regions; i++)
 		err = kvm_add_memory(&vm->kvm, i, vm->mem.regions[i].gpa, vm->mem.regions[i].size,
 				     vm->mem.regions[i].host, track_dirty_pages);

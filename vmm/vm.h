@@ -86,6 +86,7 @@ void guest_files_close(struct guest_files *files);
 struct vm_memory_source {
 	int file_fd;
 	const uint64_t *file_offsets;
+	enum gmem_thp thp; /* anonymous memory's huge pages (a Uffd restore) */
 };
 
 /* The machine without its guest: KVM VM, memory, the buses and devices, vCPUs created but

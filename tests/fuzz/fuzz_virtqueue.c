@@ -118,6 +118,34 @@ static uint16_t get16(const uint8_t *p)
 	return v;
 }
 
+/* Dirty tracking is on: every page of a device-writable buffer must be marked once popped. */
+static uint64_t dirty_bits[GMEM_MAX_REGIONS][(MEM_SIZE / 4096 + 63) / 64];
+
+static bool all_marked(const struct gmem *mem, const void *p, size_t len)
+{
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		const struct gmem_region *r = &mem->regions[i];
+		if ((const uint8_t *)p < r->host || (const uint8_t *)p >= r->host + r->size)
+			continue;
+		uint64_t offset = (uint64_t)((const uint8_t *)p - r->host);
+		for (uint64_t page = offset / 4096; page <= (offset + len - 1) / 4096; page++)
+			if (!(r->dirty[page / 64] & (1ULL << (page % 64))))
+				return false;
+		return true;
+	}
+	return false;
+}
+
+static void track_dirty(struct gmem *mem)
+{
+	memset(dirty_bits, 0, sizeof(dirty_bits));
+	for (unsigned int i = 0; i < mem->nr_regions; i++) {
+		CHECK(gmem_bitmap_words(&mem->regions[i]) <= sizeof(dirty_bits[i]) / 8);
+		mem->regions[i].dirty = dirty_bits[i];
+	}
+	mem->tracking_dirty = true;
+}
+
 static void lay_out_memory(struct gmem *mem, bool two_regions, const uint8_t *image, size_t len)
 {
 	memset(mem, 0, sizeof(*mem));
@@ -140,6 +168,7 @@ static void lay_out_memory(struct gmem *mem, bool two_regions, const uint8_t *im
 		memcpy(one_region, image, len < MEM_SIZE ? len : MEM_SIZE);
 		mem->regions[0].host = one_region;
 	}
+	track_dirty(mem);
 }
 
 /* The queue is broken for good: every entry point refuses it until a reset. */
@@ -162,10 +191,12 @@ static void check_chain(const struct gmem *mem, const struct virtqueue *vq)
 	for (unsigned int i = 0; i < nr; i++) {
 		CHECK(chain.iov[i].iov_len > 0);
 		CHECK(inside_a_region(mem, chain.iov[i].iov_base, chain.iov[i].iov_len));
-		if (i < chain.nr_readable)
+		if (i < chain.nr_readable) {
 			readable += chain.iov[i].iov_len;
-		else
+		} else {
 			writable += chain.iov[i].iov_len;
+			CHECK(all_marked(mem, chain.iov[i].iov_base, chain.iov[i].iov_len));
+		}
 	}
 	CHECK(readable == chain.readable_len);
 	CHECK(writable == chain.writable_len);

@@ -19,6 +19,10 @@
  * addr-outside-ram, addr-mmio, next-oob, head-oob, indirect-long (skipped unless the
  * device offers VIRTIO_F_INDIRECT_DESC), avail-jump. read_ok=1 means the read after the
  * reset completed with status 0 and the same 512 bytes as the first read.
+ *
+ * With "hostile.hammer" on the command line it attacks nothing and hammers two device
+ * registers instead, for the snapshot test that pauses, snapshots and restores it in the
+ * middle of that (a port-I/O or MMIO access lost on the way shows): see hammer().
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -76,6 +80,7 @@ void *memcpy(void *dst, const void *src, size_t n)
 
 #define COM1	 0x3f8
 #define COM1_LSR (COM1 + 5)
+#define COM1_SCR (COM1 + 7)
 #define LSR_THRE 0x20
 
 static void put_char(char c)
@@ -487,18 +492,65 @@ static const struct attack {
     {"avail-jump", 0, attack_avail_jump},
 };
 
+/* "hostile.hammer": a tight loop that writes the 8250's scratch register and reads it
+ * back (port I/O) and reads the virtio-mmio magic value (MMIO), so that a pause almost
+ * always finds the vCPU in or right after one of those exits. A write or read lost across
+ * a pause, snapshot and restore counts in bad. Every HAMMER_TURNS turns it prints
+ *   hammer n=<lines so far> bad=<wrong values so far>
+ * forever: n goes on without a gap or a restart after a correct restore. */
+#define HAMMER_TURNS 2048u
+
+static void __attribute__((noreturn)) hammer(void)
+{
+	uint32_t turns = 0, bad = 0, lines = 0;
+
+	for (;;) {
+		uint8_t v = (uint8_t)(turns * 7u + 1u);
+
+		outb(COM1_SCR, v);
+		if (inb(COM1_SCR) != v)
+			bad++;
+		if (rd(REG_MAGIC) != VIRTIO_MAGIC)
+			bad++;
+		if (++turns % HAMMER_TURNS == 0) {
+			say("hammer n=");
+			put_dec(++lines);
+			put_str(" bad=");
+			put_dec(bad);
+			put_str("\n");
+		}
+	}
+}
+
+/* Whether the command line has word as one of its blank-separated words. */
+static int has_word(const char *cmdline, const char *word)
+{
+	for (int pos = 0; pos < 4096 && cmdline[pos]; pos++) {
+		int k = 0;
+
+		if (pos > 0 && cmdline[pos - 1] != ' ')
+			continue;
+		while (word[k] && cmdline[pos + k] == word[k])
+			k++;
+		if (!word[k] && (cmdline[pos + k] == ' ' || !cmdline[pos + k]))
+			return 1;
+	}
+	return 0;
+}
+
 void hostile_main(const struct hvm_start_info *si);
 
 void hostile_main(const struct hvm_start_info *si)
 {
 	uint64_t base = VIRTIO_MMIO_FALLBACK;
-	const char *why;
+	const char *why, *cmdline = "";
 	int st;
 
 	if (si && si->magic == PVH_START_MAGIC && si->cmdline_paddr &&
-	    si->cmdline_paddr < 0x100000000ULL)
-		base = find_virtio_mmio((const char *)(uintptr_t)si->cmdline_paddr);
-	else
+	    si->cmdline_paddr < 0x100000000ULL) {
+		cmdline = (const char *)(uintptr_t)si->cmdline_paddr;
+		base = find_virtio_mmio(cmdline);
+	} else
 		say("no hvm_start_info: using the default virtio-mmio base\n");
 
 	/* Paging is off: only the low 4 GiB are reachable. Early exits print no "done". */
@@ -512,6 +564,10 @@ void hostile_main(const struct hvm_start_info *si)
 	say("start virtio-mmio=");
 	put_hex(base);
 	put_str("\n");
+	if (has_word(cmdline, "hostile.hammer")) {
+		say("hammer start\n");
+		hammer();
+	}
 	if (rd(REG_VERSION) != 2 || rd(REG_DEVICE_ID) != VIRTIO_ID_BLOCK) {
 		say("no virtio-blk (version 2) device: version=");
 		put_dec(rd(REG_VERSION));

@@ -139,6 +139,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
+	for (unsigned int i = 0; i < f->mem.nr_regions; i++)
+		free(f->mem.regions[i].dirty);
 	free(f->ram);
 	free(f->high);
 	free(f);
@@ -609,6 +611,74 @@ static void test_needs_interrupt_without_event_idx_ignores_used_event(void **sta
 	assert_true(vq_needs_interrupt(&f->vq));
 	pop_and_push(f, 1);
 	assert_true(vq_needs_interrupt(&f->vq));
+}
+
+static bool page_dirty(struct fixture *f, unsigned int region, uint64_t page)
+{
+	return f->mem.regions[region].dirty[page / 64] & (1ULL << (page % 64));
+}
+
+static uint64_t dirty_pages(struct fixture *f)
+{
+	uint64_t n = 0;
+	for (unsigned int i = 0; i < f->mem.nr_regions; i++)
+		for (uint64_t w = 0; w < gmem_bitmap_words(&f->mem.regions[i]); w++)
+			n += (uint64_t)__builtin_popcountll(f->mem.regions[i].dirty[w]);
+	return n;
+}
+
+static void clear_dirty(struct fixture *f)
+{
+	for (unsigned int i = 0; i < f->mem.nr_regions; i++)
+		memset(f->mem.regions[i].dirty, 0,
+		       gmem_bitmap_words(&f->mem.regions[i]) * sizeof(uint64_t));
+}
+
+/* Diff snapshots: every device-writable buffer is marked dirty when vq_pop hands it out
+ * (direct and indirect, in both RAM regions, every page a buffer straddles), readable ones
+ * are not, and each used ring write marks the ring's page. */
+static void test_dirty_tracking_marks_writable_buffers_and_used_ring_writes(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t buf_page = BUF_GPA / 0x1000, used_page = USED_GPA / 0x1000;
+
+	assert_int_equal(gmem_track_dirty(&f->mem), 0);
+	put_desc(f, 0, BUF_GPA, 10, VRING_DESC_F_NEXT, 1); /* readable */
+	put_desc(f, 1, BUF_GPA + 0x1ff0, 0x20, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT,
+		 2); /* 2 pages */
+	put_desc(f, 2, HIGH_GPA + 0x40, 40, VRING_DESC_F_WRITE, 0);
+	make_available(f, 0);
+	assert_int_equal(vq_pop(&f->vq, &f->chain), 1);
+	assert_false(page_dirty(f, 0, buf_page));
+	assert_true(page_dirty(f, 0, buf_page + 1));
+	assert_true(page_dirty(f, 0, buf_page + 2));
+	assert_true(page_dirty(f, 1, 0));
+	assert_int_equal(dirty_pages(f), 3); /* popping wrote nothing else */
+
+	clear_dirty(f);
+	assert_int_equal(vq_push(&f->vq, 0, 42), 0);
+	assert_true(page_dirty(f, 0, used_page));
+	assert_int_equal(dirty_pages(f), 1);
+
+	/* An indirect table's writable buffer; the table itself is only read. */
+	clear_dirty(f);
+	put_indirect(f, 1, BUF_GPA + 0x6000, 16, VRING_DESC_F_WRITE, 0);
+	put_indirect(f, 0, BUF_GPA + 0x5000, 16, VRING_DESC_F_NEXT, 1);
+	put_desc(f, 3, TABLE_GPA, 2 * sizeof(struct vring_desc), VRING_DESC_F_INDIRECT, 0);
+	make_available(f, 3);
+	assert_int_equal(vq_pop(&f->vq, &f->chain), 1);
+	assert_true(page_dirty(f, 0, buf_page + 6));
+	assert_int_equal(dirty_pages(f), 1);
+
+	clear_dirty(f);
+	vq_set_notification(&f->vq, false); /* used->flags */
+	assert_true(page_dirty(f, 0, used_page));
+	assert_int_equal(dirty_pages(f), 1);
+	clear_dirty(f);
+	start_queue(f, QSIZE, true);
+	assert_int_equal(gpa_read16(&f->mem, avail_event_gpa(QSIZE)), 0);
+	vq_set_notification(&f->vq, true); /* avail_event */
+	assert_true(page_dirty(f, 0, avail_event_gpa(QSIZE) / 0x1000));
 }
 
 static void test_set_notification_without_event_idx_writes_used_flags(void **state)
@@ -1304,6 +1374,7 @@ int main(void)
 	    TR(test_needs_interrupt_with_event_idx_fires_only_when_used_event_is_passed),
 	    TR(test_needs_interrupt_with_event_idx_across_index_wrap),
 	    TR(test_needs_interrupt_without_event_idx_ignores_used_event),
+	    TR(test_dirty_tracking_marks_writable_buffers_and_used_ring_writes),
 	    TR(test_set_notification_without_event_idx_writes_used_flags),
 	    TR(test_set_notification_with_event_idx_writes_avail_event),
 	    TR(test_set_notification_writes_nothing_when_not_ready_or_broken),

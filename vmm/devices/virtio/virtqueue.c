@@ -3,6 +3,21 @@
 #include <errno.h>
 #include <string.h>
 
+/*
+ * Dirty tracking (diff snapshots): KVM's dirty log sees only the guest's writes, so every
+ * write wisp makes into guest memory marks its pages with gmem_mark_dirty() (a no-op unless
+ * gmem_track_dirty() was called). All of them go through here or gmem_write():
+ * - the used ring: the element (vq_push, via gmem_write), used->idx (vq_push), used->flags
+ *   and avail_event (vq_set_notification);
+ * - every device-writable buffer, marked when vq_pop hands it out (chain_add), before any
+ *   device writes it: virtio-blk's read data, its GET_ID string and status byte (blk.c,
+ *   blk_io.c preadv/io_uring), virtio-net's received frames and headers (net_rx.c readv,
+ *   vq_chain_write). A chain given back with vq_unpop stays marked: a page marked but not
+ *   written only makes a diff a page larger.
+ * Boot-time writes (kernel, command line, boot parameters, page tables: loader.c, boot.c,
+ * cpu.c, pvh.c) come before any snapshot a diff could be taken against.
+ */
+
 #define DESC_SIZE sizeof(struct vring_desc)
 
 static int vq_break(struct virtqueue *vq, const char *reason)
@@ -61,14 +76,16 @@ static uint16_t *used_field(struct virtqueue *vq, uint64_t offset)
 	return gmem_ptr(vq->mem, vq->state.used_gpa + offset, 2);
 }
 
+/* Every store into the used ring goes through here: it is a write into guest memory. */
+static void store_used16(struct virtqueue *vq, uint64_t offset, uint16_t v)
+{
+	__atomic_store_n(used_field(vq, offset), v, __ATOMIC_RELEASE);
+	gmem_mark_dirty(vq->mem, vq->state.used_gpa + offset, 2);
+}
+
 static uint16_t load16(const uint16_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-static void store16(uint16_t *p, uint16_t v)
-{
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 
 bool vq_has_available(struct virtqueue *vq)
@@ -96,6 +113,7 @@ static int chain_add(struct virtqueue *vq, struct vq_chain *chain, const struct 
 			return vq_break(vq, "descriptor chain is longer than 4 GiB");
 		chain->writable_len += desc->len;
 		chain->nr_writable++;
+		gmem_mark_dirty(vq->mem, desc->addr, desc->len);
 	} else {
 		if (chain->nr_writable)
 			return vq_break(vq, "readable descriptor after a writable one");
@@ -206,7 +224,7 @@ int vq_push(struct virtqueue *vq, uint16_t head, uint32_t written)
 		return vq_break(vq, "used ring lies outside guest RAM");
 	s->used_idx++;
 	/* The element is visible before the index that publishes it (release). */
-	store16(used_field(vq, 2), s->used_idx);
+	store_used16(vq, 2, s->used_idx);
 	return 0;
 }
 
@@ -244,9 +262,9 @@ void vq_set_notification(struct virtqueue *vq, bool enable)
 		return;
 	if (s->event_idx) {
 		if (enable)
-			store16(used_field(vq, 4 + 8ULL * s->size), s->last_avail_idx);
+			store_used16(vq, 4 + 8ULL * s->size, s->last_avail_idx);
 	} else {
-		store16(used_field(vq, 0), enable ? 0 : VRING_USED_F_NO_NOTIFY);
+		store_used16(vq, 0, enable ? 0 : VRING_USED_F_NO_NOTIFY);
 	}
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* flag written before avail idx re-read */
 }
