@@ -27,7 +27,7 @@ HEADERS   := $(shell find vmm api -name '*.h')
 .PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io bench-snapshot \
 	check-asan format \
 	format-check clean FORCE
-all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler
+all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl
 
 deps:
 	@ci/install-deps.sh
@@ -44,6 +44,15 @@ $(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c vmm/snapsh
 		$(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Ivmm -o $@ $(filter %.c,$^) -ljansson
+
+# wispctl, the reference control plane (README "wispctl"); its pure logic is
+# wispctl_lib.c, which tests/unit/test_wispctl.c links alone. Its messages may be cut
+# (-Wno-format-truncation); the paths it builds are checked where they are made.
+WISPCTL_SRCS := vmm/tools/wispctl.c vmm/tools/wispctl_lib.c
+$(BUILD)/wispctl: $(WISPCTL_SRCS) vmm/tools/wispctl_lib.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-format-truncation $(LDFLAGS) -Ivmm/tools -o $@ $(WISPCTL_SRCS) \
+		-ljansson
 
 # --- guest: kernel (cached outside the clone), init and initramfs images -------------
 $(BUILD)/guest/kernel-dir: FORCE
@@ -76,6 +85,19 @@ guest: deps $(BUILD)/guest/kernel-dir $(BUILD)/guest/initrd.gz $(BUILD)/guest/in
 $(BUILD)/tests/%: tests/unit/%.c $(PURE_SRCS) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ivmm -o $@ $< $(PURE_SRCS) -lcmocka $(LIBS)
+
+# wispctl's unit test links its pure logic only (an explicit rule beats the pattern).
+$(BUILD)/tests/test_wispctl: tests/unit/test_wispctl.c vmm/tools/wispctl_lib.c \
+		vmm/tools/wispctl_lib.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ivmm/tools -o $@ $(filter %.c,$^) -lcmocka
+
+$(BUILD)/asan/test_wispctl: tests/unit/test_wispctl.c vmm/tools/wispctl_lib.c \
+		vmm/tools/wispctl_lib.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -Ivmm/tools -o $@ \
+		$(filter %.c,$^) -lcmocka
 
 # The live Uffd test runs the real handler.
 $(BUILD)/tests/test_uffd_live $(BUILD)/asan/test_uffd_live: $(BUILD)/wisp-uffd-handler
@@ -137,8 +159,9 @@ test: deps all guest $(UNIT_BINS) $(FUZZERS)
 	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
 		FIRECRACKER_SWAGGER="$(FIRECRACKER_SWAGGER)" tests/run-all.sh $(UNIT_BINS)
 
+# CLONES: how many clones the demo starts (default 50).
 demo: deps all guest
-	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py --clones $${CLONES:-50}
 
 # COUNT wisp processes one after another, REQUESTS API requests against one: prints the
 # figures, fails on growth or leftovers (tests/soak/soak.py).
