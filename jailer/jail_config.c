@@ -74,14 +74,16 @@ int jail_parse_cgroup(const char *arg, struct jail_cgroup_setting *setting)
 	file_len = (size_t)(eq - arg);
 	if (file_len == 0 || file_len >= sizeof(setting->file))
 		return -EINVAL;
-	for (size_t i = 0; i < file_len; i++)
-		if (!islower((unsigned char)arg[i]) && !isdigit((unsigned char)arg[i]) &&
-		    arg[i] != '_' && arg[i] != '.')
-			return -EINVAL;
 	/* CONTROLLER.NAME: a dot, neither first nor last. */
 	dot = memchr(arg, '.', file_len);
 	if (!dot || dot == arg || arg[file_len - 1] == '.')
 		return -EINVAL;
+	/* The controller in lower case, the name as the kernel spells it (hugetlb.2MB.max). */
+	for (size_t i = 0; i < file_len; i++)
+		if (!islower((unsigned char)arg[i]) && !isdigit((unsigned char)arg[i]) &&
+		    arg[i] != '_' && arg[i] != '.' &&
+		    !(arg + i > dot && isupper((unsigned char)arg[i])))
+			return -EINVAL;
 	if (strlen(eq + 1) == 0 || strlen(eq + 1) >= sizeof(setting->value))
 		return -EINVAL;
 	for (const char *v = eq + 1; *v; v++)
@@ -273,7 +275,7 @@ int jail_parse_args(int argc, char **argv, struct jail_config *config, char *err
 				     JAIL_CGROUPS_MAX);
 			if (jail_parse_cgroup(value, &config->cgroups[config->cgroup_count]))
 				FAIL("--cgroup '%s': not FILE=VALUE with FILE as CONTROLLER.NAME "
-				     "(e.g. pids.max=64; lower-case letters, digits, '_' and '.'; "
+				     "(e.g. pids.max=64; letters, digits, '_' and '.'; "
 				     "not cgroup.procs, cgroup.threads, cgroup.subtree_control or "
 				     "cgroup.kill) and VALUE 1 to %d printable characters",
 				     value, JAIL_CGROUP_VALUE_MAX - 1);

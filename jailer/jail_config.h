@@ -68,8 +68,8 @@ int jail_check_absolute_path(const char *path);
 /* 0 when path is relative, made of 1 or more names of [A-Za-z0-9_.-] that are not "." or
  * "..", separated by single slashes, else -EINVAL (the --parent-cgroup rule). */
 int jail_check_relative_path(const char *path);
-/* Parses "FILE=VALUE" for --cgroup: FILE is CONTROLLER.NAME of lower-case letters, digits,
- * '_' and '.', not one of the files the jailer itself manages (cgroup.procs,
+/* Parses "FILE=VALUE" for --cgroup: FILE is CONTROLLER.NAME of letters, digits, '_' and
+ * '.' (the controller in lower case), not one of the files the jailer itself manages (cgroup.procs,
  * cgroup.threads, cgroup.subtree_control); VALUE is 1 or more printable characters. */
 int jail_parse_cgroup(const char *arg, struct jail_cgroup_setting *setting);
 /* The controller a cgroup file belongs to ("pids" for "pids.max"), or "" for the core
