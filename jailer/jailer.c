@@ -409,6 +409,13 @@ static int step_validate(struct jail_run *run)
 
 static void step_close_fds_and_env(void)
 {
+	sigset_t none;
+
+	/* Blocked and ignored signals survive exec: the exec file starts from the defaults. */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL); /* SIGKILL, SIGSTOP and 32/33 refuse: nothing to reset */
 	if (syscall(SYS_close_range, 3U, ~0U, 0U)) {
 		long max = sysconf(_SC_OPEN_MAX);
 
