@@ -674,17 +674,17 @@ static int step_cgroup(struct jail_run *run)
 
 	if (!config->cgroup_count)
 		return 0;
+	snprintf(parent, sizeof(parent), "%s/%s", run->cgroup_mount, config->parent_cgroup);
+	parent_fd = make_dirs(run, parent);
+	if (parent_fd < 0)
+		return fail(run, JAIL_EXIT_STEP, -parent_fd, "create cgroup: mkdir %s", parent);
 	for (int i = 0; i < config->cgroup_count; i++) {
 		char controller[JAIL_CGROUP_FILE_MAX];
 
 		jail_cgroup_controller(config->cgroups[i].file, controller, sizeof(controller));
 		if (controller[0] && enable_controller(run, controller))
-			return -1;
+			goto out;
 	}
-	snprintf(parent, sizeof(parent), "%s/%s", run->cgroup_mount, config->parent_cgroup);
-	parent_fd = make_dirs(run, parent);
-	if (parent_fd < 0)
-		return fail(run, JAIL_EXIT_STEP, -parent_fd, "create cgroup: mkdir %s", parent);
 	if (mkdirat(parent_fd, config->id, 0755)) {
 		fail(run, errno == EEXIST ? JAIL_EXIT_INPUT : JAIL_EXIT_STEP, errno,
 		     "create cgroup: mkdir %s", run->cgroup);
