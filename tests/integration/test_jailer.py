@@ -431,8 +431,13 @@ def test_jailed_wisp_boots_a_guest(env):
         status = proc_status(proc.pid)
         expect(status["Uid"].split() == [str(UID)] * 4 and int(status["CapEff"], 16) == 0
                and status["NoNewPrivs"] == "1", f"jailed wisp: {status}")
+        # cgroup.procs may name a process more than once (the kernel's documentation).
         with open(os.path.join(jail.cgroup(), "cgroup.procs")) as text:
-            expect(text.read().split() == [str(proc.pid)], "wisp is not in its cgroup")
+            procs = text.read().split()
+        with open(f"/proc/{proc.pid}/cgroup") as text:
+            own = text.read().split()
+        expect(set(procs) == {str(proc.pid)} and f"0::/{jail.parent}/{jail.id}" in own,
+               f"wisp ({proc.pid}) in its cgroup: cgroup.procs {procs}, /proc/PID/cgroup {own}")
         proc.terminate()
         expect(proc.wait(timeout=60) == 143, f"wisp's status after SIGTERM: {proc.returncode}")
         reader.join(timeout=5)
