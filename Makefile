@@ -27,7 +27,7 @@ HEADERS   := $(shell find vmm api -name '*.h')
 .PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io bench-snapshot \
 	check-asan format \
 	format-check clean FORCE
-all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl
+all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl $(BUILD)/wisp-jailer
 
 deps:
 	@ci/install-deps.sh
@@ -53,6 +53,17 @@ $(BUILD)/wispctl: $(WISPCTL_SRCS) vmm/tools/wispctl_lib.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-format-truncation $(LDFLAGS) -Ivmm/tools -o $@ $(WISPCTL_SRCS) \
 		-ljansson
+
+# The jailer (README: "wisp-jailer"): a separate program sharing nothing with the VMM.
+JAILER_SRCS := jailer/jailer.c jailer/jail_config.c
+$(BUILD)/wisp-jailer: $(JAILER_SRCS) jailer/jail_config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Ijailer -o $@ $(JAILER_SRCS)
+
+# A static program the jailer tests run in a jail: it prints what it sees from inside.
+$(BUILD)/tests/jail-probe: tests/integration/jail_probe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 # --- guest: kernel (cached outside the clone), init and initramfs images -------------
 $(BUILD)/guest/kernel-dir: FORCE
@@ -97,6 +108,17 @@ $(BUILD)/asan/test_wispctl: tests/unit/test_wispctl.c vmm/tools/wispctl_lib.c \
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -fno-omit-frame-pointer \
 		-fsanitize=address,undefined -fno-sanitize-recover=all -Ivmm/tools -o $@ \
+		$(filter %.c,$^) -lcmocka
+
+# The jailer's unit tests link its pure part only.
+$(BUILD)/tests/test_jailer: tests/unit/test_jailer.c jailer/jail_config.c jailer/jail_config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ijailer -o $@ $(filter %.c,$^) -lcmocka
+
+$(BUILD)/asan/test_jailer: tests/unit/test_jailer.c jailer/jail_config.c jailer/jail_config.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 -Wall -Wextra -Werror -O1 -g -pthread -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -Ijailer -o $@ \
 		$(filter %.c,$^) -lcmocka
 
 # The live Uffd test runs the real handler.
@@ -149,13 +171,15 @@ INTEGRATION_ENV = WISP_BIN=$(abspath $(BUILD)/wisp) \
 	WISP_INITRD=$(abspath $(BUILD)/guest/initrd.gz) \
 	WISP_INITRD_BUSYBOX=$(abspath $(BUILD)/guest/initrd-busybox.gz) \
 	WISP_INIT=$(abspath $(BUILD)/guest/init) \
-	WISP_HOSTILE_GUEST=$(abspath $(BUILD)/tests/hostile.elf)
+	WISP_HOSTILE_GUEST=$(abspath $(BUILD)/tests/hostile.elf) \
+	WISP_JAILER=$(abspath $(BUILD)/wisp-jailer) \
+	WISP_JAIL_PROBE=$(abspath $(BUILD)/tests/jail-probe)
 
 # TESTS="substring ...": only the integration tests whose names contain one of them.
-integration: all guest
+integration: all guest $(BUILD)/tests/jail-probe
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py $(TESTS)
 
-test: deps all guest $(UNIT_BINS) $(FUZZERS)
+test: deps all guest $(BUILD)/tests/jail-probe $(UNIT_BINS) $(FUZZERS)
 	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
 		FIRECRACKER_SWAGGER="$(FIRECRACKER_SWAGGER)" tests/run-all.sh $(UNIT_BINS)
 
@@ -185,7 +209,7 @@ bench-snapshot: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_snapshot.py \
 		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-snapshot.json)
 
-FORMAT_FILES = $(shell find vmm api tests guest/init -name '*.[ch]')
+FORMAT_FILES = $(shell find vmm api tests guest/init jailer -name '*.[ch]')
 format:
 	clang-format -i $(FORMAT_FILES)
 

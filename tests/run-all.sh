@@ -13,7 +13,7 @@ echo "== unit tests (cmocka)"
 "$here/run-unit.sh" "$@" | tee -a "$log"
 
 echo "== style (clang-format)"
-files=$(cd "$top" && find vmm api tests guest/init -name '*.[ch]')
+files=$(cd "$top" && find vmm api tests guest/init jailer -name '*.[ch]')
 if (cd "$top" && clang-format --dry-run --Werror $files) >/dev/null 2>&1; then
 	echo "ok - style/clang-format" | tee -a "$log"
 else
