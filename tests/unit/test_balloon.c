@@ -402,6 +402,30 @@ static void put_stat(uint8_t *p, uint16_t tag, uint64_t value)
 	memcpy(p, &stat, sizeof(stat));
 }
 
+/* Linux queues its first statistics buffer and kicks before DRIVER_OK; the transport drops
+ * that kick, so the device must take the buffer when the driver sets DRIVER_OK. */
+static void test_a_stats_buffer_queued_before_driver_ok_is_taken_at_activation(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_balloon_stat stat = {.tag = BALLOON_STAT_FREE_MEMORY, .val = 4242};
+	struct seg seg = {BUF_GPA + 0x30000, sizeof(stat), false};
+	struct balloon_stats stats;
+	uint32_t status =
+	    VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK;
+
+	f->dev->status = status;
+	memcpy(host(f, seg.gpa), &stat, sizeof(stat));
+	guest_queue_add_chain(&f->mem, &f->q[2], &seg, 1);
+	virtio_queue_notified(f->dev, 2); /* not live yet: dropped */
+	balloon_get_stats(f->balloon, &stats);
+	assert_false(stats.present & (1u << BALLOON_STAT_FREE_MEMORY));
+	status |= VIRTIO_STATUS_DRIVER_OK;
+	virtio_mmio_ops.write(f->dev, VIRTIO_MMIO_STATUS, (const uint8_t *)&status, 4);
+	balloon_get_stats(f->balloon, &stats);
+	assert_true(stats.present & (1u << BALLOON_STAT_FREE_MEMORY));
+	assert_int_equal(stats.values[BALLOON_STAT_FREE_MEMORY], 4242);
+}
+
 static void test_stats_parsing_keeps_known_tags_and_refuses_bad_lengths(void **state)
 {
 	uint8_t buf[(BALLOON_STATS_MAX_ENTRIES + 1) * 10];
@@ -648,6 +672,7 @@ int main(void)
 	    T(test_a_reset_forgets_the_drivers_pages, all),
 	    T(test_save_and_restore_keep_the_balloon, all),
 	    T(test_restore_refuses_a_state_that_does_not_fit, all),
+	    T(test_a_stats_buffer_queued_before_driver_ok_is_taken_at_activation, all),
 	    T(test_features_follow_the_configuration, all),
 	    T(test_features_follow_the_configuration, big_target),
 	};

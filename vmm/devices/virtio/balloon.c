@@ -388,6 +388,11 @@ static int balloon_activate(struct virtio_device *dev)
 		    "balloon: the driver set DRIVER_OK without its inflate and deflate queues");
 		return -EINVAL;
 	}
+	/* Linux queues its first statistics buffer and kicks before DRIVER_OK, a kick the
+	 * transport drops; it then waits for that buffer forever. Take it now. */
+	if (virtio_has_feature(dev, VIRTIO_BALLOON_F_STATS_VQ) && dev->nr_queues > 2 &&
+	    dev->queues[2].state.ready)
+		balloon_queue_notify(dev, 2);
 	return 0;
 }
 
