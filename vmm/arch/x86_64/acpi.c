@@ -1,4 +1,5 @@
 #include "acpi.h"
+#include "mptable.h"
 
 #include "../../devices/i8042.h"
 #include "../../devices/serial.h"
@@ -32,13 +33,10 @@ static_assert(sizeof(struct acpi_madt_lapic_nmi) == 6, "local APIC NMI entry is 
 #define CREATOR_REVISION 1
 #define DSDT_MAX_BODY	 4096
 
+/* The same 8-bit byte sum as the MP table's: one implementation for both. */
 uint8_t acpi_checksum(const void *data, size_t len)
 {
-	const uint8_t *bytes = data;
-	uint8_t sum = 0;
-	for (size_t i = 0; i < len; i++)
-		sum += bytes[i];
-	return sum;
+	return mptable_checksum(data, len);
 }
 
 static size_t align_up(size_t value)
