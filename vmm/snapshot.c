@@ -3,6 +3,7 @@
 #include "../api/fc_config.h"
 #include "log.h"
 #include "memory_file.h"
+#include "metrics.h"
 #include "snapshot_format.h"
 #include "vcpu_state.h"
 #include "vm_state.h"
@@ -25,13 +26,6 @@
 #define DEVICE_INSTANCE_I8042  1u
 #define DEVICE_INSTANCE_VIRTIO 2u
 #define DEVICE_STATE_MAX       4096u /* far above the largest device state */
-
-static uint64_t monotonic_us(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
-}
 
 /* The kind and id a virtio attachment is saved under: the drive's or interface's id. */
 static int virtio_identity(const struct vm *vm, const struct virtio_device *dev, uint32_t *kind,
@@ -189,7 +183,7 @@ static int write_state_file(struct vm *vm, const struct vmm_config *config,
 int snapshot_create(struct vm *vm, const struct vmm_config *config, const char *wisp_version,
 		    const struct snapshot_create_config *request, char *err, size_t err_size)
 {
-	uint64_t start_us = monotonic_us(), memory_us;
+	uint64_t start_us = metrics_monotonic_us(), memory_us;
 	uint64_t written = 0;
 	int ret;
 
@@ -211,14 +205,15 @@ int snapshot_create(struct vm *vm, const struct vmm_config *config, const char *
 	ret = memory_file_write(&vm->mem, request->mem_file_path, &memory, &written, err, err_size);
 	if (ret)
 		return ret;
-	memory_us = monotonic_us() - start_us;
+	memory_us = metrics_monotonic_us() - start_us;
 	ret = write_state_file(vm, config, wisp_version, request->snapshot_path, err, err_size);
 	if (ret)
 		return ret;
 	log_info("snapshot %s (%s) and memory %s (%llu MiB written) in %llu us (memory %llu us)",
 		 request->snapshot_path, request->type == SNAPSHOT_DIFF ? "Diff" : "Full",
 		 request->mem_file_path, (unsigned long long)(written >> 20),
-		 (unsigned long long)(monotonic_us() - start_us), (unsigned long long)memory_us);
+		 (unsigned long long)(metrics_monotonic_us() - start_us),
+		 (unsigned long long)memory_us);
 	return 0;
 }
 
@@ -512,7 +507,7 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 	struct loaded_snapshot snap;
 	struct vmm_config *restored = malloc(sizeof(*restored));
 	uint64_t offsets[GMEM_MAX_REGIONS];
-	uint64_t start_us = monotonic_us();
+	uint64_t start_us = metrics_monotonic_us();
 	int ret, mem_fd = -1;
 
 	*vm_built = false;
@@ -594,7 +589,7 @@ int snapshot_load(struct vm *vm, const struct snapshot_load_config *request,
 		vcpus_resume(vm);
 	*config = *restored;
 	log_info("snapshot %s loaded in %llu us (%u vCPUs, %llu MiB, memory from %s)",
-		 request->snapshot_path, (unsigned long long)(monotonic_us() - start_us),
+		 request->snapshot_path, (unsigned long long)(metrics_monotonic_us() - start_us),
 		 restored->vcpus, (unsigned long long)restored->mem_mib, request->backend_path);
 out:
 	if (mem_fd >= 0)
