@@ -63,7 +63,8 @@ tail -f -n +1 --pid=$runner "$log.integration" 2>/dev/null &
 wait $runner
 status=$?
 sleep 0.2
-# A job the harness restarted (its L1 machine hung) counts from the restart on.
+# A job the harness restarted (its L1 machine hung) counts from the restart on: run.py
+# then prints again the results of the tests that ended before it (see run.py).
 awk '/^kvm-harness: restarting the job/ { kept = "" } { kept = kept $0 "\n" } END { printf "%s", kept }' \
 	"$log.integration" | grep -E '^(not )?ok - ' >>"$log"
 if [ $status != 0 ] && ! grep -q '^not ok - ' "$log"; then
