@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "../../api/api.h"
+#include "api_request.h"
 #include "../../api/fc_balloon.h"
 #include "../../api/fc_config.h"
 
@@ -31,9 +32,6 @@ static struct fake {
 	struct balloon_stats stats;
 	struct vmm_config started; /* the configuration InstanceStart got */
 } fake;
-
-static struct api_state api;
-static char text[4096];
 
 static int fake_start(void *opaque, const struct vmm_config *config, char *err, size_t size)
 {
@@ -91,53 +89,6 @@ static int setup(void **state)
 	config_set_defaults(&defaults);
 	api_state_init(&api, &defaults, "1.2.3", &ops, NULL);
 	return 0;
-}
-
-static void quotes(char *s)
-{
-	for (; s && *s; s++)
-		if (*s == '\'')
-			*s = '"';
-}
-
-/* Sends one request (single-quoted JSON body, or NULL); returns the status and leaves the
- * fault_message (or the body) in `text`. */
-static int call(enum http_method method, const char *path, const char *body_text)
-{
-	struct api_reply reply;
-	char *body = body_text ? strdup(body_text) : NULL;
-
-	quotes(body);
-	api_handle(&api, method, path, body, body ? strlen(body) : 0, &reply);
-	free(body);
-	text[0] = '\0';
-	if (reply.body) {
-		json_t *json = json_loads(reply.body, 0, NULL);
-		const char *fault = json_string_value(json_object_get(json, "fault_message"));
-
-		assert_non_null(json);
-		snprintf(text, sizeof(text), "%s", fault ? fault : reply.body);
-		json_decref(json);
-		free(reply.body);
-	}
-	return reply.status;
-}
-
-static void expect(int status, enum http_method method, const char *path, const char *body)
-{
-	int got = call(method, path, body);
-
-	if (got != status)
-		fail_msg("%s %s %s: %d (%s), not %d", http_method_name(method), path,
-			 body ? body : "", got, text, status);
-}
-
-static void refused(enum http_method method, const char *path, const char *body,
-		    const char *message)
-{
-	expect(400, method, path, body);
-	if (strcmp(text, message))
-		fail_msg("%s %s: '%s', not '%s'", path, body ? body : "", text, message);
 }
 
 static void refused_saying(enum http_method method, const char *path, const char *body,

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "../../api/api.h"
+#include "api_request.h"
 #include "../../api/fc_config.h"
 
 #define MSG_BEFORE_START "The requested operation is not supported before starting the microVM."
@@ -32,9 +33,6 @@ static struct fake {
 	struct vmm_config restore_to; /* what the op writes into *restored */
 	char patched_drive[CONFIG_ID_MAX], patched_net[CONFIG_ID_MAX];
 } fake;
-
-static struct api_state api;
-static char text[4096];
 
 static int fake_start(void *opaque, const struct vmm_config *config, char *err, size_t size)
 {
@@ -166,48 +164,6 @@ static int setup(void **state)
 	strcpy(defaults.process.id, "clone-1");
 	api_state_init(&api, &defaults, "1.2.3", &ops, NULL);
 	return 0;
-}
-
-/* Sends one request (single-quoted JSON body, or NULL); returns the status and leaves the
- * fault_message (or the body) in `text`. */
-static int call(enum http_method method, const char *path, const char *body_text)
-{
-	struct api_reply reply;
-	char *body = body_text ? strdup(body_text) : NULL;
-
-	for (char *c = body; c && *c; c++)
-		if (*c == '\'')
-			*c = '"';
-	api_handle(&api, method, path, body, body ? strlen(body) : 0, &reply);
-	free(body);
-	text[0] = '\0';
-	if (reply.body) {
-		json_t *json = json_loads(reply.body, 0, NULL);
-		const char *fault = json_string_value(json_object_get(json, "fault_message"));
-
-		assert_non_null(json);
-		snprintf(text, sizeof(text), "%s", fault ? fault : reply.body);
-		json_decref(json);
-		free(reply.body);
-	}
-	return reply.status;
-}
-
-static void expect(int status, enum http_method method, const char *path, const char *body)
-{
-	int got = call(method, path, body);
-
-	if (got != status)
-		fail_msg("%s %s %s: %d (%s), not %d", http_method_name(method), path,
-			 body ? body : "", got, text, status);
-}
-
-/* A 400 whose fault_message is exactly `message`. */
-static void refused(enum http_method method, const char *path, const char *body,
-		    const char *message)
-{
-	expect(400, method, path, body);
-	assert_string_equal(text, message);
 }
 
 /* A 400 whose fault_message contains both fragments. */
