@@ -121,6 +121,9 @@ static const struct allowed_call vmm_calls[] = {
     ANY(timerfd_settime), /* rate limiters, the balloon's statistics, the metrics timer */
     ANY(timerfd_create),  /* a balloon statistics timer started at run time */
     ANY(tgkill),	  /* pthread_kill: the kick that pauses a vCPU (SIGUSR1) */
+    ANY(poll),		  /* the console's last second for what is left (at exit) */
+    ANY(ppoll),		  /* the same, where glibc implements poll through it */
+    ANY(getrandom),	  /* mkostemp's random name for a snapshot file's temporary */
     /* O_NONBLOCK on and off the console's fd (serial_output.c) */
     FCNTL_CMD(F_GETFL),
     FCNTL_CMD(F_SETFL),
