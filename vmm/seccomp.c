@@ -52,7 +52,7 @@ struct allowed_call {
 	}
 #define ARG_EQ(name, index, val)                                                                   \
 	{                                                                                          \
-		SCMP_SYS(name), true, SCMP_CMP(index, SCMP_CMP_EQ, (val))                          \
+		SCMP_SYS(name), true, SCMP_CMP(index, SCMP_CMP_EQ, (val), 0)                       \
 	}
 #define ARG_MASKED(name, index, mask, val)                                                         \
 	{                                                                                          \
@@ -220,7 +220,7 @@ static int add_ioctls(scmp_filter_ctx ctx, const unsigned long *requests, size_t
 {
 	for (size_t i = 0; i < count; i++) {
 		int ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-					   SCMP_A1(SCMP_CMP_EQ, requests[i]));
+					   SCMP_A1(SCMP_CMP_EQ, requests[i], 0));
 		if (ret < 0) {
 			log_error("seccomp: cannot add ioctl 0x%lx to a filter: %s", requests[i],
 				  strerror(-ret));
@@ -549,6 +549,21 @@ static size_t append_number(char *buf, size_t pos, size_t size, long value)
 	return pos;
 }
 
+static size_t append_hex(char *buf, size_t pos, size_t size, unsigned long value)
+{
+	char digits[16];
+	int n = 0;
+
+	do {
+		digits[n++] = "0123456789abcdef"[value & 15];
+		value >>= 4;
+	} while (value);
+	pos = append(buf, pos, size, "0x");
+	while (n && pos + 1 < size)
+		buf[pos++] = digits[--n];
+	return pos;
+}
+
 #ifdef WISP_SECCOMP_SELFTEST
 /* Test builds only: WISP_SECCOMP_SELFTEST=audit logs each forbidden call and fails it with
  * ENOSYS instead of ending the process, to list what a workload lacks in one run; the lines
@@ -579,12 +594,14 @@ static void on_sigsys(int signal, siginfo_t *info, void *context)
 	if (nr == SCMP_SYS(ioctl) || nr == SCMP_SYS(fcntl) || nr == SCMP_SYS(futex) ||
 	    nr == SCMP_SYS(prctl)) {
 		len = append(line, len, sizeof(line), " with argument 2 = ");
-		len = append_number(line, len, sizeof(line),
-				    (long)((ucontext_t *)context)->uc_mcontext.gregs[REG_RSI]);
+		len =
+		    append_hex(line, len, sizeof(line),
+			       (unsigned long)((ucontext_t *)context)->uc_mcontext.gregs[REG_RSI]);
 	} else if (nr == SCMP_SYS(mmap) || nr == SCMP_SYS(mprotect) || nr == SCMP_SYS(madvise)) {
 		len = append(line, len, sizeof(line), " with argument 3 = ");
-		len = append_number(line, len, sizeof(line),
-				    (long)((ucontext_t *)context)->uc_mcontext.gregs[REG_RDX]);
+		len =
+		    append_hex(line, len, sizeof(line),
+			       (unsigned long)((ucontext_t *)context)->uc_mcontext.gregs[REG_RDX]);
 	}
 #ifdef WISP_SECCOMP_SELFTEST
 	if (audit_mode) {
