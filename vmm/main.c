@@ -68,6 +68,9 @@ static int prepare_seccomp(const struct process_config *process)
 	struct seccomp_programs programs;
 	char err[512];
 
+	/* jansson seeds its hash function from /dev/urandom on the first JSON object, in
+	 * whichever thread makes it: seeded here, before any filter forbids the open. */
+	json_object_seed(0);
 	if (process->no_seccomp)
 		return seccomp_prepare(NULL) ? EXIT_VMM_FAILURE : 0;
 	if (*process->seccomp_filter) {
