@@ -86,7 +86,7 @@ static const struct allowed_call common_calls[] = {
     /* return from a signal handler (the vCPU kick, SIGPIPE's counter) */
     ANY(rt_sigreturn), ANY(rt_sigprocmask), /* glibc masks signals around some of its own work */
     ANY(restart_syscall), ANY(sched_yield), /* glibc's lock back-off */
-    ANY(getpid),			    /* pthread_kill's tgkill and raise() name the process */
+    ANY(getpid),			    /* pthread_kill names the process in its tgkill */
     ANY(gettid), ANY(exit),		    /* a thread's end */
     ANY(exit_group), /* the process's end, and _exit(148) after a forbidden call */
 };
@@ -94,36 +94,35 @@ static const struct allowed_call common_calls[] = {
 /* The VMM thread: its epoll loop, the devices' I/O, the API's commands (snapshots, drives,
  * balloon, metrics and logger), and the way out. */
 static const struct allowed_call vmm_calls[] = {
-    ANY(epoll_wait),	  /* the event loop */
-    ANY(epoll_pwait),	  /* the same, where glibc implements epoll_wait through it */
-    ANY(epoll_ctl),	  /* sources come and go: devices activated or reset, stdin paused */
-    ANY(read),		  /* eventfds, timerfds, the signalfd, stdin, TAP frames, files */
-    ANY(readv),		  /* frames from a TAP into guest buffers (net_rx.c) */
-    ANY(writev),	  /* frames from guest buffers to a TAP */
-    ANY(preadv),	  /* blk's Sync engine reads */
-    ANY(pwritev),	  /* blk's Sync engine writes */
-    ANY(pread64),	  /* /proc/self/pagemap while writing a snapshot's memory file */
-    ANY(pwrite64),	  /* a snapshot's memory file */
-    ANY(fdatasync),	  /* a guest's flush with cache=Writeback, Sync engine */
-    ANY(fsync),		  /* a snapshot's files and their directory before and after rename */
-    ANY(io_uring_enter),  /* blk's Async engine: submit and reap (the ring is restricted to
-			   * readv/writev/fsync, see blk_io.c) */
-    ANY(ioctl),		  /* replaced below by the request numbers the VMM thread uses */
-    ANY(openat),	  /* snapshot files, PATCH /drives' new image, PUT /logger and /metrics */
-    ANY(close),		  /* the fds those open, a replaced image's, a device's on reset */
-    ANY(newfstatat),	  /* fstat() of an opened image or snapshot file */
-    ANY(fstat),		  /* the same with an older glibc */
-    ANY(lseek),		  /* SEEK_DATA/SEEK_HOLE over a memory file, the pagemap */
-    ANY(ftruncate),	  /* a snapshot's memory file to the guest's size */
-    ANY(rename),	  /* a snapshot's files from their temporary names */
-    ANY(unlink),	  /* a failed snapshot's temporary file, the API socket at the end */
-    ANY(mincore),	  /* pages touched, where /proc/self/pagemap cannot be read */
-    ANY(timerfd_settime), /* rate limiters, the balloon's statistics, the metrics timer */
-    ANY(timerfd_create),  /* a balloon statistics timer started at run time */
-    ANY(tgkill),	  /* pthread_kill: the kick that pauses a vCPU (SIGUSR1) */
-    ANY(poll),		  /* the console's last second for what is left (at exit) */
-    ANY(ppoll),		  /* the same, where glibc implements poll through it */
-    ANY(getrandom),	  /* mkostemp's random name for a snapshot file's temporary */
+    ANY(epoll_wait),		/* the event loop */
+    ANY(epoll_pwait),		/* the same, where glibc implements epoll_wait through it */
+    ANY(epoll_ctl),		/* sources come and go: devices activated or reset, stdin paused */
+    ANY(read),			/* eventfds, timerfds, the signalfd, stdin, TAP frames, files */
+    ANY(readv),			/* frames from a TAP into guest buffers (net_rx.c) */
+    ANY(writev),		/* frames from guest buffers to a TAP */
+    ANY(preadv),		/* blk's Sync engine reads */
+    ANY(pwritev),		/* blk's Sync engine writes */
+    ANY(pread64),		/* /proc/self/pagemap while writing a snapshot's memory file */
+    ANY(pwrite64),		/* a snapshot's memory file */
+    ANY(fdatasync),		/* a guest's flush with cache=Writeback, Sync engine */
+    ANY(fsync),			/* a snapshot's files and their directory before and after rename */
+    ANY(io_uring_enter),	/* blk's Async engine: submit and reap (the ring is restricted to
+				 * readv/writev/fsync, see blk_io.c) */
+    ANY(ioctl),			/* replaced below by the request numbers the VMM thread uses */
+    ANY(openat),		/* snapshot files, PATCH /drives' new image */
+    ANY(close),			/* the fds those open, a replaced image's, a device's on reset */
+    ANY(newfstatat),		/* fstat() of an opened image or snapshot file */
+    ANY(fstat),			/* the same with an older glibc */
+    ANY(lseek),			/* SEEK_DATA/SEEK_HOLE over a memory file, the pagemap */
+    ANY(ftruncate),		/* a snapshot's memory file to the guest's size */
+    ANY(rename),		/* a snapshot's files from their temporary names */
+    ANY(unlink),		/* a failed snapshot's temporary file, the API socket at the end */
+    ANY(mincore),		/* pages touched, where /proc/self/pagemap cannot be read */
+    ANY(timerfd_settime),	/* rate limiters, the balloon's statistics, the metrics timer */
+    ARG_EQ(tgkill, 2, SIGUSR1), /* pthread_kill: the kick that pauses a vCPU, nothing else */
+    ANY(poll),			/* the console's last second for what is left (at exit) */
+    ANY(ppoll),			/* the same, where glibc implements poll through it */
+    ANY(getrandom),		/* mkostemp's random name for a snapshot file's temporary */
     /* O_NONBLOCK on and off the console's fd (serial_output.c) */
     FCNTL_CMD(F_GETFL),
     FCNTL_CMD(F_SETFL),
@@ -153,7 +152,6 @@ static const struct allowed_call vcpu_calls[] = {
     ANY(epoll_ctl),	  /* a device activated or reset by the guest adds or drops its fds */
     ANY(timerfd_settime), /* a rate limiter or the balloon's statistics timer re-armed */
     ANY(read),		  /* an eventfd drained on a device reset */
-    ANY(tgkill),	  /* a pausing VMM thread's kick, when the vCPU itself ends the VM */
 };
 
 /* Each kind's ioctl request numbers. seccomp sees numbers, not which fd they go to (KVM

@@ -8,6 +8,7 @@
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -257,6 +258,13 @@ static void test_files_and_sockets_per_thread_kind(void **state)
 	ALLOWED(SECCOMP_THREAD_VMM, SYS_fcntl, 1, F_SETFL, O_NONBLOCK);
 	FORBIDDEN(SECCOMP_THREAD_VMM, SYS_fcntl, 1, F_SETOWN, 0);
 	FORBIDDEN(SECCOMP_THREAD_VMM, SYS_accept4, 3, 0, 0);
+	/* Signals: only the vCPU kick, from the VMM thread. */
+	ALLOWED(SECCOMP_THREAD_VMM, SYS_tgkill, 100, 101, SIGUSR1);
+	FORBIDDEN(SECCOMP_THREAD_VMM, SYS_tgkill, 100, 101, SIGKILL);
+	FORBIDDEN(SECCOMP_THREAD_VMM, SYS_kill, 100, SIGUSR1, 0);
+	FORBIDDEN(SECCOMP_THREAD_VCPU, SYS_tgkill, 100, 101, SIGUSR1);
+	FORBIDDEN(SECCOMP_THREAD_API, SYS_tgkill, 100, 101, SIGUSR1);
+	FORBIDDEN(SECCOMP_THREAD_VMM, SYS_timerfd_create, 1, 0, 0);
 	/* The API thread reads requests, never files. */
 	ALLOWED(SECCOMP_THREAD_API, SYS_accept4, 3, 0, 0);
 	ALLOWED(SECCOMP_THREAD_API, SYS_recvfrom, 3, 0, 0);
