@@ -123,8 +123,7 @@ static const struct allowed_call vmm_calls[] = {
     ANY(poll),			/* the console's last second for what is left (at exit) */
     ANY(ppoll),			/* the same, where glibc implements poll through it */
     ANY(getrandom),		/* mkostemp's random name for a snapshot file's temporary */
-    ANY(sysinfo), /* glibc's qsort() of a large array (a balloon's page numbers) sizes its buffer by
-		     RAM */
+    ANY(sysinfo),		/* glibc's qsort() of the balloon's page numbers asks for RAM */
     /* O_NONBLOCK on and off the console's fd (serial_output.c) */
     FCNTL_CMD(F_GETFL),
     FCNTL_CMD(F_SETFL),
