@@ -66,33 +66,33 @@ struct allowed_call {
 
 /* What every thread needs, whatever it does: glibc's allocator, locks, logging, the end. */
 static const struct allowed_call common_calls[] = {
-    /* log lines (log.c writes each with one write) and eventfd kicks */
-    ANY(write),
-    /* pthread mutexes, condition variables and rwlocks */
-    ALLOW_FUTEX(FUTEX_WAIT), ALLOW_FUTEX(FUTEX_WAKE),
-    ALLOW_FUTEX(FUTEX_WAIT_BITSET), /* pthread_cond_timedwait, glibc's timed waits */
-    ALLOW_FUTEX(FUTEX_WAKE_BITSET),
-    /* malloc: a thread's arena is mapped and grown with mmap/mprotect, never executable */
-    NO_EXEC(mmap), NO_EXEC(mprotect), ANY(munmap), /* free() of large blocks and of arena heaps */
-    ANY(brk),					   /* the main arena */
-    ANY(mremap),				   /* realloc() of a large block */
-    /* malloc's trimming of a thread arena; the balloon's release of guest pages */
-    ARG_EQ(madvise, 2, MADV_DONTNEED),
-    /* CLOCK_MONOTONIC/REALTIME where the vDSO falls back to the system call (nested KVM's
-     * clock source), CLOCK_PROCESS_CPUTIME_ID for the metrics */
-    ANY(clock_gettime), ANY(gettimeofday),
-    /* a log line's thread name (log.c) */
-    ARG_EQ(prctl, 0, PR_GET_NAME),
-    /* return from a signal handler (the vCPU kick, SIGPIPE's counter) */
-    ANY(rt_sigreturn), ANY(rt_sigprocmask), /* glibc masks signals around some of its own work */
-    ANY(restart_syscall), ANY(sched_yield), /* glibc's lock back-off */
-    ANY(getpid),			    /* pthread_kill names the process in its tgkill */
-    ANY(gettid), ANY(exit),		    /* a thread's end */
+    ANY(write),			       /* log lines (one write each), eventfd kicks, the console */
+    ALLOW_FUTEX(FUTEX_WAIT),	       /* pthread mutexes, condition variables, rwlocks */
+    ALLOW_FUTEX(FUTEX_WAKE),	       /* the same */
+    ALLOW_FUTEX(FUTEX_WAIT_BITSET),    /* pthread_cond_timedwait (the console's grace wait) */
+    ALLOW_FUTEX(FUTEX_WAKE_BITSET),    /* glibc's wake for those waits */
+    NO_EXEC(mmap),		       /* malloc: a thread's arena and large blocks */
+    NO_EXEC(mprotect),		       /* malloc: an arena grown in place */
+    ANY(munmap),		       /* free() of large blocks and of arena heaps */
+    ANY(brk),			       /* malloc's main arena */
+    ANY(mremap),		       /* realloc() of a large block */
+    ARG_EQ(madvise, 2, MADV_DONTNEED), /* malloc's trimming; the balloon's released pages */
+    ANY(clock_gettime),		       /* where the vDSO falls back (nested KVM's clock source),
+					* and CLOCK_PROCESS_CPUTIME_ID for the metrics */
+    ANY(gettimeofday),		       /* the same fallback */
+    ARG_EQ(prctl, 0, PR_GET_NAME),     /* a log line's thread name (log.c) */
+    ANY(rt_sigreturn),		       /* the end of a signal handler (vCPU kick, SIGPIPE's) */
+    ANY(rt_sigprocmask),	       /* glibc masks signals around some of its own work */
+    ANY(restart_syscall),	       /* a wait interrupted by the vCPU kick goes on */
+    ANY(sched_yield),		       /* glibc's lock back-off */
+    ANY(getpid),		       /* pthread_kill names the process in its tgkill */
+    ANY(gettid),		       /* glibc's own thread bookkeeping */
+    ANY(exit),			       /* a thread's end */
     ANY(exit_group), /* the process's end, and _exit(148) after a forbidden call */
 };
 
 /* The VMM thread: its epoll loop, the devices' I/O, the API's commands (snapshots, drives,
- * balloon, metrics and logger), and the way out. */
+ * pause and resume, the balloon, metrics), and the way out. */
 static const struct allowed_call vmm_calls[] = {
     ANY(epoll_wait),		/* the event loop */
     ANY(epoll_pwait),		/* the same, where glibc implements epoll_wait through it */
