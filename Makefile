@@ -14,17 +14,17 @@ API_SRCS := $(wildcard api/*.c)
 PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/memory_file.c vmm/bus.c vmm/cli.c \
 	vmm/event_loop.c vmm/rate_limiter.c vmm/device_metrics.c vmm/snapshot_format.c \
 	vmm/snapshot_info.c vmm/vcpu_state.c vmm/vm_state.c vmm/uffd_proto.c vmm/uffd.c \
-	$(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
+	vmm/seccomp.c $(ARCH_SRCS) $(DEVICE_SRCS) $(API_SRCS)
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
 	vmm/snapshot.c vmm/main.c
-LIBS      := -luring -ljansson
+LIBS      := -luring -ljansson -lseccomp
 VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm api -name '*.h')
 
-.PHONY: all deps guest test unit integration demo soak bench bench-boot bench-io bench-snapshot \
+.PHONY: all deps guest test unit integration seccomp-filter demo soak bench bench-boot bench-io bench-snapshot \
 	check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl $(BUILD)/wisp-jailer
@@ -38,6 +38,23 @@ $(BUILD)/obj/%.o: %.c $(HEADERS)
 
 $(BUILD)/wisp: $(VMM_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Test-only (never the release binary): wisp whose WISP_SECCOMP_SELFTEST=vmm|api|vcpu makes
+# that thread call a forbidden system call once its filter is in (tests/integration/
+# test_seccomp.py); =audit logs forbidden calls and fails them instead of exiting.
+$(BUILD)/obj-selftest/vmm/seccomp.o: vmm/seccomp.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DWISP_SECCOMP_SELFTEST -Ivmm -c $< -o $@
+
+$(BUILD)/wisp-seccomp-test: $(filter-out $(BUILD)/obj/vmm/seccomp.o,$(VMM_OBJS)) \
+		$(BUILD)/obj-selftest/vmm/seccomp.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# wisp's default seccomp filters as a --seccomp-filter file (README "Seccomp").
+$(BUILD)/wisp-seccomp.bpf: $(BUILD)/wisp
+	$(BUILD)/wisp seccomp-filter-dump $@
+
+seccomp-filter: $(BUILD)/wisp-seccomp.bpf
 
 # The Uffd backend's page-fault handler (README: "Snapshot restore backends").
 $(BUILD)/wisp-uffd-handler: vmm/tools/uffd_handler.c vmm/uffd_proto.c vmm/snapshot_format.c \
@@ -173,13 +190,14 @@ INTEGRATION_ENV = WISP_BIN=$(abspath $(BUILD)/wisp) \
 	WISP_INIT=$(abspath $(BUILD)/guest/init) \
 	WISP_HOSTILE_GUEST=$(abspath $(BUILD)/tests/hostile.elf) \
 	WISP_JAILER=$(abspath $(BUILD)/wisp-jailer) \
+	WISP_SECCOMP_TEST_BIN=$(abspath $(BUILD)/wisp-seccomp-test) \
 	WISP_JAIL_PROBE=$(abspath $(BUILD)/tests/jail-probe)
 
 # TESTS="substring ...": only the integration tests whose names contain one of them.
-integration: all guest $(BUILD)/tests/jail-probe
+integration: all guest $(BUILD)/tests/jail-probe $(BUILD)/wisp-seccomp-test
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/integration/run.py $(TESTS)
 
-test: deps all guest $(BUILD)/tests/jail-probe $(UNIT_BINS) $(FUZZERS)
+test: deps all guest $(BUILD)/tests/jail-probe $(BUILD)/wisp-seccomp-test $(UNIT_BINS) $(FUZZERS)
 	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
 		FIRECRACKER_SWAGGER="$(FIRECRACKER_SWAGGER)" tests/run-all.sh $(UNIT_BINS)
 

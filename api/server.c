@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include "../vmm/log.h"
+#include "../vmm/seccomp_filter.h"
 #include "http.h"
 
 #include <errno.h>
@@ -59,6 +60,8 @@ struct api_server {
 	pthread_mutex_t lock; /* covers the hand-off below */
 	pthread_cond_t replied;
 	bool has_call, has_reply;
+	bool thread_ready; /* the thread has its seccomp filter (or failed: thread_error) */
+	int thread_error;
 	struct api_call call;
 	struct api_reply reply;
 };
@@ -370,7 +373,16 @@ static void *api_thread(void *arg)
 {
 	struct api_server *server = arg;
 	struct epoll_event events[16];
+	/* Before the first accept: from here on this thread reads what clients send. */
+	int err = seccomp_enter(SECCOMP_THREAD_API);
 
+	pthread_mutex_lock(&server->lock);
+	server->thread_ready = true;
+	server->thread_error = err;
+	pthread_cond_broadcast(&server->replied);
+	pthread_mutex_unlock(&server->lock);
+	if (err)
+		return NULL;
 	for (;;) {
 		int n = epoll_wait(server->epoll_fd, events, 16, -1);
 		if (n < 0 && errno != EINTR) {
@@ -468,6 +480,17 @@ int api_server_start(struct api_server **out, const char *socket_path, size_t ma
 	err = -pthread_create(&server->thread, NULL, api_thread, server);
 	if (err) {
 		log_error("API: cannot start its thread: %s", strerror(-err));
+		goto fail;
+	}
+	/* The socket answers only once its thread is filtered; a thread that could not
+	 * install its filter has ended. */
+	pthread_mutex_lock(&server->lock);
+	while (!server->thread_ready)
+		pthread_cond_wait(&server->replied, &server->lock);
+	err = server->thread_error;
+	pthread_mutex_unlock(&server->lock);
+	if (err) {
+		pthread_join(server->thread, NULL);
 		goto fail;
 	}
 	*out = server;

@@ -16,6 +16,7 @@ const char cli_usage[] =
     "            [--net id=ID,tap=TAPNAME[,mac=MAC]]... [--log-level LEVEL]\n"
     "            [--api-sock PATH] [--config-file FILE] [--no-api] [--id ID]\n"
     "            [--boot-timer] [--http-api-max-payload-size BYTES] [--no-acpi]\n"
+    "            [--seccomp-filter FILE | --no-seccomp]\n"
     "       wisp --api-sock PATH     (configure and start the VM through the API)\n"
     "       wisp --no-api --config-file FILE\n"
     "       wisp --restore STATE (--mem-file MEM | --uffd-sock PATH) [--resume]\n"
@@ -26,6 +27,8 @@ const char cli_usage[] =
     "                    checksum is good; exit status 0 when valid, 2 when not)\n"
     "       wisp snapshot-rebase BASE_MEM DIFF_MEM (copies a Diff snapshot's memory\n"
     "                    file onto its base's, in place; exit status 0 when done)\n"
+    "       wisp seccomp-filter-dump FILE (writes wisp's default seccomp filters as a\n"
+    "                    --seccomp-filter file)\n"
     "\n"
     "Boots a Linux guest in a KVM microVM. The guest's serial console (COM1) is this\n"
     "process's standard output and input (or PUT /serial's file).\n"
@@ -68,6 +71,12 @@ const char cli_usage[] =
     "                    table and its virtio devices from virtio_mmio.device= on the\n"
     "                    command line alone (both are always given; ACPI serves kernels\n"
     "                    without CONFIG_X86_MPPARSE or CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)\n"
+    "  --seccomp-filter FILE\n"
+    "                    each thread's seccomp filter from FILE (compiled BPF, one\n"
+    "                    program per thread kind: README \"Seccomp\") instead of wisp's\n"
+    "  --no-seccomp      no seccomp filters at all: for debugging only (logged as a\n"
+    "                    warning). By default each thread (VMM, API, vCPU) may make only\n"
+    "                    the system calls it needs; any other ends wisp with status 148\n"
     "  --restore STATE   start the VM the snapshot STATE holds instead of booting one, as\n"
     "                    PUT /snapshot/load does: its kernel, machine, drives and\n"
     "                    interfaces are the snapshot's, so --kernel, --initrd, --cmdline,\n"
@@ -91,7 +100,8 @@ const char cli_usage[] =
     "fault counts as a reset, as in Firecracker),\n"
     "1 when the VMM fails (KVM error, unhandled exit), 2 for bad input (bad option,\n"
     "missing file, not a kernel, too much memory, bad vCPU count, a drive or TAP that\n"
-    "cannot be opened), 128+N when signal N ends it (SIGINT, SIGTERM or SIGHUP: 143\n"
+    "cannot be opened), 148 when a thread makes a system call its seccomp filter\n"
+    "forbids, 128+N when signal N ends it (SIGINT, SIGTERM or SIGHUP: 143\n"
     "for SIGTERM), after the disk requests in flight have finished.\n";
 
 int cli_check_instance_id(const char *id)
@@ -146,6 +156,8 @@ enum {
 	OPT_TRACK_DIRTY_PAGES,
 	OPT_NET_OVERRIDE,
 	OPT_NO_ACPI,
+	OPT_NO_SECCOMP,
+	OPT_SECCOMP_FILTER,
 };
 
 static bool parse_on_off(const char *value, bool *out)
@@ -422,6 +434,8 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	    {"id", required_argument, NULL, OPT_ID},
 	    {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
 	    {"no-acpi", no_argument, NULL, OPT_NO_ACPI},
+	    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+	    {"seccomp-filter", required_argument, NULL, OPT_SECCOMP_FILTER},
 	    {"http-api-max-payload-size", required_argument, NULL, OPT_MAX_PAYLOAD},
 	    {"api-schema", no_argument, NULL, OPT_API_SCHEMA},
 	    {"initrd", required_argument, NULL, OPT_INITRD},
@@ -513,6 +527,18 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 			break;
 		case OPT_NO_ACPI:
 			config->no_acpi = true;
+			break;
+		case OPT_NO_SECCOMP:
+			config->process.no_seccomp = true;
+			break;
+		case OPT_SECCOMP_FILTER:
+			if (config_copy_string(config->process.seccomp_filter,
+					       sizeof(config->process.seccomp_filter), optarg)) {
+				snprintf(err, err_size,
+					 "--seccomp-filter: longer than %d characters",
+					 CONFIG_PATH_MAX - 1);
+				return -EINVAL;
+			}
 			break;
 		case OPT_ID:
 			if (cli_check_instance_id(optarg)) {
@@ -661,6 +687,10 @@ int cli_parse(int argc, char *argv[], struct vmm_config *config, char *err, size
 	if (config->process.no_api && !*config->process.config_file && !config->has_restore) {
 		snprintf(err, err_size,
 			 "--no-api needs --config-file FILE or --restore STATE to say what to run");
+		return -EINVAL;
+	}
+	if (config->process.no_seccomp && *config->process.seccomp_filter) {
+		snprintf(err, err_size, "--no-seccomp and --seccomp-filter contradict each other");
 		return -EINVAL;
 	}
 	if (config->process.no_api && *config->process.api_sock) {

@@ -99,6 +99,8 @@ struct process_config {
 	bool boot_timer;
 	uint64_t start_ns; /* CLOCK_MONOTONIC at process start, for --boot-timer */
 	uint64_t max_payload;
+	bool no_seccomp;		      /* --no-seccomp: no filters (debugging) */
+	char seccomp_filter[CONFIG_PATH_MAX]; /* --seccomp-filter: filters from this file */
 };
 
 #define CONFIG_DEFAULT_ID	   "anonymous-instance"

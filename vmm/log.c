@@ -175,6 +175,11 @@ const char *log_first_error(void)
 	return first_error;
 }
 
+int log_file_fd(void)
+{
+	return logger.fd; /* read without the lock: a signal handler cannot take it */
+}
+
 /* Firecracker's LocalTime: local time with nanoseconds, 2024-05-01T12:00:00.123456789 */
 static void format_timestamp(char *buffer, size_t size)
 {

@@ -70,6 +70,9 @@ void log_reset(void);
  */
 void log_first_error_reset(void);
 const char *log_first_error(void);
+/* The log file's fd (PUT /logger), or -1 for stderr: for the SIGSYS handler, which may
+ * only write(). */
+int log_file_fd(void);
 
 /* Leaves errno as it found it: a caller may log what failed and then read errno. */
 void log_write(enum log_level level, const char *file, int line, const char *fmt, ...)

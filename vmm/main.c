@@ -4,6 +4,7 @@
 #include "log.h"
 #include "memory_file.h"
 #include "metrics.h"
+#include "seccomp_filter.h"
 #include "snapshot_info.h"
 #include "vm.h"
 
@@ -60,6 +61,33 @@ static int check_host_memory(uint64_t mem_mib)
 	return 0;
 }
 
+/* The filters each thread will install: wisp's own, a --seccomp-filter file's, or none.
+ * Returns 0 or the exit status. */
+static int prepare_seccomp(const struct process_config *process)
+{
+	struct seccomp_programs programs;
+	char err[512];
+
+	/* jansson seeds its hash function from /dev/urandom on the first JSON object, in
+	 * whichever thread makes it: seeded here, before any filter forbids the open. */
+	json_object_seed(0);
+	if (process->no_seccomp)
+		return seccomp_prepare(NULL) ? EXIT_VMM_FAILURE : 0;
+	if (*process->seccomp_filter) {
+		if (seccomp_file_load(process->seccomp_filter, &programs, err, sizeof(err))) {
+			log_error("%s", err);
+			return EXIT_BAD_INPUT;
+		}
+	} else if (seccomp_build_default(&programs)) {
+		return EXIT_VMM_FAILURE;
+	}
+	if (seccomp_prepare(&programs)) {
+		seccomp_programs_free(&programs);
+		return EXIT_VMM_FAILURE;
+	}
+	return 0;
+}
+
 int main(int argc, char *argv[])
 {
 	static struct controller ctl;
@@ -78,6 +106,10 @@ int main(int argc, char *argv[])
 	if (argc >= 2 && !strcmp(argv[1], "snapshot-rebase")) {
 		free(config);
 		return memory_file_rebase_main(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && !strcmp(argv[1], "seccomp-filter-dump")) {
+		free(config);
+		return seccomp_dump_main(argc - 1, argv + 1);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (!config)
@@ -113,6 +145,12 @@ int main(int argc, char *argv[])
 	log_set_level(config->log_level);
 	if (check_host_memory(config->mem_mib))
 		return EXIT_BAD_INPUT;
+
+	/* Each thread installs its filter itself (seccomp_enter); they are built here, before
+	 * any thread starts. */
+	err = prepare_seccomp(&config->process);
+	if (err)
+		return err;
 
 	/* Signals are taken by the event loop (signalfd): block them in every thread. */
 	vm_ending_signals(&signals);

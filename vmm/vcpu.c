@@ -3,6 +3,7 @@
 #include "arch/x86_64/cpu.h"
 #include "log.h"
 #include "metrics.h"
+#include "seccomp_filter.h"
 #include "vcpu_state.h"
 #include "vm.h"
 
@@ -446,6 +447,12 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 
+	/* Before the first KVM_RUN: from here on the guest's code runs in this thread. */
+	if (seccomp_enter(SECCOMP_THREAD_VCPU)) {
+		vm_request_exit(vcpu->vm, 1);
+		vcpu_thread_ended(vcpu);
+		return NULL;
+	}
 	while (vcpu_wait_while_paused(vcpu)) {
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)

@@ -4,6 +4,7 @@
 #include "device_metrics.h"
 #include "log.h"
 #include "metrics.h"
+#include "seccomp_filter.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -701,6 +702,11 @@ int vm_run(struct vm *vm)
 	}
 	/* stdin may be a file or /dev/null, which epoll refuses: then there is no input. */
 	(void)event_loop_add(&vm->loop, STDIN_FILENO, EPOLLIN, on_stdin, vm);
+	/* The VM is built: from here on this thread serves the guest's devices. */
+	if (seccomp_enter(SECCOMP_THREAD_VMM)) {
+		vm_request_exit(vm, 1);
+		return 1;
+	}
 
 	while (!vm->loop.stopping) {
 		if (event_loop_run_once(&vm->loop, vm->stdin_paused ? 10 : -1) < 0) {

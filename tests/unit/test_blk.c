@@ -15,6 +15,7 @@
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -23,6 +24,7 @@
 #include <cmocka.h>
 
 #include "devices/virtio/blk.h"
+#include "devices/virtio/blk_internal.h"
 #include "event_loop.h"
 #include "log.h"
 #include "rate_limiter.h"
@@ -772,6 +774,57 @@ static void test_async_falls_back_to_sync(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* The Async engine's ring runs readv, writev and fsync only, and takes no io_uring_register
+ * call once enabled: seccomp cannot see its operations (README "Seccomp"). */
+static void test_async_ring_is_restricted(void **state)
+{
+	struct fixture *f = *state;
+	struct blk_device *blk = calloc(1, sizeof(*blk));
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	char buf[512];
+	struct iovec iov = {buf, sizeof(buf)};
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC), extra_fd;
+
+	assert_non_null(blk);
+	assert_true(fd >= 0);
+	blk->event_fd = -1;
+	assert_int_equal(blk_setup_async(blk), 0);
+
+	sqe = io_uring_get_sqe(&blk->ring);
+	io_uring_prep_readv(sqe, fd, &iov, 1, 0);
+	assert_int_equal(io_uring_submit_and_wait(&blk->ring, 1), 1);
+	assert_int_equal(io_uring_wait_cqe(&blk->ring, &cqe), 0);
+	assert_int_equal(cqe->res, (int)sizeof(buf));
+	io_uring_cqe_seen(&blk->ring, cqe);
+
+	/* Not among the three: refused by the ring. */
+	sqe = io_uring_get_sqe(&blk->ring);
+	io_uring_prep_openat(sqe, AT_FDCWD, f->path, O_RDONLY, 0);
+	io_uring_submit_and_wait(&blk->ring, 1);
+	assert_int_equal(io_uring_wait_cqe(&blk->ring, &cqe), 0);
+	assert_int_equal(cqe->res, -EACCES);
+	io_uring_cqe_seen(&blk->ring, cqe);
+
+	/* One of the three, but with an SQE flag: refused too. */
+	sqe = io_uring_get_sqe(&blk->ring);
+	io_uring_prep_readv(sqe, fd, &iov, 1, 0);
+	sqe->flags |= IOSQE_IO_DRAIN;
+	io_uring_submit_and_wait(&blk->ring, 1);
+	assert_int_equal(io_uring_wait_cqe(&blk->ring, &cqe), 0);
+	assert_int_equal(cqe->res, -EACCES);
+	io_uring_cqe_seen(&blk->ring, cqe);
+
+	/* No register operation once enabled. */
+	extra_fd = eventfd(0, EFD_CLOEXEC);
+	assert_int_equal(io_uring_register_eventfd(&blk->ring, extra_fd), -EACCES);
+	close(extra_fd);
+
+	blk_teardown_async(blk);
+	free(blk);
+	close(fd);
+}
+
 /* ---- rate limiting ---- */
 
 #define MS 1000000ULL
@@ -1069,6 +1122,7 @@ int main(void)
 	    T(test_save_restore, sync_rw),
 	    T(test_save_restore, async_rw),
 	    T(test_create_errors, sync_rw),
+	    T(test_async_ring_is_restricted, async_rw),
 	    T(test_async_falls_back_to_sync, async_rw),
 	    T(test_rate_limited_drive_completes_what_the_budget_allows, sync_rw),
 	    T(test_rate_limited_drive_completes_what_the_budget_allows, async_rw),

@@ -93,6 +93,28 @@ static void test_no_acpi_is_a_boot_option(void **state)
 	assert_rejected(&r, ": --no-acpi cannot be given with it", NULL);
 }
 
+static void test_seccomp_options(void **state)
+{
+	struct parse_result r = PARSE("--kernel", "vmlinux");
+	(void)state;
+
+	/* The filters are on unless asked otherwise. */
+	assert_false(r.config.process.no_seccomp);
+	assert_string_equal(r.config.process.seccomp_filter, "");
+	r = PARSE("--kernel", "vmlinux", "--no-seccomp");
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_true(r.config.process.no_seccomp);
+	r = PARSE("--restore", "s", "--mem-file", "m", "--resume", "--seccomp-filter", "f.bpf");
+	assert_int_equal(r.ret, CLI_RUN);
+	assert_string_equal(r.config.process.seccomp_filter, "f.bpf");
+	r = PARSE("--kernel", "vmlinux", "--no-seccomp", "--seccomp-filter", "f.bpf");
+	assert_rejected(&r, "--no-seccomp and --seccomp-filter", NULL);
+	assert_non_null(strstr(cli_usage, "--no-seccomp"));
+	assert_non_null(strstr(cli_usage, "--seccomp-filter FILE"));
+	assert_non_null(strstr(cli_usage, "seccomp-filter-dump FILE"));
+	assert_non_null(strstr(cli_usage, "148"));
+}
+
 static void test_default_cmdline_keeps_reboot_k_and_serial_console(void **state)
 {
 	(void)state;
@@ -651,6 +673,7 @@ int main(void)
 	    cmocka_unit_test(test_restore_options_need_restore),
 	    cmocka_unit_test(test_net_overrides_are_checked),
 	    cmocka_unit_test(test_help_describes_restore),
+	    cmocka_unit_test(test_seccomp_options),
 	    cmocka_unit_test(test_parse_u64_accepts_whole_numbers_in_range),
 	    cmocka_unit_test(test_parse_u64_rejects_out_of_range),
 	    cmocka_unit_test(test_parse_u64_rejects_anything_but_plain_digits),
