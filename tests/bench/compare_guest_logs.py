@@ -57,7 +57,7 @@ def guest_command(load_modules):
     steps += ["echo cpus=$(nproc)",
               "echo disk=$(head -c 24 /dev/vda)",
               f"ip addr add {GUEST_IP}/24 dev eth0", "ip link set eth0 up",
-              f"ping -c 1 -W 10 {HOST_IP} >/dev/null && echo ping=ok",
+              f"ping -c 1 -W 10 {HOST_IP} >/dev/null && echo ping-$((6 * 7))-ok",
               # Markers the shell builds: the kernel's log has the command line's text.
               "echo log-$((6 * 7))-begin", "dmesg -r", "echo log-$((6 * 7))-end", "reboot -f"]
     return "; ".join(steps)
@@ -97,17 +97,24 @@ def run(argv, timeout):
             (e.stderr or b"").decode(errors="replace")
 
 
-def boot(vmm, args, kernel, initrd, disk, load_modules, acpi):
+def boot(vmm, args, kernel, initrd, disk, load_modules, acpi, qemu_mmio=None):
     command = guest_command(load_modules)
+    base = " ".join(p for p in BASE_CMDLINE.split() if p not in args.drop_param)
     if vmm == "wisp":
-        cmdline = f'{BASE_CMDLINE} reboot=k -- /bin/sh -c "{command}"'
+        cmdline = f'{base} reboot=k -- /bin/sh -c "{command}"'
         argv = [args.wisp, "--kernel", kernel, "--initrd", initrd, "--vcpus", str(args.vcpus),
                 "--mem-mib", str(args.mem_mib), "--cmdline", cmdline,
                 "--drive", f"id=data,path={disk}", "--net", f"id=eth0,tap={TAP}"]
     else:
-        # QEMU microvm appends its virtio_mmio.device= parameters itself (acpi=off).
-        cmdline = f'{BASE_CMDLINE} reboot=t -- /bin/sh -c "{command}"'
-        argv = [args.qemu, "-M", f"microvm,acpi={'on' if acpi else 'off'}", "-accel", "kvm",
+        # Without ACPI, QEMU microvm appends its virtio_mmio.device= parameters to the
+        # command line, after ` -- ` where the kernel gives them to init: they are then
+        # taken from a first boot and put before it, with auto-kernel-cmdline=off.
+        machine = "microvm,acpi=on" if acpi else "microvm,acpi=off"
+        if qemu_mmio:
+            base += " " + " ".join(qemu_mmio)
+            machine += ",auto-kernel-cmdline=off"
+        cmdline = f'{base} reboot=t -- /bin/sh -c "{command}"'
+        argv = [args.qemu, "-M", machine, "-accel", "kvm",
                 "-cpu", "host", "-m", str(args.mem_mib), "-smp", str(args.vcpus),
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
                 "-serial", "stdio", "-display", "none", "-kernel", kernel, "-initrd", initrd,
@@ -117,11 +124,17 @@ def boot(vmm, args, kernel, initrd, disk, load_modules, acpi):
                 "-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no,vhost=off",
                 "-device", "virtio-net-device,netdev=n0"]
     status, console, stderr = run(argv, args.timeout)
+    if vmm == "qemu" and not acpi and not qemu_mmio:
+        line = re.search(r"Kernel command line: ([^\r\n]*)", console)
+        params = re.findall(r"virtio_mmio\.device=\S+", line.group(1).split(" -- ")[-1]) \
+            if line and " -- " in line.group(1) else []
+        if params:
+            return boot(vmm, args, kernel, initrd, disk, load_modules, acpi, params)
     log = console.split("log-42-begin", 1)[-1].split("log-42-end", 1)[0] \
         if "log-42-end" in console else ""
     return {"vmm": vmm, "status": status, "console": console, "stderr": stderr[-3000:],
             "log": log, "cpus": re.search(r"cpus=(\d+)", console),
-            "disk": f"disk={DISK_TOKEN}" in console, "ping": "ping=ok" in console}
+            "disk": f"disk={DISK_TOKEN}" in console, "ping": "ping-42-ok" in console}
 
 
 def normalise(text):
@@ -202,6 +215,8 @@ def main():
     parser.add_argument("--qemu", default="qemu-system-x86_64")
     parser.add_argument("--timeout", type=float, default=400)
     parser.add_argument("--show-all", action="store_true", help="print the whole logs too")
+    parser.add_argument("--drop-param", action="append", default=[], metavar="PARAM",
+                        help="leave PARAM (e.g. i8042.nopnp) out of the command line")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     for name in ("wisp", "vmlinux", "initrd_busybox"):
