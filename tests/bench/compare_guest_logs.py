@@ -152,6 +152,10 @@ def notable(log):
         if not match:
             continue
         level, text = int(match.group(1)) & 7, match.group(2)
+        # The command line and init's arguments (debug level) hold the guest's command,
+        # whose module names (failover) are no complaint.
+        if level == 7 or "ommand line:" in text:
+            continue
         if level <= 4 or WORDS.search(text):
             out.setdefault(normalise(text), f"<{level}> {text}")
     return out
