@@ -25,6 +25,7 @@ ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm api -name '*.h')
 
 .PHONY: all deps guest test unit integration seccomp-filter demo soak bench bench-boot bench-io bench-snapshot \
+	compare-guest-logs \
 	check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl $(BUILD)/wisp-jailer
@@ -216,6 +217,12 @@ bench: bench-boot bench-io
 bench-boot: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_boot.py \
 		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-boot.json)
+
+# The same stock Debian kernel (and the stripped guest) under wisp and QEMU microvm: the
+# kernel log's warning and error lines that only one of them shows (README "ACPI").
+compare-guest-logs: deps all guest
+	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/compare_guest_logs.py \
+		--json $(abspath $(BUILD)/guest-logs.json) $(COMPARE_ARGS)
 
 bench-io: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_io.py \

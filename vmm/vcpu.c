@@ -93,6 +93,25 @@ static struct kvm_cpuid2 *debug_cpuid_from_file(const char *path)
 	return cpuid;
 }
 
+/* XCR0 as cpuid_boot_xcr0 explains: a value KVM refuses is reported with the features
+ * it named, and boot goes on with the architectural reset value (x87 only). */
+static void vcpu_set_boot_xcr0(struct vcpu *vcpu, uint64_t xcr0)
+{
+	struct kvm_xcrs xcrs;
+
+	if (!xcr0)
+		return;
+	memset(&xcrs, 0, sizeof(xcrs));
+	xcrs.nr_xcrs = 1;
+	xcrs.xcrs[0].xcr = 0;
+	xcrs.xcrs[0].value = xcr0;
+	if (ioctl(vcpu->fd, KVM_SET_XCRS, &xcrs) < 0)
+		log_warn("vCPU %u: KVM_SET_XCRS of XCR0 0x%llx (leaf 0xd's user features) failed: "
+			 "%s; the vCPU starts with x87 only, and a guest under an emulated SVM "
+			 "may log an XSAVE consistency problem",
+			 vcpu->index, (unsigned long long)xcr0, strerror(errno));
+}
+
 static int vcpu_set_cpuid(struct vcpu *vcpu)
 {
 	const struct kvm_cpuid2 *supported = vcpu->vm->cpuid;
@@ -120,6 +139,8 @@ static int vcpu_set_cpuid(struct vcpu *vcpu)
 			if (cpuid->entries[i].function == 1)
 				cpuid->entries[i].ecx &= ~(1u << 24);
 	err = vcpu_ioctl(vcpu, KVM_SET_CPUID2, cpuid, "KVM_SET_CPUID2");
+	if (!err)
+		vcpu_set_boot_xcr0(vcpu, cpuid_boot_xcr0(cpuid->entries, cpuid->nent));
 	free(cpuid);
 	return err;
 }

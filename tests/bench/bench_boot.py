@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Boot benchmark: wisp against QEMU's microvm machine, same guest, same host, one run.
 
-Boots the same PVH vmlinux and initramfs N times with each VMM, alternating, and measures
-for every boot:
+Boots the same PVH vmlinux and initramfs N times with each VMM, alternating: wisp as it
+boots by default (ACPI tables, beside the MP table and the virtio_mmio.device= parameters
+that this kernel without ACPI uses), wisp --no-acpi (no ACPI tables) and QEMU microvm
+(acpi=off), and measures for every boot:
 
   time to marker   from just before spawning the VMM to reading the guest init's
                    "wisp-init: ready" line on the VMM's stdout (the guest's serial console)
@@ -52,8 +54,11 @@ READY = re.compile(rb"wisp-init: ready uptime=([0-9]+(?:\.[0-9]+)?) cpus=([0-9]+
 RSS_SAMPLE_DELAY = 0.5      # seconds after the marker; well inside wisp.sleep=2
 POLL_INTERVAL = 0.02        # seconds between reads of the pipes and the VM's exit counter
 KVM_DEBUGFS = "/sys/kernel/debug/kvm"
-VMMS = ("wisp", "qemu")
-LABELS = {"wisp": "wisp", "qemu": "QEMU microvm"}
+# wisp both ways: its default (ACPI tables, plus the MP table and virtio_mmio.device=
+# parameters that a kernel without ACPI such as this one uses) and --no-acpi (no tables).
+VMMS = ("wisp", "wisp-no-acpi", "qemu")
+WISP_VMMS = ("wisp", "wisp-no-acpi")
+LABELS = {"wisp": "wisp", "wisp-no-acpi": "wisp --no-acpi", "qemu": "QEMU microvm"}
 
 
 # --- measuring one boot ---------------------------------------------------------------
@@ -271,10 +276,10 @@ def stage_guest_images(args, workdir):
     return kernel, initrd
 
 
-def wisp_argv(args, kernel, initrd):
+def wisp_argv(args, kernel, initrd, acpi=True):
     return [args.wisp, "--kernel", kernel, "--initrd", initrd,
             "--cmdline", CMDLINE.format(reboot=WISP_REBOOT), "--vcpus", "1",
-            "--mem-mib", str(args.mem_mib)]
+            "--mem-mib", str(args.mem_mib)] + ([] if acpi else ["--no-acpi"])
 
 
 def qemu_argv(args, kernel, initrd):
@@ -306,10 +311,11 @@ def summarise(boots):
     return summary
 
 
-def ratios(summaries):
+def ratios(summaries, vmm="wisp"):
+    """Each figure's median under `vmm` over QEMU's."""
     out = {}
     for key, _, _ in FIGURES:
-        wisp, qemu = summaries["wisp"][key], summaries["qemu"][key]
+        wisp, qemu = summaries[vmm][key], summaries["qemu"][key]
         out[key] = (round(wisp["median"] / qemu["median"], 3)
                     if wisp and qemu and qemu["median"] else None)
     return out
@@ -347,7 +353,7 @@ def where_line(machine):
 def print_boot(boot):
     def figure(value, fmt):
         return fmt(value) if value is not None else "n/a"
-    line = (f"  {LABELS[boot.vmm]:<12} #{boot.index + 1}: marker "
+    line = (f"  {LABELS[boot.vmm]:<14} #{boot.index + 1}: marker "
             f"{figure(boot.ms_to_marker, lambda v: f'{v:.0f} ms')}, uptime "
             f"{figure(boot.guest_uptime_ms, lambda v: f'{v:.0f} ms')}, RSS "
             f"{figure(boot.rss_kib, lambda v: f'{v:.0f} KiB')} (+ guest "
@@ -373,13 +379,13 @@ def print_table(summaries, ratio, runs, exits_available):
             return f"{fmt(stats['median'])} ({stats['min']:.0f}-{stats['max']:.0f})"
         return fmt(stats["median"])
 
-    head = ("", LABELS["wisp"], LABELS["qemu"], "wisp/QEMU")
+    head = ("",) + tuple(LABELS[v] for v in VMMS) + tuple(f"{LABELS[v]}/QEMU"
+                                                         for v in WISP_VMMS)
     rows = [head]
     for key, label, fmt in FIGURES:
-        r = ratio[key]
-        rows.append((label, cell(summaries["wisp"][key], key, fmt),
-                     cell(summaries["qemu"][key], key, fmt),
-                     f"{r:.2f}" if r is not None else "n/a"))
+        rows.append((label,) + tuple(cell(summaries[v][key], key, fmt) for v in VMMS)
+                    + tuple(f"{ratio[v][key]:.2f}" if ratio[v][key] is not None else "n/a"
+                            for v in WISP_VMMS))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     print(f"\nMedians over the successful boots of {runs} per VMM "
           "(time to marker: median (min-max)):")
@@ -456,7 +462,8 @@ def write_json(path, args, machine, boots, summaries, ratio):
                    "qemu": args.qemu, "cmdline": CMDLINE.format(reboot=WISP_REBOOT),
                    "rss_sample_delay_s": RSS_SAMPLE_DELAY},
         "summary": summaries,
-        "ratio_wisp_over_qemu": ratio,
+        "ratio_wisp_over_qemu": ratio["wisp"],
+        "ratio_wisp_no_acpi_over_qemu": ratio["wisp-no-acpi"],
         "failed_boots": sum(not b.ok for b in boots),
         "boots": [{k: v for k, v in asdict(b).items() if not k.endswith("_tail")}
                   for b in boots],
@@ -471,7 +478,8 @@ def main():
     machine = describe_machine()
     exits_available = VmExitCounter.available()
     guest_bytes = args.mem_mib << 20
-    print(f"Boot benchmark, wisp vs QEMU microvm: boots per VMM: {args.runs}, alternating; "
+    print(f"Boot benchmark, wisp (ACPI, and --no-acpi) vs QEMU microvm: boots per VMM: "
+          f"{args.runs}, alternating; "
           f"1 vCPU, {args.mem_mib} MiB; figures from one run on this machine")
     print(f"  where: {where_line(machine)}")
     print(f"  guest: {args.kernel} + {args.initrd}")
@@ -486,7 +494,9 @@ def main():
 
 def run_boots(args, kernel, initrd, guest_bytes):
     """args.runs boots per VMM, alternating, so that drift on the host hits both alike."""
-    argv = {"wisp": wisp_argv(args, kernel, initrd), "qemu": qemu_argv(args, kernel, initrd)}
+    argv = {"wisp": wisp_argv(args, kernel, initrd),
+            "wisp-no-acpi": wisp_argv(args, kernel, initrd, acpi=False),
+            "qemu": qemu_argv(args, kernel, initrd)}
     boots = []
     for index in range(args.runs):
         for vmm in VMMS:
@@ -498,7 +508,7 @@ def run_boots(args, kernel, initrd, guest_bytes):
 
 def report(args, machine, boots, exits_available):
     summaries = {vmm: summarise([b for b in boots if b.vmm == vmm]) for vmm in VMMS}
-    ratio = ratios(summaries)
+    ratio = {vmm: ratios(summaries, vmm) for vmm in WISP_VMMS}
     print_table(summaries, ratio, args.runs, exits_available)
     failed = [b for b in boots if not b.ok]
     for boot in failed:

@@ -643,6 +643,230 @@ static void test_cpuid_topology_subleaves_keep_existing_ones_and_the_capacity(vo
 	assert_int_equal(small[nr + 1].function, 0xabababab);
 }
 
+/* ---- CPUID: caches, the hypervisor leaf, XSAVE ---- */
+
+static void cpuid_cache_leaf(struct kvm_cpuid_entry2 *e, uint32_t function, uint32_t index,
+			     unsigned int level, unsigned int type)
+{
+	*e = (struct kvm_cpuid_entry2){.function = function,
+				       .index = index,
+				       .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+				       /* host values: 2 threads share it, 8 cores, fully assoc. */
+				       .eax = (7u << 26) | (1u << 14) | (1u << 9) | (level << 5) |
+					      type,
+				       .ebx = 0x1c0003f,
+				       .ecx = 0x3f};
+}
+
+static void test_cpuid_cache_leaves_share_l1_l2_per_core_and_l3_by_all(void **state)
+{
+	struct kvm_cpuid_entry2 e[8];
+	(void)state;
+
+	for (unsigned int count = 1; count <= 32; count++) {
+		uint32_t functions[] = {4, 0x8000001d};
+		for (unsigned int f = 0; f < 2; f++) {
+			cpuid_cache_leaf(&e[0], functions[f], 0, 1, 1);
+			cpuid_cache_leaf(&e[1], functions[f], 1, 1, 2);
+			cpuid_cache_leaf(&e[2], functions[f], 2, 2, 3);
+			cpuid_cache_leaf(&e[3], functions[f], 3, 3, 3);
+			e[4] = (struct kvm_cpuid_entry2){.function = functions[f], .index = 4};
+			cpuid_patch(e, 5, count - 1, count);
+			for (unsigned int i = 0; i < 4; i++) {
+				unsigned int sharing = ((e[i].eax >> 14) & 0xfff) + 1;
+				assert_int_equal(sharing, i == 3 ? count : 1);
+				assert_int_equal(e[i].ebx, 0x1c0003f);
+			}
+			/* type, level, self-initialising kept */
+			assert_int_equal(e[3].eax & 0x3fff, (1u << 9) | (3u << 5) | 3);
+			if (functions[f] == 4)
+				assert_int_equal((e[0].eax >> 26) + 1, count);
+			else
+				assert_int_equal(e[0].eax >> 26, 7); /* AMD's: left as given */
+			/* the terminating sub-leaf stays all zero */
+			assert_int_equal(e[4].eax, 0);
+		}
+	}
+}
+
+static void test_cpuid_hypervisor_leaf_says_kvm_and_reaches_its_feature_leaf(void **state)
+{
+	struct kvm_cpuid_entry2 e[2];
+	char signature[13] = {0};
+	(void)state;
+
+	/* a table whose signature leaf is wrong or points nowhere */
+	e[0] = (struct kvm_cpuid_entry2){.function = CPUID_HYPERVISOR_LEAF, .ebx = 0x12345678};
+	e[1] = (struct kvm_cpuid_entry2){.function = CPUID_KVM_FEATURES_LEAF, .eax = 0x1fb};
+	cpuid_patch(e, 2, 0, 1);
+	memcpy(signature, &e[0].ebx, 4);
+	memcpy(signature + 4, &e[0].ecx, 4);
+	memcpy(signature + 8, &e[0].edx, 4);
+	assert_memory_equal(signature, "KVMKVMKVM\0\0\0", 12);
+	assert_int_equal(e[0].eax, CPUID_KVM_FEATURES_LEAF);
+	/* KVM's features are its own */
+	assert_int_equal(e[1].eax, 0x1fb);
+	/* a higher maximum (Hyper-V leaves above) is kept */
+	e[0].eax = 0x40000010;
+	cpuid_patch(e, 2, 0, 1);
+	assert_int_equal(e[0].eax, 0x40000010);
+}
+
+/* Leaf 0xd as KVM gives it on a CPU with AVX, MPX, AVX-512 and PKRU (offsets and sizes of
+ * the standard format), plus whatever the test changes. */
+#define NR_XSAVE 12
+static unsigned int xsave_init(struct kvm_cpuid_entry2 *e)
+{
+	static const struct {
+		uint32_t bit, size, offset;
+	} components[] = {{2, 256, 576},  {3, 64, 960},	   {4, 64, 1024}, {5, 64, 1088},
+			  {6, 512, 1152}, {7, 1024, 1664}, {9, 8, 2688}};
+	unsigned int nr = 0;
+
+	memset(e, 0, NR_XSAVE * sizeof(*e));
+	e[nr++] = (struct kvm_cpuid_entry2){.function = 1, .ecx = CPUID_1_ECX_XSAVE};
+	e[nr++] = (struct kvm_cpuid_entry2){
+	    .function = 0xd, .index = 0, .eax = 0x2ff, .ebx = 576, .ecx = 2696};
+	e[nr++] = (struct kvm_cpuid_entry2){.function = 0xd, .index = 1, .eax = 0xf};
+	for (unsigned int i = 0; i < sizeof(components) / sizeof(components[0]); i++)
+		e[nr++] = (struct kvm_cpuid_entry2){.function = 0xd,
+						    .index = components[i].bit,
+						    .eax = components[i].size,
+						    .ebx = components[i].offset};
+	return nr;
+}
+
+/* What a guest does: the standard-format size summed over the features XCR0 enables. */
+static uint32_t xsave_size_from_subleaves(const struct kvm_cpuid_entry2 *e, unsigned int nr,
+					  uint64_t xcr0)
+{
+	uint32_t size = 576;
+	for (unsigned int bit = 2; bit < 63; bit++) {
+		const struct kvm_cpuid_entry2 *c = cpuid_entry(e, nr, 0xd, bit);
+		if ((xcr0 >> bit) & 1) {
+			assert_non_null(c);
+			if (c->ebx + c->eax > size)
+				size = c->ebx + c->eax;
+		}
+	}
+	return size;
+}
+
+static void test_cpuid_xsave_sizes_match_the_features_offered(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_XSAVE];
+	(void)state;
+
+	unsigned int nr = xsave_init(e);
+	e[1].ecx = 4096; /* a stale maximum */
+	cpuid_patch(e, nr, 0, 2);
+	const struct kvm_cpuid_entry2 *leaf0 = cpuid_entry(e, nr, 0xd, 0);
+	uint64_t xcr0 = leaf0->eax | (uint64_t)leaf0->edx << 32;
+	assert_int_equal(xcr0, 0x2ff);
+	assert_int_equal(leaf0->ecx, 2696);
+	assert_int_equal(leaf0->ecx, xsave_size_from_subleaves(e, nr, xcr0));
+	/* EBX is the size for the XCR0 the vCPU boots with */
+	assert_int_equal(cpuid_boot_xcr0(e, nr), 0x2ff);
+	assert_int_equal(leaf0->ebx, xsave_size_from_subleaves(e, nr, cpuid_boot_xcr0(e, nr)));
+}
+
+static void test_cpuid_xsave_drops_a_feature_without_a_size_and_sizes_without_it(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_XSAVE];
+	(void)state;
+
+	/* PKRU (bit 9) offered but its sub-leaf says nothing: the guest could not place it */
+	unsigned int nr = xsave_init(e);
+	struct kvm_cpuid_entry2 *pkru = (struct kvm_cpuid_entry2 *)cpuid_entry(e, nr, 0xd, 9);
+	pkru->eax = 0;
+	pkru->ebx = 0;
+	cpuid_patch(e, nr, 0, 1);
+	const struct kvm_cpuid_entry2 *leaf0 = cpuid_entry(e, nr, 0xd, 0);
+	assert_int_equal(leaf0->eax, 0xff);
+	assert_int_equal(leaf0->ecx, 2688); /* AVX-512's Hi16_ZMM ends there */
+	assert_int_equal(leaf0->ecx, xsave_size_from_subleaves(e, nr, 0xff));
+	assert_int_equal(cpuid_boot_xcr0(e, nr), 0xff);
+
+	/* a sub-leaf missing altogether, and a user bit whose sub-leaf says supervisor */
+	nr = xsave_init(e);
+	e[nr - 1].function = 0x7; /* PKRU's sub-leaf gone */
+	((struct kvm_cpuid_entry2 *)cpuid_entry(e, nr, 0xd, 3))->ecx = 1;
+	cpuid_patch(e, nr, 0, 1);
+	leaf0 = cpuid_entry(e, nr, 0xd, 0);
+	assert_int_equal(leaf0->eax, 0xf7);
+	assert_int_equal(leaf0->ecx, 2688);
+}
+
+static void test_cpuid_xsave_clears_subleaves_of_features_not_offered(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_XSAVE];
+	(void)state;
+
+	/* AVX-512 not offered (as with a host that has it but a KVM that hides it) */
+	unsigned int nr = xsave_init(e);
+	e[1].eax = 0x21f;
+	cpuid_patch(e, nr, 0, 1);
+	for (unsigned int bit = 5; bit <= 7; bit++) {
+		const struct kvm_cpuid_entry2 *c = cpuid_entry(e, nr, 0xd, bit);
+		assert_int_equal(c->eax | c->ebx | c->ecx | c->edx, 0);
+	}
+	const struct kvm_cpuid_entry2 *leaf0 = cpuid_entry(e, nr, 0xd, 0);
+	assert_int_equal(leaf0->eax, 0x21f);
+	assert_int_equal(leaf0->ecx, 2696); /* PKRU's place in the standard format */
+	assert_int_equal(leaf0->ecx, xsave_size_from_subleaves(e, nr, 0x21f));
+	/* x87 and SSE only: the legacy area and the header */
+	nr = xsave_init(e);
+	e[1].eax = 0x3;
+	cpuid_patch(e, nr, 0, 1);
+	assert_int_equal(cpuid_entry(e, nr, 0xd, 0)->ecx, XSAVE_LEGACY_AND_HEADER_SIZE);
+	assert_int_equal(cpuid_entry(e, nr, 0xd, 0)->ebx, XSAVE_LEGACY_AND_HEADER_SIZE);
+}
+
+static void test_cpuid_xsave_keeps_supervisor_components_offered_in_xss(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_XSAVE + 1];
+	(void)state;
+
+	unsigned int nr = xsave_init(e);
+	/* CET user state (bit 11), supervisor, offered in IA32_XSS */
+	e[nr++] = (struct kvm_cpuid_entry2){.function = 0xd, .index = 11, .eax = 16, .ecx = 1};
+	e[2].ecx = 1u << 11;
+	cpuid_patch(e, nr, 0, 1);
+	const struct kvm_cpuid_entry2 *cet = cpuid_entry(e, nr, 0xd, 11);
+	assert_int_equal(cet->eax, 16);
+	assert_int_equal(cpuid_entry(e, nr, 0xd, 1)->ecx, 1u << 11);
+	/* not part of XCR0's standard-format size */
+	assert_int_equal(cpuid_entry(e, nr, 0xd, 0)->ecx, 2696);
+	/* a supervisor bit in XSS whose sub-leaf says user is dropped */
+	nr = xsave_init(e);
+	e[2].ecx = 1u << 9;
+	cpuid_patch(e, nr, 0, 1);
+	assert_int_equal(cpuid_entry(e, nr, 0xd, 1)->ecx, 0);
+	assert_int_equal(cpuid_entry(e, nr, 0xd, 9)->eax, 8); /* still PKRU's, in XCR0 */
+}
+
+static void test_cpuid_boot_xcr0_is_zero_without_xsave_and_always_has_x87(void **state)
+{
+	struct kvm_cpuid_entry2 e[NR_XSAVE];
+	(void)state;
+
+	unsigned int nr = xsave_init(e);
+	e[0].ecx = 0;
+	assert_int_equal(cpuid_boot_xcr0(e, nr), 0);
+	nr = xsave_init(e);
+	e[1].eax = 0x6;
+	assert_int_equal(cpuid_boot_xcr0(e, nr), 0x7);
+	/* no leaf 0xd at all */
+	assert_int_equal(cpuid_boot_xcr0(e, 1), 0);
+	/* a table without leaf 0xd is left alone by the fix */
+	struct kvm_cpuid_entry2 before[NR_XSAVE];
+	nr = xsave_init(e);
+	e[1].function = 0x7;
+	memcpy(before, e, sizeof(e));
+	cpuid_fix_xsave(e, nr);
+	assert_memory_equal(e, before, sizeof(e));
+}
+
 static void test_cpuid_dump_line_parses_into_an_entry(void **state)
 {
 	struct kvm_cpuid_entry2 entry;
@@ -787,6 +1011,13 @@ int main(void)
 	    cmocka_unit_test(test_cpuid_missing_core_level_is_added_and_describes_every_vcpu),
 	    cmocka_unit_test(test_cpuid_topology_subleaves_complete_0x1f_only_up_to_the_max_leaf),
 	    cmocka_unit_test(test_cpuid_topology_subleaves_keep_existing_ones_and_the_capacity),
+	    cmocka_unit_test(test_cpuid_cache_leaves_share_l1_l2_per_core_and_l3_by_all),
+	    cmocka_unit_test(test_cpuid_hypervisor_leaf_says_kvm_and_reaches_its_feature_leaf),
+	    cmocka_unit_test(test_cpuid_xsave_sizes_match_the_features_offered),
+	    cmocka_unit_test(test_cpuid_xsave_drops_a_feature_without_a_size_and_sizes_without_it),
+	    cmocka_unit_test(test_cpuid_xsave_clears_subleaves_of_features_not_offered),
+	    cmocka_unit_test(test_cpuid_xsave_keeps_supervisor_components_offered_in_xss),
+	    cmocka_unit_test(test_cpuid_boot_xcr0_is_zero_without_xsave_and_always_has_x87),
 	    cmocka_unit_test(test_cpuid_dump_line_parses_into_an_entry),
 	    cmocka_unit_test(test_boot_msrs_lists_each_msr_once_with_its_value),
 	    cmocka_unit_test(test_lapic_lint0_is_extint_and_lint1_is_nmi),

@@ -197,7 +197,7 @@ static void i8042_write(void *device, uint64_t offset, const uint8_t *data, uint
 static void i8042_reset_locked(struct i8042 *kbc)
 {
 	memset(&kbc->state, 0, sizeof(kbc->state));
-	kbc->state.status = I8042_STATUS_SYS;
+	kbc->state.status = I8042_STATUS_SYS | I8042_STATUS_UNLOCKED;
 	kbc->state.command_byte = I8042_CTR_KBD_INT | I8042_CTR_SYS | I8042_CTR_XLATE;
 	kbc->state.output_port = OUTPUT_PORT_RESET_HIGH;
 	irq_line_set(&kbc->irq, 0);

@@ -23,9 +23,12 @@
 #define I8042_STATUS_OBF     0x01
 #define I8042_STATUS_SYS     0x04
 #define I8042_STATUS_COMMAND 0x08
-#define I8042_CTR_KBD_INT    0x01
-#define I8042_CTR_SYS	     0x04
-#define I8042_CTR_XLATE	     0x40
+/* The keyboard lock switch is open (1 = not inhibited); Linux warns "Keylock active"
+ * when a controller reads 0 here. */
+#define I8042_STATUS_UNLOCKED 0x10
+#define I8042_CTR_KBD_INT     0x01
+#define I8042_CTR_SYS	      0x04
+#define I8042_CTR_XLATE	      0x40
 
 struct i8042_state {
 	uint8_t status;

@@ -170,6 +170,8 @@ unsigned int cpuid_add_topology_subleaves(struct kvm_cpuid_entry2 *entries, unsi
 void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsigned int index,
 		 unsigned int count)
 {
+	unsigned int sharing;
+
 	for (unsigned int i = 0; i < nr_entries; i++) {
 		struct kvm_cpuid_entry2 *e = &entries[i];
 		switch (e->function) {
@@ -183,8 +185,18 @@ void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsi
 				e->edx &= ~(1u << 28);
 			break;
 		case 4:
-			/* cores per package - 1, one thread per core */
-			e->eax = (e->eax & 0x3ff) | ((count - 1) << 26);
+		case 0x8000001d:
+			/* Deterministic cache parameters (Intel 4, AMD 0x8000001d): one thread per
+			 * core, so a core's own caches (L1, L2) are shared by no other CPU and the
+			 * L3 by all of them (EAX[25:14] = sharing CPUs - 1); Intel's also the cores
+			 * per package - 1 (EAX[31:26]). The level is EAX[7:5]; type 0 ends the
+			 * list. */
+			if ((e->eax & 0x1f) == 0)
+				break;
+			sharing = ((e->eax >> 5) & 7) >= 3 ? count - 1 : 0;
+			e->eax = (e->eax & ~(0xfffu << 14)) | ((sharing & 0xfff) << 14);
+			if (e->function == 4)
+				e->eax = (e->eax & 0x3ffffff) | ((count - 1) << 26);
 			break;
 		case 0xb:
 		case 0x1f:
@@ -214,10 +226,92 @@ void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsi
 			e->ebx = index & 0xff;
 			e->ecx = 0;
 			break;
+		case CPUID_HYPERVISOR_LEAF:
+			/* KVM's signature, its feature leaf the highest: what Linux's kvm guest
+			 * code looks for (kvm_para_available) */
+			e->eax =
+			    e->eax > CPUID_KVM_FEATURES_LEAF ? e->eax : CPUID_KVM_FEATURES_LEAF;
+			memcpy(&e->ebx, "KVMK", 4);
+			memcpy(&e->ecx, "VMKV", 4);
+			memcpy(&e->edx, "M\0\0\0", 4);
+			break;
 		default:
 			break;
 		}
 	}
+	cpuid_fix_xsave(entries, nr_entries);
+}
+
+static struct kvm_cpuid_entry2 *cpuid_entry(struct kvm_cpuid_entry2 *entries,
+					    unsigned int nr_entries, uint32_t function,
+					    uint32_t index)
+{
+	for (unsigned int i = 0; i < nr_entries; i++)
+		if (entries[i].function == function && entries[i].index == index)
+			return &entries[i];
+	return NULL;
+}
+
+void cpuid_fix_xsave(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries)
+{
+	struct kvm_cpuid_entry2 *leaf0 = cpuid_entry(entries, nr_entries, 0xd, 0);
+	struct kvm_cpuid_entry2 *leaf1 = cpuid_entry(entries, nr_entries, 0xd, 1);
+	uint64_t xcr0, xss = 0;
+	uint32_t max_size = XSAVE_LEGACY_AND_HEADER_SIZE;
+
+	if (!leaf0)
+		return;
+	xcr0 = leaf0->eax | (uint64_t)leaf0->edx << 32;
+	if (leaf1)
+		xss = leaf1->ecx | (uint64_t)leaf1->edx << 32;
+	/* x87 and SSE live in the legacy area; every other component needs its sub-leaf
+	 * (size in EAX, offset in EBX, ECX bit 0 set for a supervisor component). */
+	for (unsigned int bit = 2; bit < 63; bit++) {
+		struct kvm_cpuid_entry2 *component = cpuid_entry(entries, nr_entries, 0xd, bit);
+		uint64_t mask = 1ULL << bit;
+		bool user = component && component->eax && !(component->ecx & 1);
+		bool supervisor = component && component->eax && (component->ecx & 1);
+
+		if ((xcr0 & mask) && !user)
+			xcr0 &= ~mask; /* offered without a size or as supervisor state */
+		if ((xss & mask) && !supervisor)
+			xss &= ~mask;
+		if (!component)
+			continue;
+		if (!((xcr0 | xss) & mask)) {
+			/* a component nobody may enable describes nothing */
+			component->eax = component->ebx = component->ecx = component->edx = 0;
+			continue;
+		}
+		if ((xcr0 & mask) && component->ebx + component->eax > max_size)
+			max_size = component->ebx + component->eax;
+	}
+	leaf0->eax = (uint32_t)xcr0;
+	leaf0->edx = (uint32_t)(xcr0 >> 32);
+	/* ECX: the standard-format area for every feature XCR0 may enable; EBX: for the
+	 * features enabled now, which is what cpuid_boot_xcr0 gives the vCPU at boot (KVM
+	 * keeps EBX current after each XSETBV it sees). */
+	leaf0->ecx = max_size;
+	leaf0->ebx = max_size;
+	if (leaf1) {
+		leaf1->ecx = (uint32_t)xss;
+		leaf1->edx = (uint32_t)(xss >> 32);
+	}
+}
+
+uint64_t cpuid_boot_xcr0(const struct kvm_cpuid_entry2 *entries, unsigned int nr_entries)
+{
+	for (unsigned int i = 0; i < nr_entries; i++) {
+		const struct kvm_cpuid_entry2 *e = &entries[i];
+		if (e->function == 1 && !(e->ecx & CPUID_1_ECX_XSAVE))
+			return 0;
+	}
+	for (unsigned int i = 0; i < nr_entries; i++) {
+		const struct kvm_cpuid_entry2 *e = &entries[i];
+		if (e->function == 0xd && e->index == 0)
+			return (e->eax | (uint64_t)e->edx << 32) | XCR0_X87;
+	}
+	return 0;
 }
 
 void cpuid_enable_tsc_deadline(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries)

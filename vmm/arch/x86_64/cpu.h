@@ -29,10 +29,34 @@ void boot_sregs(struct kvm_sregs *sregs, enum boot_entry_mode mode);
 void boot_regs(struct kvm_regs *regs, enum boot_entry_mode mode, uint64_t entry,
 	       uint64_t boot_info_gpa);
 
-/* Adjusts KVM's supported CPUID for vCPU `index` of `count`: APIC IDs, topology,
- * the hypervisor bit. */
+/* Adjusts KVM's supported CPUID for vCPU `index` of `count`: APIC IDs and topology
+ * (leaves 1, 4, 0xb, 0x1f, 0x80000008, 0x8000001d, 0x8000001e: one package of `count`
+ * single-thread cores, APIC id = index), the hypervisor bit and KVM's signature leaf,
+ * leaf 0xd (cpuid_fix_xsave). */
 void cpuid_patch(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries, unsigned int index,
 		 unsigned int count);
+
+#define CPUID_HYPERVISOR_LEAF	     0x40000000u
+#define CPUID_KVM_FEATURES_LEAF	     0x40000001u
+#define CPUID_1_ECX_XSAVE	     (1u << 26)
+#define XCR0_X87		     1ULL
+#define XSAVE_LEGACY_AND_HEADER_SIZE 576u /* FXSAVE area (x87, SSE) + XSAVE header */
+
+/* Makes leaf 0xd describe what it offers (called by cpuid_patch): a feature XCR0 (sub-leaf
+ * 0 EAX/EDX) or IA32_XSS (sub-leaf 1 ECX/EDX) may enable keeps its bit only if its
+ * sub-leaf gives it a size and the right kind (user or supervisor); a component's
+ * sub-leaf whose bit is offered nowhere is zeroed; sub-leaf 0's ECX (and EBX, see
+ * cpuid_boot_xcr0) is the standard-format size for every user feature offered, so a
+ * guest summing the sub-leaves gets the size leaf 0xd states. */
+void cpuid_fix_xsave(struct kvm_cpuid_entry2 *entries, unsigned int nr_entries);
+
+/* The XCR0 a vCPU starts with: every user feature leaf 0xd offers (a Linux guest
+ * enables all of them it knows), 0 when the CPUID has no XSAVE (leave XCR0 alone).
+ * Invisible to the guest until it sets CR4.OSXSAVE and its own XCR0; but KVM sizes leaf
+ * 0xd's EBX by its idea of XCR0, which an emulated SVM that does not intercept XSETBV
+ * (QEMU TCG, ci/kvm-harness) never updates: with this the size the guest reads matches
+ * the features it enabled ("XSAVE consistency problem" otherwise). */
+uint64_t cpuid_boot_xcr0(const struct kvm_cpuid_entry2 *entries, unsigned int nr_entries);
 
 /* KVM's supported CPUID may hold only sub-leaf 0 of the x2APIC topology leaves (0xb,
  * 0x1f): seen under nested KVM, where the guest then found no core level (sub-leaf 1
