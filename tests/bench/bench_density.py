@@ -561,7 +561,7 @@ def report(args, results):
     if "balloon" in results:
         b = results["balloon"]
         n = max(results["clones_running"], 1)
-        rows.append((f"returned by a {b['mib_each']} MiB balloon in each",
+        rows.append((f"returned by a {b['mib_each']} MiB balloon in each (negative: grew)",
                      f"PSS {b['pss_returned_total_mib']:.1f} MiB in all "
                      f"({b['pss_returned_total_mib'] / n:.2f} MiB/clone), MemAvailable "
                      f"{b['available_returned_total_mib']:.1f} MiB in all; host per clone "
