@@ -444,6 +444,40 @@ int wispctl_clone_path(const char *state_dir, const char *id, enum wispctl_clone
 	return 0;
 }
 
+int wispctl_jail_base(const char *state_dir, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/jails", state_dir);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int wispctl_jail_root(const char *state_dir, const char *exec_name, const char *id, char *out,
+		      size_t size)
+{
+	int n = snprintf(out, size, "%s/jails/%s/%s/root", state_dir, exec_name, id);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int wispctl_jail_socket(const char *state_dir, const char *exec_name, const char *id, char *out,
+			size_t size)
+{
+	int n = snprintf(out, size, "%s/jails/%s/%s/root/api.sock", state_dir, exec_name, id);
+
+	if (n < 0 || (size_t)n >= size || (size_t)n >= WISPCTL_SUN_PATH_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+void wispctl_jail_parent_cgroup(const char *state_dir, char *out, size_t size)
+{
+	uint32_t hash = 2166136261u; /* FNV-1a */
+
+	for (const char *c = state_dir; *c; c++)
+		hash = (hash ^ (unsigned char)*c) * 16777619u;
+	snprintf(out, size, "wispctl-%08x", hash);
+}
+
 int wispctl_check_request(const char *request, char *err, size_t err_size)
 {
 	size_t len = strlen(request);
