@@ -318,6 +318,12 @@ def jail_parent_cgroup(state_dir):
     return f"wispctl-{value:08x}"
 
 
+def same_file(a, b):
+    """The same inode (a process's /proc/PID/root is its jail root, bind-mounted)."""
+    sa, sb = os.stat(a), os.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def test_jailed_clones_invoked_and_reaped_leave_nothing(env):
     """clone --jail starts every clone through wisp-jailer (its own uid, the shared group,
     a chroot under the state directory with the snapshot files linked in, its own cgroup
@@ -358,10 +364,10 @@ def test_jailed_clones_invoked_and_reaped_leave_nothing(env):
             check(status["Uid"].split() == [str(900000 + i)] * 4
                   and status["Gid"].split() == ["900000"] * 4
                   and int(status["CapEff"], 16) == 0
-                  and os.readlink(f"/proc/{pid}/root") == root
+                  and same_file(f"/proc/{pid}/root", root)
                   and f"0::/{jail_parent_cgroup(state)}/{clone}" in cgroup,
-                  f"{clone} (pid {pid}) is not jailed: {status}, root "
-                  f"{os.readlink(f'/proc/{pid}/root')}, cgroup {cgroup}")
+                  f"{clone} (pid {pid}) is not jailed: {status}, its / holds "
+                  f"{os.listdir(f'/proc/{pid}/root')}, cgroup {cgroup}")
             with open(os.path.join(parent, clone, "pids.max")) as f:
                 check(f.read().strip() == "128", f"{clone}: pids.max is not 128")
         done = run(env, state, "ls")
