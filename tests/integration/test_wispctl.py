@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+from stat import S_ISSOCK
 
 from apitest import SOCKET_DIR
 from test_jailer import need_controller
@@ -55,9 +56,18 @@ def snapshot(env):
     return _snapshot["dir"]
 
 
+def jail_parent_cgroup(state_dir):
+    """The parent cgroup wispctl gives one state directory's jails: "wispctl-" and the
+    FNV-1a hash of its path (wispctl_jail_parent_cgroup)."""
+    value = 2166136261
+    for byte in state_dir.encode():
+        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
+    return f"wispctl-{value:08x}"
+
+
 def leftovers(state_dir):
     """What clones could leave behind: wisp processes of this state directory (by command
-    line, or jailed in it; and wisp zombies), API sockets under it (/proc/net/unix),
+    line, or in its jails' cgroup; and wisp zombies), API sockets under it (/proc/net/unix),
     TAPs named like ours, files."""
     processes = []
     for pid in os.listdir("/proc"):
@@ -71,15 +81,16 @@ def leftovers(state_dir):
         except OSError:
             continue
         name, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2]
-        try:  # a jailed wisp's command line does not name the state directory: its root
-            root = os.readlink(f"/proc/{pid}/root")
+        try:  # a jailed wisp's command line does not name the state directory: its cgroup
+            with open(f"/proc/{pid}/cgroup") as f:
+                jailed = f"/{jail_parent_cgroup(state_dir)}/" in f.read()
         except OSError:
-            root = ""
-        if state_dir in cmdline or root.startswith(state_dir + "/") or (
-                name == "wisp" and state == "Z"):
+            jailed = False
+        if state_dir in cmdline or jailed or (name == "wisp" and state == "Z"):
             processes.append(f"{pid} {name} {state} {cmdline!r}")
-    with open("/proc/net/unix") as f:
-        sockets = [line.split()[-1] for line in f if state_dir in line]
+    with open("/proc/net/unix") as f:  # a jailed wisp's shows as bound: /api.sock
+        sockets = [line.split()[-1] for line in f
+                   if state_dir in line or line.split()[-1] == "/api.sock"]
     taps = sorted(n for n in os.listdir("/sys/class/net") if n.startswith(TAP_PREFIX))
     files = []
     for root, dirs, names in os.walk(state_dir):
@@ -309,15 +320,6 @@ def _check_balloon_targets(env, state, done):
     check(done[0] == 0, "invoke after balloon\n" + describe(done))
 
 
-def jail_parent_cgroup(state_dir):
-    """The parent cgroup wispctl gives one state directory's jails: "wispctl-" and the
-    FNV-1a hash of its path (wispctl_jail_parent_cgroup)."""
-    value = 2166136261
-    for byte in state_dir.encode():
-        value = ((value ^ byte) * 16777619) & 0xFFFFFFFF
-    return f"wispctl-{value:08x}"
-
-
 def same_file(a, b):
     """The same inode (a process's /proc/PID/root is its jail root, bind-mounted)."""
     sa, sb = os.stat(a), os.stat(b)
@@ -342,14 +344,15 @@ def test_jailed_clones_invoked_and_reaped_leave_nothing(env):
         check(done[0] == 0, "wispctl clone --jail failed\n" + describe(done))
         print("# " + done[1].strip().replace("\n", "\n# "), flush=True)
         during = leftovers(state)
-        check(len(during["processes"]) == jailed and len(during["taps"]) == jailed,
+        check(len(during["processes"]) == jailed and len(during["taps"]) == jailed
+              and during["sockets"].count("/api.sock") == jailed,
               f"{jailed} jailed clones: {during}")
         for i in range(jailed):
             clone = f"c{i}"
             root = os.path.join(state, "jails", os.path.basename(env.wisp), clone, "root")
             sock = os.path.join(root, "api.sock")
-            check(sock in during["sockets"], f"{clone}: no API socket {sock} in the jail: "
-                  f"{during['sockets']}")
+            check(os.path.exists(sock) and S_ISSOCK(os.stat(sock).st_mode),
+                  f"{clone}: no API socket {sock} in the jail")
             # The snapshot's memory file is the same inode in every jail (hard links:
             # one page cache for all clones).
             check(os.stat(os.path.join(root, "vm.mem")).st_ino
