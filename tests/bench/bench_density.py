@@ -185,6 +185,31 @@ def smaps_memory(pid, guest_kib):
     return rss, pss, own, guest, threads
 
 
+def own_private_breakdown(pid, guest_kib, top=6):
+    """One process's largest private non-guest mappings: [(KiB, what)], what being the
+    mapping's name ([heap], [stack], a file) or "anon SIZE" for a nameless one."""
+    found = []
+    name, size, priv, in_guest = None, 0, 0, False
+    with open(f"/proc/{pid}/smaps") as f:
+        lines = f.read().splitlines() + ["0-0 ---p 0 0:0 0"]
+    for line in lines:
+        if SMAPS_HEAD.match(line):
+            if name is not None and not in_guest and priv:
+                found.append((priv, name))
+            parts = line.split(None, 5)
+            lo, hi = parts[0].split("-")
+            size = (int(hi, 16) - int(lo, 16)) // 1024
+            in_guest = size >= guest_kib
+            name = parts[5] if len(parts) > 5 else f"anon {size} KiB"
+            priv = 0
+        elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+            priv += int(line.split()[1])
+    merged = {}
+    for kib, what in found:
+        merged[what] = merged.get(what, 0) + kib
+    return sorted(((kib, what) for what, kib in merged.items()), reverse=True)[:top]
+
+
 def measure(pids, guest_kib, baseline):
     """The memory of a set of VMM processes: sums (KiB) and per-VM figures (MiB)."""
     rss = pss = own = guest = threads = 0
@@ -344,6 +369,13 @@ def bench_wisp(args, ctl, snap, results):
     idle = measure(pids, guest_kib, baseline)
     results["idle"] = idle
     print("  idle: " + describe_measurement(idle), flush=True)
+    try:
+        parts = own_private_breakdown(pids[0], guest_kib)
+        results["own_private_breakdown_kib"] = parts
+        print("  one clone's own private memory, largest: "
+              + ", ".join(f"{what} {kib} KiB" for kib, what in parts), flush=True)
+    except OSError:
+        pass
 
     done, seconds = ctl.run("invoke", "--all", REQUEST, check=False)
     expected = hashlib.sha256((REQUEST + "\n").encode()).hexdigest()
