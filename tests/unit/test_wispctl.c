@@ -368,6 +368,15 @@ static void jail_paths_and_cgroup_names(void **state)
 	assert_int_equal(strspn(a + 8, "0123456789abcdef"), 8);
 	wispctl_jail_parent_cgroup("/tmp/x", b, sizeof(b));
 	assert_string_not_equal(a, b);
+
+	/* cgroup.controllers: whole words only. */
+	assert_true(wispctl_has_word("cpuset cpu io memory pids\n", "pids"));
+	assert_true(wispctl_has_word("pids", "pids"));
+	assert_true(wispctl_has_word("cpu pids memory", "pids"));
+	assert_false(wispctl_has_word("hugetlb\n", "pids"));
+	assert_false(wispctl_has_word("mypids rdma", "pids"));
+	assert_false(wispctl_has_word("pidsx", "pids"));
+	assert_false(wispctl_has_word("", "pids"));
 }
 
 static void http_heads_are_parsed_and_incomplete_ones_wait(void **state)

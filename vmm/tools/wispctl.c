@@ -1022,6 +1022,7 @@ struct clone_run {
 	/* --jail: wisp-jailer, the absolute path of wisp, the chroot base and cgroup parent */
 	char jailer[WISPCTL_PATH_MAX], exec_file[WISPCTL_PATH_MAX], jail_base[WISPCTL_PATH_MAX];
 	char jail_parent[32];
+	bool jail_pids; /* the cgroup2 root offers the pids controller */
 	pthread_mutex_t lock;
 	unsigned next_number; /* the next clone number to try */
 	unsigned started, attempted;
@@ -1136,25 +1137,8 @@ static int start_one(struct clone_run *run)
 	char id[WISPCTL_ID_MAX], err[ERR_SIZE], reply[4096];
 	char *argv[] = {NULL, "--api-sock", NULL, "--id", id, NULL};
 	char uid[16], gid[16], pids[32], root[WISPCTL_PATH_MAX];
-	char *jail_argv[] = {run->jailer,
-			     "--id",
-			     id,
-			     "--exec-file",
-			     run->exec_file,
-			     "--uid",
-			     uid,
-			     "--gid",
-			     gid,
-			     "--chroot-base-dir",
-			     run->jail_base,
-			     "--parent-cgroup",
-			     run->jail_parent,
-			     "--cgroup",
-			     pids,
-			     "--",
-			     "--api-sock",
-			     "/api.sock",
-			     NULL};
+	char *jail_argv[24];
+	size_t n = 0;
 	const char *state_path = run->state, *mem_path = run->mem;
 	struct clone c;
 	unsigned number;
@@ -1200,6 +1184,29 @@ static int start_one(struct clone_run *run)
 		snprintf(uid, sizeof(uid), "%u", WISPCTL_JAIL_UID_BASE + number);
 		snprintf(gid, sizeof(gid), "%u", WISPCTL_JAIL_GID);
 		snprintf(pids, sizeof(pids), "pids.max=%d", WISPCTL_JAIL_PIDS_MAX);
+		char *fixed[] = {run->jailer,
+				 "--id",
+				 id,
+				 "--exec-file",
+				 run->exec_file,
+				 "--uid",
+				 uid,
+				 "--gid",
+				 gid,
+				 "--chroot-base-dir",
+				 run->jail_base,
+				 "--parent-cgroup",
+				 run->jail_parent};
+		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+			jail_argv[n++] = fixed[i];
+		if (run->jail_pids) { /* a cgroup of its own where the host can limit tasks */
+			jail_argv[n++] = "--cgroup";
+			jail_argv[n++] = pids;
+		}
+		jail_argv[n++] = "--";
+		jail_argv[n++] = "--api-sock";
+		jail_argv[n++] = "/api.sock";
+		jail_argv[n] = NULL;
 		if (clone_jail_socket(&c) < 0 ||
 		    wispctl_jail_root(args.state_dir, strrchr(run->exec_file, '/') + 1, id, root,
 				      sizeof(root)) < 0) {
@@ -1362,8 +1369,14 @@ static unsigned memory_of(const pid_t *pids, unsigned n, uint64_t *rss, uint64_t
 static int jail_setup(struct clone_run *run)
 {
 	const char *files[] = {run->state, run->mem};
-	char *slash;
+	char *slash, controllers[WISPCTL_PATH_MAX];
 
+	/* The jails and their cgroup's name derive from it: one spelling for every command. */
+	if (args.state_dir[0] != '/') {
+		say("clone --jail: the state directory %s must be an absolute path",
+		    args.state_dir);
+		return -EINVAL;
+	}
 	if (!realpath(args.wisp, run->exec_file)) {
 		say("clone --jail: wisp %s: %s (--wisp gives its path)", args.wisp,
 		    strerror(errno));
@@ -1380,6 +1393,16 @@ static int jail_setup(struct clone_run *run)
 	if (wispctl_jail_base(args.state_dir, run->jail_base, sizeof(run->jail_base)) < 0)
 		return -ENAMETOOLONG;
 	wispctl_jail_parent_cgroup(args.state_dir, run->jail_parent, sizeof(run->jail_parent));
+	if (cgroup2_mount(controllers, sizeof(controllers) - sizeof("/cgroup.controllers")) == 0) {
+		char *text = NULL;
+		strcat(controllers, "/cgroup.controllers");
+		if (read_text(controllers, &text, NULL) == 0)
+			run->jail_pids = wispctl_has_word(text, "pids");
+		free(text);
+	}
+	if (!run->jail_pids)
+		say("clone --jail: the host's cgroup2 has no pids controller: the clones get no "
+		    "cgroup of their own");
 	for (size_t i = 0; i < 2; i++) {
 		struct stat st;
 		if (stat(files[i], &st) < 0 || chown(files[i], (uid_t)-1, WISPCTL_JAIL_GID) < 0 ||

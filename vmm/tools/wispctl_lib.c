@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "wispctl_lib.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -476,6 +477,21 @@ void wispctl_jail_parent_cgroup(const char *state_dir, char *out, size_t size)
 	for (const char *c = state_dir; *c; c++)
 		hash = (hash ^ (unsigned char)*c) * 16777619u;
 	snprintf(out, size, "wispctl-%08x", hash);
+}
+
+bool wispctl_has_word(const char *text, const char *word)
+{
+	size_t len = strlen(word);
+
+	if (!len)
+		return false;
+	for (const char *p = text; (p = strstr(p, word)); p++) {
+		bool starts = p == text || isspace((unsigned char)p[-1]);
+		bool ends = p[len] == '\0' || isspace((unsigned char)p[len]);
+		if (starts && ends)
+			return true;
+	}
+	return false;
 }
 
 int wispctl_check_request(const char *request, char *err, size_t err_size)

@@ -128,6 +128,9 @@ int wispctl_jail_socket(const char *state_dir, const char *exec_name, const char
  * cgroup. */
 void wispctl_jail_parent_cgroup(const char *state_dir, char *out, size_t size);
 
+/* Whether text (e.g. cgroup.controllers) holds word as a whole blank-separated word. */
+bool wispctl_has_word(const char *text, const char *word);
+
 /* A request: 1 to WISPCTL_REQUEST_MAX printable ASCII characters (no newline or control
  * character, which the guest's terminal would interpret). Returns 0 or -EINVAL. */
 int wispctl_check_request(const char *request, char *err, size_t err_size);
