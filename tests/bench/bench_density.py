@@ -274,13 +274,27 @@ class Wispctl:
     def __init__(self, wispctl, wisp, state):
         self.base = [wispctl, "--state-dir", state, "--wisp", wisp, "--timeout", "600"]
 
-    def run(self, *args, check=True, echo=True):
+    def run(self, *args, check=True, echo=True, progress=False):
+        """Runs wispctl; progress: its progress lines are shown as they come (so that a
+        run the emulated machine does not survive still says how far it got)."""
         cmd = self.base + list(args)
         if echo:
             shown = " ".join(a if len(a) < 60 else "..." + a[-40:] for a in args)
             print(f"$ wispctl {shown}", flush=True)
         start = time.monotonic()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        if progress:
+            with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) as proc:
+                err = []
+                for line in proc.stderr:
+                    err.append(line)
+                    if line.startswith("wispctl: clone:"):
+                        print(f"  {line.strip()} (MemAvailable "
+                              f"{meminfo()['MemAvailable'] // 1024} MiB)", flush=True)
+                out = proc.stdout.read()
+            done = subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(err))
+        else:
+            done = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.monotonic() - start
         if check and done.returncode != 0:
             raise BenchError(f"wispctl {' '.join(args[:2])} failed with status "
@@ -294,7 +308,7 @@ def clone_batch(ctl, snap, count, parallel, min_available):
     busy = busy_cpu_seconds()
     done, seconds = ctl.run("clone", snap, "--count", str(count), "--parallel",
                             str(parallel), "--min-available", str(min_available),
-                            check=False)
+                            check=False, progress=True)
     summary = re.search(r"clone: (\d+) of (\d+) clones started .* in ([0-9.]+) s: "
                         r"([0-9.]+) clones/s", done.stdout)
     if not summary:
