@@ -86,7 +86,9 @@ def leftovers(state_dir):
                 jailed = f"/{jail_parent_cgroup(state_dir)}/" in f.read()
         except OSError:
             jailed = False
-        if state_dir in cmdline or jailed or (name == "wisp" and state == "Z"):
+        # (KVM's per-VM kernel thread joins the VM creator's cgroup: not a process of ours;
+        # a kernel thread has no command line.)
+        if state_dir in cmdline or (jailed and cmdline) or (name == "wisp" and state == "Z"):
             processes.append(f"{pid} {name} {state} {cmdline!r}")
     with open("/proc/net/unix") as f:  # a jailed wisp's shows as bound: /api.sock
         sockets = [line.split()[-1] for line in f
