@@ -25,7 +25,7 @@ ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm api -name '*.h')
 
 .PHONY: all deps guest test unit integration seccomp-filter demo soak bench bench-boot bench-io bench-snapshot \
-	compare-guest-logs \
+	bench-density compare-guest-logs \
 	check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl $(BUILD)/wisp-jailer
@@ -233,6 +233,14 @@ bench-io: deps all guest
 bench-snapshot: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_snapshot.py \
 		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-snapshot.json)
+
+# Clones of one 128 MiB snapshot at once through wispctl, up to COUNT (default 1000), and
+# what each costs; the peer: PEERS (default 10) QEMU microvm VMs (tests/bench/bench_density.py).
+# The emulated machine gets WISP_HARNESS_MEM MiB (default here 12288) and WISP_HARNESS_SMP CPUs.
+bench-density: deps all guest
+	@WISP_HARNESS_MEM=$${WISP_HARNESS_MEM:-12288} $(INTEGRATION_ENV) ci/with-kvm.sh \
+		python3 tests/bench/bench_density.py --count $${COUNT:-1000} \
+		--peer-count $${PEERS:-10} --json $(abspath $(BUILD)/bench-density.json)
 
 FORMAT_FILES = $(shell find vmm api tests guest/init jailer -name '*.[ch]')
 format:

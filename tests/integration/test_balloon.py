@@ -1,18 +1,20 @@
 """virtio-balloon on real KVM: inflating gives the guest's memory back to the host (wisp's
 RSS drops) and GET /balloon/statistics reports it, deflating gives it back to the guest,
 deflate_on_oom lets a guest allocate past what the balloon left it, free page reporting
-returns memory the guest frees, and a VM restored from a snapshot keeps a working balloon.
+returns memory the guest frees, and a VM restored from a snapshot keeps a working balloon
+(File backend; and Uffd with the shipped handler, which hears of released pages).
 
 Where the host's RSS must show what the balloon takes, the guest first touches nearly all
 its free memory (one dd buffer of MemFree less 4 MiB, freed again when dd exits), so that
 whichever free pages the balloon takes are backed on the host. Guests wait on the
 console (`read`) where the host must act first."""
 import os
+import re
 import subprocess
 import tempfile
 import time
 
-from apitest import ApiVm, guest_cmdline
+from apitest import SOCKET_DIR, ApiVm, guest_cmdline
 from test_virtio import SCRATCH
 from wisptest import check
 
@@ -195,3 +197,70 @@ def test_a_restored_clone_keeps_a_working_balloon(env):
                   f"{rss_before} KiB")
             _check(stats["target_mib"] == 80 and deflated["target_mib"] == 0,
                    f"the clone's statistics: {stats} {deflated}", clone)
+
+
+def test_a_uffd_restored_clone_balloon_reaches_the_handler(env):
+    """A clone restored with the Uffd backend and the shipped handler
+    (build/wisp-uffd-handler): inflating its balloon releases guest pages with
+    MADV_DONTNEED, which the kernel reports to the handler as UFFD_EVENT_REMOVE (its
+    summary counts them); after deflating, the guest touches 96 MiB again (removed pages
+    are served as zero pages) and keeps working."""
+    handler = os.path.join(os.path.dirname(env.wisp), "wisp-uffd-handler")
+    check(os.access(handler, os.X_OK), f"the Uffd handler {handler} is missing")
+    # After the deflate: 96 MiB touched (each page a fault the handler serves, slow when
+    # emulated), then alive.
+    command = (TOUCH + "echo freed; read go; "
+               "dd if=/dev/zero of=/dev/null bs=96M count=1 2>/dev/null; "
+               "echo clone-alive; sleep 3600")
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
+        state, mem = os.path.join(tmp, "vm.state"), os.path.join(tmp, "vm.mem")
+        with new_vm(env, "balloon-uffd-origin") as vm:
+            boot(vm, command, 256, {"amount_mib": 0, "deflate_on_oom": False,
+                                    "stats_polling_interval_s": 1})
+            vm.wait_for("freed")
+            wait_stats(vm, "the guest's memory", lambda s: "total_memory" in s)
+            vm.ok("PATCH", "/vm", {"state": "Paused"})
+            vm.ok("PUT", "/snapshot/create", {"snapshot_path": state, "mem_file_path": mem})
+        uffd_sock = os.path.join(SOCKET_DIR, f"wisp-balloon-uffd-{os.getpid()}.sock")
+        if os.path.exists(uffd_sock):
+            os.unlink(uffd_sock)
+        proc = subprocess.Popen([handler, uffd_sock, mem], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(uffd_sock):
+                check(proc.poll() is None and time.monotonic() < deadline,
+                      f"the Uffd handler did not listen on {uffd_sock}")
+                time.sleep(0.05)
+            with new_vm(env, "balloon-uffd-clone") as clone:
+                clone.ok("PUT", "/snapshot/load", {"snapshot_path": state,
+                                                   "mem_backend": {"backend_type": "Uffd",
+                                                                   "backend_path": uffd_sock},
+                                                   "resume_vm": True})
+                clone.ok("PATCH", "/balloon", {"amount_mib": 64})
+                inflated = wait_stats(clone, "the Uffd clone inflated to 64 MiB",
+                                      lambda s: s["actual_mib"] == 64)
+                clone.ok("PATCH", "/balloon", {"amount_mib": 0})
+                deflated = wait_stats(clone, "the Uffd clone deflated",
+                                      lambda s: s["actual_mib"] == 0)
+                send_line(clone, "go")
+                clone.wait_for("clone-alive", timeout=300)
+                _check(inflated["target_mib"] == 64 and deflated["target_mib"] == 0,
+                       f"the Uffd clone's statistics: {inflated} {deflated}", clone)
+            # wisp is gone: the handler sees its end and prints its summary.
+            try:
+                out = proc.communicate(timeout=30)[0].decode(errors="replace")
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out = proc.communicate()[0].decode(errors="replace")
+                raise AssertionError(f"the Uffd handler did not end with its VMM: {out}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        summary = re.search(r"summary: faulted_pages=(\d+) zero_pages=(\d+) .*"
+                            r"remove_events=(\d+)", out)
+        print(f"# Uffd clone, balloon 0 -> 64 -> 0 MiB: {summary.group(0) if summary else out}")
+        check(summary and int(summary.group(3)) > 0,
+              f"the handler saw no UFFD_EVENT_REMOVE from the balloon: {out}")
+        check(proc.returncode == 0, f"the Uffd handler's exit status {proc.returncode}: {out}")

@@ -333,6 +333,52 @@ static void clone_ids_and_their_files(void **state)
 			 -ENAMETOOLONG);
 }
 
+/* clone --jail: where a clone's jail and socket are, and its parent cgroup's name. */
+static void jail_paths_and_cgroup_names(void **state)
+{
+	char path[WISPCTL_PATH_MAX], long_dir[128], a[32], b[32];
+	size_t tail = strlen("/jails/wisp/c3/root/api.sock");
+
+	(void)state;
+	assert_int_equal(wispctl_jail_base("/tmp/w", path, sizeof(path)), 0);
+	assert_string_equal(path, "/tmp/w/jails");
+	assert_int_equal(wispctl_jail_root("/tmp/w", "wisp", "c3", path, sizeof(path)), 0);
+	assert_string_equal(path, "/tmp/w/jails/wisp/c3/root");
+	assert_int_equal(wispctl_jail_socket("/tmp/w", "wisp", "c3", path, sizeof(path)), 0);
+	assert_string_equal(path, "/tmp/w/jails/wisp/c3/root/api.sock");
+	assert_int_equal(wispctl_jail_root("/tmp/w", "wisp", "c3", path, 10), -ENAMETOOLONG);
+
+	/* The socket must fit sun_path: 107 bytes and the NUL. */
+	memset(long_dir, 'd', sizeof(long_dir));
+	long_dir[0] = '/';
+	long_dir[107 - tail] = '\0';
+	assert_int_equal(wispctl_jail_socket(long_dir, "wisp", "c3", path, sizeof(path)), 0);
+	assert_int_equal(strlen(path), 107);
+	long_dir[107 - tail] = 'd';
+	long_dir[108 - tail] = '\0';
+	assert_int_equal(wispctl_jail_socket(long_dir, "wisp", "c3", path, sizeof(path)),
+			 -ENAMETOOLONG);
+
+	/* One name per state directory, the same every time: a valid jailer cgroup path. */
+	wispctl_jail_parent_cgroup("/tmp/w", a, sizeof(a));
+	wispctl_jail_parent_cgroup("/tmp/w", b, sizeof(b));
+	assert_string_equal(a, b);
+	assert_int_equal(strlen(a), strlen("wispctl-") + 8);
+	assert_int_equal(strncmp(a, "wispctl-", 8), 0);
+	assert_int_equal(strspn(a + 8, "0123456789abcdef"), 8);
+	wispctl_jail_parent_cgroup("/tmp/x", b, sizeof(b));
+	assert_string_not_equal(a, b);
+
+	/* cgroup.controllers: whole words only. */
+	assert_true(wispctl_has_word("cpuset cpu io memory pids\n", "pids"));
+	assert_true(wispctl_has_word("pids", "pids"));
+	assert_true(wispctl_has_word("cpu pids memory", "pids"));
+	assert_false(wispctl_has_word("hugetlb\n", "pids"));
+	assert_false(wispctl_has_word("mypids rdma", "pids"));
+	assert_false(wispctl_has_word("pidsx", "pids"));
+	assert_false(wispctl_has_word("", "pids"));
+}
+
 static void http_heads_are_parsed_and_incomplete_ones_wait(void **state)
 {
 	static const char ok[] = "HTTP/1.1 204 No Content\r\nServer: wisp\r\n\r\n";
@@ -414,6 +460,7 @@ int main(void)
 	    cmocka_unit_test_setup(requests_must_be_printable_and_short, reset_env),
 	    cmocka_unit_test_setup(tap_patterns_hold_one_number_and_fit_ifnamsiz, reset_env),
 	    cmocka_unit_test_setup(clone_ids_and_their_files, reset_env),
+	    cmocka_unit_test_setup(jail_paths_and_cgroup_names, reset_env),
 	    cmocka_unit_test_setup(http_heads_are_parsed_and_incomplete_ones_wait, reset_env),
 	    cmocka_unit_test_setup(proc_values_and_answer_lines, reset_env),
 	};

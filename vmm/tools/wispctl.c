@@ -328,15 +328,16 @@ static void locate_wisp(void)
 }
 
 /*
- * Starts wisp with argv (argv[0] ignored) in its own session (so that neither wispctl's
- * end nor its terminal's SIGHUP ends it), stdin/stdout/stderr from the given fds.
- * Returns the pid or -errno (fork's EAGAIN/ENOMEM: the host is full).
+ * Starts wisp (or argv[0] when set: wisp-jailer) with argv in its own session (so that neither
+ * wispctl's end nor its terminal's SIGHUP ends it), stdin/stdout/stderr from the given fds. Returns
+ * the pid or -errno (fork's EAGAIN/ENOMEM: the host is full).
  */
 static pid_t spawn(char **argv, int in_fd, int out_fd, int err_fd)
 {
 	pid_t pid;
 
-	argv[0] = args.wisp;
+	if (!argv[0])
+		argv[0] = args.wisp;
 	pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -409,8 +410,8 @@ static void stop_process(pid_t pid, unsigned long long start_time)
 /* ---- TAP devices ------------------------------------------------------------------ */
 
 /* Creates a persistent TAP (as wisp opens it: no packet info, vnet header) and brings it
- * up. */
-static int tap_create(const char *name, char *err, size_t err_size)
+ * up. owner >= 0: only that uid (a jailed clone's) may attach to it (TUNSETOWNER). */
+static int tap_create(const char *name, long owner, char *err, size_t err_size)
 {
 	struct ifreq ifr = {0};
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC), sock, ret = 0;
@@ -423,7 +424,8 @@ static int tap_create(const char *name, char *err, size_t err_size)
 	}
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0) {
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0 ||
+	    (owner >= 0 && ioctl(fd, TUNSETOWNER, (unsigned long)owner) < 0)) {
 		ret = -errno;
 		snprintf(err, err_size, "cannot create TAP %s: %s (needs CAP_NET_ADMIN)", name,
 			 strerror(errno));
@@ -482,6 +484,10 @@ struct clone {
 	pid_t pid;
 	unsigned long long start_time;
 	double started_unix;
+	/* clone --jail: the jailer and the exec file it was started with (for --cleanup);
+	 * the socket is then in the jail root. */
+	bool jailed;
+	char jailer[WISPCTL_PATH_MAX], exec_file[WISPCTL_PATH_MAX];
 };
 
 static int clone_paths(struct clone *c, const char *id)
@@ -512,6 +518,10 @@ static int clone_write_info(const struct clone *c, const char *snapshot_dir)
 				 c->started_unix, "tap", c->tap, "snapshot", snapshot_dir);
 	int ret;
 
+	if (info && c->jailed)
+		json_object_set_new(
+		    info, "jail",
+		    json_pack("{s:s,s:s}", "jailer", c->jailer, "exec_file", c->exec_file));
 	if (!info)
 		return -ENOMEM;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", c->info);
@@ -522,10 +532,19 @@ static int clone_write_info(const struct clone *c, const char *snapshot_dir)
 	return ret;
 }
 
+/* A jailed clone's API socket: in its jail root. */
+static int clone_jail_socket(struct clone *c)
+{
+	const char *slash = strrchr(c->exec_file, '/');
+
+	return wispctl_jail_socket(args.state_dir, slash ? slash + 1 : c->exec_file, c->id,
+				   c->socket, sizeof(c->socket));
+}
+
 static int clone_load(struct clone *c, const char *id)
 {
 	char *text = NULL;
-	json_t *info;
+	json_t *info, *jail;
 	int ret;
 
 	memset(c, 0, sizeof(*c));
@@ -544,11 +563,103 @@ static int clone_load(struct clone *c, const char *id)
 	c->started_unix = json_number_value(json_object_get(info, "started_unix"));
 	snprintf(c->tap, sizeof(c->tap), "%s",
 		 json_string_value(json_object_get(info, "tap")) ?: "");
+	jail = json_object_get(info, "jail");
+	if (json_is_object(jail)) {
+		c->jailed = true;
+		snprintf(c->jailer, sizeof(c->jailer), "%s",
+			 json_string_value(json_object_get(jail, "jailer")) ?: "");
+		snprintf(c->exec_file, sizeof(c->exec_file), "%s",
+			 json_string_value(json_object_get(jail, "exec_file")) ?: "");
+		ret = clone_jail_socket(c);
+	}
 	json_decref(info);
-	return 0;
+	return ret;
 }
 
-/* Stops the clone's wisp, removes its TAP and every file, then its directory. */
+/* The cgroup2 mount point (the first in /proc/self/mountinfo, as wisp-jailer takes it). */
+static int cgroup2_mount(char *out, size_t size)
+{
+	char *text = NULL, *line, *save = NULL;
+	int ret = read_text("/proc/self/mountinfo", &text, NULL);
+
+	if (ret < 0)
+		return ret;
+	ret = -ENOENT;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char mount_point[WISPCTL_PATH_MAX], *sep = strstr(line, " - ");
+		if (!sep || strncmp(sep, " - cgroup2 ", 11) != 0 ||
+		    sscanf(line, "%*s %*s %*s %*s %4095s", mount_point) != 1)
+			continue;
+		snprintf(out, size, "%s", mount_point);
+		ret = 0;
+		break;
+	}
+	free(text);
+	return ret;
+}
+
+/*
+ * Removes a jailed clone's jail and cgroup with `wisp-jailer --cleanup` (its wisp has
+ * ended; KVM's per-VM kernel thread may stay in the cgroup a moment longer, so a refusal
+ * is tried again for a few seconds, the last try's message shown), then the shared
+ * directories and parent cgroup once no other clone uses them.
+ */
+static void jail_cleanup(const struct clone *c)
+{
+	const char *slash = strrchr(c->exec_file, '/');
+	char base[WISPCTL_PATH_MAX], parent[32], dir[WISPCTL_PATH_MAX + 64];
+	char *argv[] = {(char *)c->jailer,
+			"--cleanup",
+			"--id",
+			(char *)c->id,
+			"--exec-file",
+			(char *)c->exec_file,
+			"--chroot-base-dir",
+			base,
+			"--parent-cgroup",
+			parent,
+			NULL};
+	int status = -1;
+
+	if (wispctl_jail_base(args.state_dir, base, sizeof(base)) < 0)
+		return;
+	wispctl_jail_parent_cgroup(args.state_dir, parent, sizeof(parent));
+	for (int attempt = 0; attempt < 50 && status != 0; attempt++) {
+		bool last = attempt == 49;
+		pid_t pid = fork();
+		if (pid < 0) {
+			say("%s: cannot run %s --cleanup: %s", c->id, c->jailer, strerror(errno));
+			return;
+		}
+		if (pid == 0) {
+			int null = open("/dev/null", O_RDWR);
+			if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+			    (!last && dup2(null, 2) < 0))
+				_exit(126);
+			execv(argv[0], argv);
+			_exit(127);
+		}
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (status != 0 && !last)
+			sleep_ms(100);
+	}
+	if (status != 0)
+		say("%s: %s --cleanup failed (status %d): its jail or cgroup may be left", c->id,
+		    c->jailer, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	/* Only if empty: other clones may still use them. */
+	snprintf(dir, sizeof(dir), "%s/%s", base, slash ? slash + 1 : c->exec_file);
+	rmdir(dir);
+	rmdir(base);
+	if (cgroup2_mount(dir, sizeof(dir) - sizeof(parent) - 1) == 0) {
+		strcat(dir, "/");
+		strcat(dir, parent);
+		if (rmdir(dir) < 0 && errno != ENOENT && errno != EBUSY)
+			say("cannot remove the cgroup %s: %s", dir, strerror(errno));
+	}
+}
+
+/* Stops the clone's wisp, removes its TAP, its jail and every file, then its directory. */
 static void clone_remove(struct clone *c)
 {
 	const char *files[] = {c->socket,      c->console_in, c->console_log,
@@ -556,6 +667,8 @@ static void clone_remove(struct clone *c)
 	char tmp[WISPCTL_PATH_MAX + 8];
 
 	stop_process(c->pid, c->start_time);
+	if (c->jailed && c->jailer[0] && c->exec_file[0])
+		jail_cleanup(c); /* the socket is in the jail: removed with it */
 	if (c->tap[0])
 		tap_delete(c->tap);
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
@@ -788,7 +901,7 @@ static int cmd_snapshot(void)
 	}
 	if (args.net) {
 		snprintf(tap, sizeof(tap), "wsnap%d", (int)(getpid() % 1000000));
-		if (tap_create(tap, err, sizeof(err)) < 0) {
+		if (tap_create(tap, -1, err, sizeof(err)) < 0) {
 			say("%s", err);
 			tap[0] = '\0';
 			goto out;
@@ -906,6 +1019,10 @@ struct clone_run {
 	char snapshot_dir[PATH_MAX];
 	char state[WISPCTL_PATH_MAX + 16], mem[WISPCTL_PATH_MAX + 16];
 	bool has_net;
+	/* --jail: wisp-jailer, the absolute path of wisp, the chroot base and cgroup parent */
+	char jailer[WISPCTL_PATH_MAX], exec_file[WISPCTL_PATH_MAX], jail_base[WISPCTL_PATH_MAX];
+	char jail_parent[32];
+	bool jail_pids; /* the cgroup2 root offers the pids controller */
 	pthread_mutex_t lock;
 	unsigned next_number; /* the next clone number to try */
 	unsigned started, attempted;
@@ -963,11 +1080,66 @@ static void progress(struct clone_run *run, bool final)
 		tty && !final ? "" : "\n");
 }
 
+/* One snapshot file into a jail root: a hard link (the clones then share its page
+ * cache), a copy (readable by the jail's group) when it is on another file system. */
+static int jail_put(const char *source, const char *root, const char *name, char *err,
+		    size_t err_size)
+{
+	char target[WISPCTL_PATH_MAX + 64];
+	int in = -1, out = -1, ret = 0;
+	struct stat st;
+
+	snprintf(target, sizeof(target), "%s/%s", root, name);
+	if (link(source, target) == 0)
+		return 0;
+	if (errno != EXDEV) {
+		ret = -errno;
+		snprintf(err, err_size, "cannot link %s into the jail as %s: %s", source, target,
+			 strerror(errno));
+		return ret;
+	}
+	in = open(source, O_RDONLY | O_CLOEXEC);
+	out = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (in < 0 || out < 0 || fstat(in, &st) < 0 ||
+	    fchown(out, (uid_t)-1, WISPCTL_JAIL_GID) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	for (off_t left = st.st_size; left > 0;) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -EIO;
+			goto fail;
+		}
+		left -= n;
+	}
+	close(in);
+	if (close(out) < 0) {
+		out = -1;
+		ret = -errno;
+		goto fail;
+	}
+	return 0;
+fail:
+	snprintf(err, err_size, "cannot copy %s into the jail as %s: %s", source, target,
+		 strerror(-ret));
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	unlink(target);
+	return ret;
+}
+
 /* Starts one clone; returns 0, or -errno after clone_stop() said why. */
 static int start_one(struct clone_run *run)
 {
 	char id[WISPCTL_ID_MAX], err[ERR_SIZE], reply[4096];
 	char *argv[] = {NULL, "--api-sock", NULL, "--id", id, NULL};
+	char uid[16], gid[16], pids[32], root[WISPCTL_PATH_MAX];
+	char *jail_argv[24];
+	size_t n = 0;
+	const char *state_path = run->state, *mem_path = run->mem;
 	struct clone c;
 	unsigned number;
 	uint64_t avail;
@@ -1005,6 +1177,49 @@ static int start_one(struct clone_run *run)
 	argv[2] = c.socket;
 	c.pid = 0;
 	c.tap[0] = '\0';
+	c.jailed = args.jail;
+	if (c.jailed) {
+		snprintf(c.jailer, sizeof(c.jailer), "%s", run->jailer);
+		snprintf(c.exec_file, sizeof(c.exec_file), "%s", run->exec_file);
+		snprintf(uid, sizeof(uid), "%u", WISPCTL_JAIL_UID_BASE + number);
+		snprintf(gid, sizeof(gid), "%u", WISPCTL_JAIL_GID);
+		snprintf(pids, sizeof(pids), "pids.max=%d", WISPCTL_JAIL_PIDS_MAX);
+		char *fixed[] = {run->jailer,
+				 "--id",
+				 id,
+				 "--exec-file",
+				 run->exec_file,
+				 "--uid",
+				 uid,
+				 "--gid",
+				 gid,
+				 "--chroot-base-dir",
+				 run->jail_base,
+				 "--parent-cgroup",
+				 run->jail_parent};
+		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+			jail_argv[n++] = fixed[i];
+		if (run->jail_pids) { /* a cgroup of its own where the host can limit tasks */
+			jail_argv[n++] = "--cgroup";
+			jail_argv[n++] = pids;
+		}
+		jail_argv[n++] = "--";
+		jail_argv[n++] = "--api-sock";
+		jail_argv[n++] = "/api.sock";
+		jail_argv[n] = NULL;
+		if (clone_jail_socket(&c) < 0 ||
+		    wispctl_jail_root(args.state_dir, strrchr(run->exec_file, '/') + 1, id, root,
+				      sizeof(root)) < 0) {
+			clone_stop(run,
+				   "the state directory %s is too long for a jailed clone's "
+				   "socket path (at most %d bytes)",
+				   args.state_dir, WISPCTL_SUN_PATH_MAX - 1);
+			ret = -ENAMETOOLONG;
+			goto fail;
+		}
+		state_path = "/" WISPCTL_SNAP_STATE;
+		mem_path = "/" WISPCTL_SNAP_MEM;
+	}
 	if (run->has_net && wispctl_tap_name(args.tap_pattern, number, c.tap, sizeof(c.tap)) < 0) {
 		clone_stop(run, "TAP pattern %s gives no name for %u", args.tap_pattern, number);
 		ret = -EINVAL;
@@ -1016,7 +1231,8 @@ static int start_one(struct clone_run *run)
 		clone_stop(run, "cannot write %s: %s", c.info, strerror(-ret));
 		goto fail;
 	}
-	if (c.tap[0] && tap_create(c.tap, err, sizeof(err)) < 0) {
+	if (c.tap[0] && tap_create(c.tap, c.jailed ? (long)(WISPCTL_JAIL_UID_BASE + number) : -1,
+				   err, sizeof(err)) < 0) {
 		clone_stop(run, "%s", err);
 		c.tap[0] = '\0'; /* not ours to delete (it may have existed) */
 		ret = -EIO;
@@ -1037,7 +1253,7 @@ static int start_one(struct clone_run *run)
 			   errno == EMFILE || errno == ENFILE ? " (the host is full: files)" : "");
 		goto fail;
 	}
-	c.pid = spawn(argv, in_fd, out_fd, err_fd);
+	c.pid = spawn(c.jailed ? jail_argv : argv, in_fd, out_fd, err_fd);
 	if (c.pid < 0) {
 		ret = c.pid;
 		c.pid = 0;
@@ -1059,8 +1275,15 @@ static int start_one(struct clone_run *run)
 					  : "did not open its API socket within 30 s");
 		goto fail;
 	}
-	load = json_pack("{s:s,s:{s:s,s:s},s:b}", "snapshot_path", run->state, "mem_backend",
-			 "backend_type", "File", "backend_path", run->mem, "resume_vm", 1);
+	/* Jailed: wisp sees only its jail root, where the jailer has just made it. */
+	if (c.jailed &&
+	    ((ret = jail_put(run->state, root, WISPCTL_SNAP_STATE, err, sizeof(err))) < 0 ||
+	     (ret = jail_put(run->mem, root, WISPCTL_SNAP_MEM, err, sizeof(err))) < 0)) {
+		clone_stop(run, "%s: %s", id, err);
+		goto fail;
+	}
+	load = json_pack("{s:s,s:{s:s,s:s},s:b}", "snapshot_path", state_path, "mem_backend",
+			 "backend_type", "File", "backend_path", mem_path, "resume_vm", 1);
 	if (load && c.tap[0])
 		json_object_set_new(
 		    load, "network_overrides",
@@ -1138,6 +1361,60 @@ static unsigned memory_of(const pid_t *pids, unsigned n, uint64_t *rss, uint64_t
 	return measured;
 }
 
+/*
+ * clone --jail: wisp-jailer beside wisp, wisp's absolute path (the jailer wants one), and
+ * the snapshot's two files readable by the jails' group (they are hard-linked into
+ * every jail, so their owner and mode are the jails' too).
+ */
+static int jail_setup(struct clone_run *run)
+{
+	const char *files[] = {run->state, run->mem};
+	char *slash, controllers[WISPCTL_PATH_MAX];
+
+	/* The jails and their cgroup's name derive from it: one spelling for every command. */
+	if (args.state_dir[0] != '/') {
+		say("clone --jail: the state directory %s must be an absolute path",
+		    args.state_dir);
+		return -EINVAL;
+	}
+	if (!realpath(args.wisp, run->exec_file)) {
+		say("clone --jail: wisp %s: %s (--wisp gives its path)", args.wisp,
+		    strerror(errno));
+		return -ENOENT;
+	}
+	snprintf(run->jailer, sizeof(run->jailer), "%s", run->exec_file);
+	slash = strrchr(run->jailer, '/');
+	snprintf(slash + 1, sizeof(run->jailer) - (size_t)(slash + 1 - run->jailer), "wisp-jailer");
+	if (access(run->jailer, X_OK) < 0) {
+		say("clone --jail: %s: %s (it is built beside wisp: make all)", run->jailer,
+		    strerror(errno));
+		return -ENOENT;
+	}
+	if (wispctl_jail_base(args.state_dir, run->jail_base, sizeof(run->jail_base)) < 0)
+		return -ENAMETOOLONG;
+	wispctl_jail_parent_cgroup(args.state_dir, run->jail_parent, sizeof(run->jail_parent));
+	if (cgroup2_mount(controllers, sizeof(controllers) - sizeof("/cgroup.controllers")) == 0) {
+		char *text = NULL;
+		strcat(controllers, "/cgroup.controllers");
+		if (read_text(controllers, &text, NULL) == 0)
+			run->jail_pids = wispctl_has_word(text, "pids");
+		free(text);
+	}
+	if (!run->jail_pids)
+		say("clone --jail: the host's cgroup2 has no pids controller: the clones get no "
+		    "cgroup of their own");
+	for (size_t i = 0; i < 2; i++) {
+		struct stat st;
+		if (stat(files[i], &st) < 0 || chown(files[i], (uid_t)-1, WISPCTL_JAIL_GID) < 0 ||
+		    chmod(files[i], (st.st_mode & 07777) | S_IRGRP) < 0) {
+			say("clone --jail: cannot give %s to the jails' group %u: %s", files[i],
+			    WISPCTL_JAIL_GID, strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 static int cmd_clone(void)
 {
 	static struct clone_run run;
@@ -1150,22 +1427,6 @@ static int cmd_clone(void)
 	double elapsed;
 	int ret;
 
-	if (args.jail) {
-		char jailer[WISPCTL_PATH_MAX + 16], *slash;
-		snprintf(jailer, sizeof(jailer), "%s", args.wisp);
-		slash = strrchr(jailer, '/');
-		snprintf(slash ? slash + 1 : jailer,
-			 sizeof(jailer) - (slash ? (size_t)(slash + 1 - jailer) : 0),
-			 "wisp-jailer");
-		if (access(jailer, X_OK) < 0)
-			say("clone --jail: not yet: needs wisp-jailer (issue 13); %s is missing",
-			    jailer);
-		else
-			say("clone --jail: not yet: %s exists, but wispctl does not drive it "
-			    "yet (issue 13)",
-			    jailer);
-		return 2;
-	}
 	if (!realpath(args.snapshot_dir, run.snapshot_dir)) {
 		say("snapshot directory %s: %s (make one with wispctl snapshot ... -o %s)",
 		    args.snapshot_dir, strerror(errno), args.snapshot_dir);
@@ -1193,6 +1454,8 @@ static int cmd_clone(void)
 	}
 	run.has_net = json_array_size(ifaces) == 1;
 	json_decref(meta);
+	if (args.jail && jail_setup(&run) < 0)
+		return 2;
 
 	snprintf(meta_path, sizeof(meta_path), "%s/clones", args.state_dir);
 	ret = mkdir_p(meta_path);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "wispctl_lib.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -442,6 +443,55 @@ int wispctl_clone_path(const char *state_dir, const char *id, enum wispctl_clone
 	if (file == WISPCTL_FILE_SOCKET && (size_t)n >= WISPCTL_SUN_PATH_MAX)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+int wispctl_jail_base(const char *state_dir, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s/jails", state_dir);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int wispctl_jail_root(const char *state_dir, const char *exec_name, const char *id, char *out,
+		      size_t size)
+{
+	int n = snprintf(out, size, "%s/jails/%s/%s/root", state_dir, exec_name, id);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int wispctl_jail_socket(const char *state_dir, const char *exec_name, const char *id, char *out,
+			size_t size)
+{
+	int n = snprintf(out, size, "%s/jails/%s/%s/root/api.sock", state_dir, exec_name, id);
+
+	if (n < 0 || (size_t)n >= size || (size_t)n >= WISPCTL_SUN_PATH_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+void wispctl_jail_parent_cgroup(const char *state_dir, char *out, size_t size)
+{
+	uint32_t hash = 2166136261u; /* FNV-1a */
+
+	for (const char *c = state_dir; *c; c++)
+		hash = (hash ^ (unsigned char)*c) * 16777619u;
+	snprintf(out, size, "wispctl-%08x", hash);
+}
+
+bool wispctl_has_word(const char *text, const char *word)
+{
+	size_t len = strlen(word);
+
+	if (!len)
+		return false;
+	for (const char *p = text; (p = strstr(p, word)); p++) {
+		bool starts = p == text || isspace((unsigned char)p[-1]);
+		bool ends = p[len] == '\0' || isspace((unsigned char)p[len]);
+		if (starts && ends)
+			return true;
+	}
+	return false;
 }
 
 int wispctl_check_request(const char *request, char *err, size_t err_size)

@@ -105,6 +105,32 @@ enum wispctl_clone_file {
 int wispctl_clone_path(const char *state_dir, const char *id, enum wispctl_clone_file file,
 		       char *out, size_t size);
 
+/*
+ * clone --jail (README "wispctl"): clone cN runs through wisp-jailer as uid
+ * WISPCTL_JAIL_UID_BASE + N (each clone its own user) and gid WISPCTL_JAIL_GID (shared:
+ * the group that may read the snapshot files every jail links to), in
+ * <state>/jails/<wisp's file name>/<id>/root, its cgroup <parent>/<id> with
+ * WISPCTL_JAIL_PIDS_MAX tasks at most.
+ */
+#define WISPCTL_JAIL_UID_BASE 900000u
+#define WISPCTL_JAIL_GID      900000u
+#define WISPCTL_JAIL_PIDS_MAX 128
+/* <state>/jails: the jailer's --chroot-base-dir. -ENAMETOOLONG when it does not fit. */
+int wispctl_jail_base(const char *state_dir, char *out, size_t size);
+/* A clone's jail root, <state>/jails/<exec_name>/<id>/root, and in it the API socket
+ * (root + "/api.sock", which must fit sun_path). -ENAMETOOLONG when they do not fit. */
+int wispctl_jail_root(const char *state_dir, const char *exec_name, const char *id, char *out,
+		      size_t size);
+int wispctl_jail_socket(const char *state_dir, const char *exec_name, const char *id, char *out,
+			size_t size);
+/* The parent cgroup of one state directory's jails: "wispctl-" and 8 hex digits of a hash
+ * of its path, so that two state directories' clones (both have a c0) never share a
+ * cgroup. */
+void wispctl_jail_parent_cgroup(const char *state_dir, char *out, size_t size);
+
+/* Whether text (e.g. cgroup.controllers) holds word as a whole blank-separated word. */
+bool wispctl_has_word(const char *text, const char *word);
+
 /* A request: 1 to WISPCTL_REQUEST_MAX printable ASCII characters (no newline or control
  * character, which the guest's terminal would interpret). Returns 0 or -EINVAL. */
 int wispctl_check_request(const char *request, char *err, size_t err_size);
