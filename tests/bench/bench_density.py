@@ -46,7 +46,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_boot import describe_machine, where_line  # noqa: E402
-from bench_snapshot import Qmp  # noqa: E402
+from bench_snapshot import Qmp, microvm_argv  # noqa: E402
 
 MEM_MIB = 128
 REQUEST = "hello from bench-density"
@@ -477,16 +477,7 @@ def stop_vms(procs):
 
 
 def qemu_argv(qemu, kernel, initrd, cmdline, qmp=None, incoming=None):
-    argv = [qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host",
-            "-m", str(MEM_MIB), "-smp", "1", "-nodefaults", "-no-user-config",
-            "-nographic", "-no-reboot", "-serial", "stdio", "-display", "none",
-            "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-            "-global", "migration.store-global-state=off"]
-    if qmp:
-        argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
-    if incoming:
-        argv += ["-incoming", incoming]
-    return argv
+    return microvm_argv(qemu, kernel, initrd, MEM_MIB, cmdline, qmp=qmp, incoming=incoming)
 
 
 def peer_booted(label, argvs, work, results, key):

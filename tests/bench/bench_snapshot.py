@@ -245,18 +245,24 @@ def wisp_boot_argv(args, kernel, initrd, mem_mib, api_sock=None):
                    "--mem-mib", str(mem_mib), "--cmdline", CMDLINE.format(reboot="k")]
 
 
-def qemu_argv(args, kernel, initrd, mem_mib, qmp=None, incoming=None):
-    argv = [args.qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host",
+def microvm_argv(qemu, kernel, initrd, mem_mib, cmdline, qmp=None, incoming=None):
+    """QEMU microvm with KVM, 1 vCPU, the console on stdout; a QMP socket and an
+    -incoming source when given (bench_density.py's peers use it too)."""
+    argv = [qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host",
             "-m", str(mem_mib), "-smp", "1", "-nodefaults", "-no-user-config",
             "-nographic", "-no-reboot", "-serial", "stdio", "-display", "none",
-            "-kernel", kernel, "-initrd", initrd,
-            "-append", CMDLINE.format(reboot="t"),
+            "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
             "-global", "migration.store-global-state=off"]
     if qmp:
         argv += ["-qmp", f"unix:{qmp},server=on,wait=off"]
     if incoming:
         argv += ["-incoming", incoming]
     return argv
+
+
+def qemu_argv(args, kernel, initrd, mem_mib, qmp=None, incoming=None):
+    return microvm_argv(args.qemu, kernel, initrd, mem_mib, CMDLINE.format(reboot="t"),
+                        qmp=qmp, incoming=incoming)
 
 
 # --- measurements ---------------------------------------------------------------------
