@@ -16,7 +16,7 @@ import time
 
 from apitest import SOCKET_DIR, ApiVm, guest_cmdline
 from test_virtio import SCRATCH
-from wisptest import check
+from wisptest import check, start_uffd_handler
 
 MIB = 1 << 20
 
@@ -222,16 +222,8 @@ def test_a_uffd_restored_clone_balloon_reaches_the_handler(env):
             vm.ok("PATCH", "/vm", {"state": "Paused"})
             vm.ok("PUT", "/snapshot/create", {"snapshot_path": state, "mem_file_path": mem})
         uffd_sock = os.path.join(SOCKET_DIR, f"wisp-balloon-uffd-{os.getpid()}.sock")
-        if os.path.exists(uffd_sock):
-            os.unlink(uffd_sock)
-        proc = subprocess.Popen([handler, uffd_sock, mem], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        proc = start_uffd_handler(handler, uffd_sock, mem)
         try:
-            deadline = time.monotonic() + 30
-            while not os.path.exists(uffd_sock):
-                check(proc.poll() is None and time.monotonic() < deadline,
-                      f"the Uffd handler did not listen on {uffd_sock}")
-                time.sleep(0.05)
             with new_vm(env, "balloon-uffd-clone") as clone:
                 clone.ok("PUT", "/snapshot/load", {"snapshot_path": state,
                                                    "mem_backend": {"backend_type": "Uffd",

@@ -26,7 +26,7 @@ import time
 
 from apitest import SOCKET_DIR, guest_cmdline
 from test_virtio import SCRATCH, make_rootfs
-from wisptest import WispTimeout, check
+from wisptest import WispTimeout, check, start_uffd_handler
 
 HOST_IP, GUEST_IP = "172.30.79.1", "172.30.79.2"
 HOST_MAC, GUEST_MAC = "02:00:00:00:79:01", "06:00:ac:1e:4f:02"
@@ -801,16 +801,8 @@ def test_uffd_backend_with_the_shipped_handler_with_and_without_prefetch(env):
         for label, extra in (("without prefetch", ["--record", record]),
                              ("with prefetch", ["--prefetch", record])):
             uffd_sock = os.path.join(SOCKET_DIR, f"wisp-snap-uffd-{os.getpid()}.sock")
-            if os.path.exists(uffd_sock):
-                os.unlink(uffd_sock)
-            proc = subprocess.Popen([handler, uffd_sock, full_mem, *extra],
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = start_uffd_handler(handler, uffd_sock, full_mem, extra)
             try:
-                deadline = time.monotonic() + 30
-                while not os.path.exists(uffd_sock):
-                    check(proc.poll() is None and time.monotonic() < deadline,
-                          f"the Uffd handler did not listen on {uffd_sock}")
-                    time.sleep(0.05)
                 netns = space()
                 tap = "sud0" if "without" in label else "sud1"
                 restored = _restored_answers(

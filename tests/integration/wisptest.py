@@ -173,3 +173,20 @@ def wait_for_output(proc, expected, deadline):
 def check(condition, message, result=None):
     if not condition:
         raise AssertionError(message + ("\n" + result.describe() if result else ""))
+
+
+def start_uffd_handler(handler, sock, mem, extra=()):
+    """Starts a Uffd handler (build/wisp-uffd-handler) serving `mem` on `sock` and waits
+    until it listens; returns its process (output on stdout, stderr merged)."""
+    if os.path.exists(sock):
+        os.unlink(sock)
+    proc = subprocess.Popen([handler, sock, mem, *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            proc.kill()
+            proc.wait()
+            check(False, f"the Uffd handler did not listen on {sock}")
+        time.sleep(0.05)
+    return proc
