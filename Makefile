@@ -6,6 +6,8 @@ LDFLAGS := -static -pthread
 BUILD   := build
 # Firecracker's API contract, read by the API contract check (not committed).
 FIRECRACKER_SWAGGER ?= ../shared/reference/firecracker-api.yaml
+# Firecracker's guest kernel configuration (not committed), for make firecracker-kernel.
+FIRECRACKER_GUEST_CONFIG ?= ../shared/reference/firecracker-guest-x86_64-6.1.config
 
 ARCH_SRCS := $(wildcard vmm/arch/x86_64/*.c)
 DEVICE_SRCS := $(wildcard vmm/devices/*.c vmm/devices/virtio/*.c)
@@ -25,7 +27,7 @@ ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
 HEADERS   := $(shell find vmm api -name '*.h')
 
 .PHONY: all deps guest test unit integration seccomp-filter demo soak bench bench-boot bench-io bench-snapshot \
-	bench-density compare-guest-logs \
+	bench-density compare-guest-logs firecracker-kernel test-firecracker-kernel \
 	check-asan format \
 	format-check clean FORCE
 all: $(BUILD)/wisp $(BUILD)/wisp-uffd-handler $(BUILD)/wispctl $(BUILD)/wisp-jailer
@@ -87,6 +89,15 @@ $(BUILD)/tests/jail-probe: tests/integration/jail_probe.c
 $(BUILD)/guest/kernel-dir: FORCE
 	@mkdir -p $(dir $@)
 	@guest/build-kernel.sh > $@.tmp && mv $@.tmp $@
+
+# A kernel from Firecracker's own guest configuration (no MP table parser, no
+# virtio_mmio.device=: it needs ACPI), cached beside the guest kernel; about 25 minutes.
+firecracker-kernel: deps
+	@mkdir -p $(BUILD)/guest
+	@guest/build-kernel.sh --full-config $(FIRECRACKER_GUEST_CONFIG) \
+		> $(BUILD)/guest/firecracker-kernel-dir.tmp
+	@mv $(BUILD)/guest/firecracker-kernel-dir.tmp $(BUILD)/guest/firecracker-kernel-dir
+	@echo "Firecracker-configuration kernel: $$(cat $(BUILD)/guest/firecracker-kernel-dir)"
 
 $(BUILD)/guest/init: guest/init/init.c
 	@mkdir -p $(dir $@)
@@ -202,6 +213,12 @@ test: deps all guest $(BUILD)/tests/jail-probe $(BUILD)/wisp-seccomp-test $(UNIT
 	@$(INTEGRATION_ENV) WISP_FUZZERS="$(abspath $(FUZZERS))" \
 		FIRECRACKER_SWAGGER="$(FIRECRACKER_SWAGGER)" tests/run-all.sh $(UNIT_BINS)
 
+# That kernel boots with 4 vCPUs, a disk and a network found through ACPI
+# (tests/integration/optional_firecracker_kernel.py); not in make test (its build time).
+test-firecracker-kernel: firecracker-kernel all guest
+	@$(INTEGRATION_ENV) WISP_FIRECRACKER_KERNEL_DIR=$$(cat $(BUILD)/guest/firecracker-kernel-dir) \
+		ci/with-kvm.sh python3 tests/integration/run.py --optional firecracker_kernel
+
 # CLONES: how many clones the demo starts (default 50).
 demo: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 ci/demo.py --clones $${CLONES:-50}
@@ -214,9 +231,11 @@ soak: deps all guest
 
 bench: bench-boot bench-io
 
+# JAILED=1: also boots over the API with --no-seccomp, with the filters, and under
+# wisp-jailer, and prints what the filters and the jail cost as ratios.
 bench-boot: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_boot.py \
-		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-boot.json)
+		--runs $${RUNS:-10} $(if $(filter 1,$(JAILED)),--jailed) --json $(abspath $(BUILD)/bench-boot.json)
 
 # The same stock Debian kernel (and the stripped guest) under wisp and QEMU microvm: the
 # kernel log's warning and error lines that only one of them shows (README "ACPI").
@@ -229,10 +248,12 @@ bench-io: deps all guest
 		--runs $${RUNS:-5} $(BENCH_IO_ARGS) --json $(abspath $(BUILD)/bench-io.json)
 
 # Snapshot create/restore (File and Uffd backends) against cold boot and QEMU's
-# migrate-to-file, 128 MiB and 2 GiB guests (tests/bench/bench_snapshot.py).
+# migrate-to-file, 128 MiB and 2 GiB guests (tests/bench/bench_snapshot.py). JAILED=1: also
+# File restores with --no-seccomp and under wisp-jailer; BENCH_SNAPSHOT_ARGS: e.g. --sizes 128.
 bench-snapshot: deps all guest
 	@$(INTEGRATION_ENV) ci/with-kvm.sh python3 tests/bench/bench_snapshot.py \
-		--runs $${RUNS:-10} --json $(abspath $(BUILD)/bench-snapshot.json)
+		--runs $${RUNS:-10} $(if $(filter 1,$(JAILED)),--jailed) $(BENCH_SNAPSHOT_ARGS) \
+		--json $(abspath $(BUILD)/bench-snapshot.json)
 
 # Clones of one 128 MiB snapshot at once through wispctl, up to COUNT (default 1000), and
 # what each costs; the peer: PEERS (default 10) QEMU microvm VMs (tests/bench/bench_density.py).

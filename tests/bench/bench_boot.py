@@ -15,13 +15,21 @@ that this kernel without ACPI uses), wisp --no-acpi (no ACPI tables) and QEMU mi
                    sampled 0.5 s after the marker while the guest idles (wisp.sleep=2)
   VM exits         KVM's exit count for the boot's VM, from its creation to its end
 
+With --jailed (make bench-boot JAILED=1) three more rows boot the same guest configured
+over the API socket (PUT /boot-source, /machine-config, /actions InstanceStart), the way
+a control plane drives a jailed wisp: plain wisp with --no-seccomp, plain wisp (its
+default seccomp filters), and wisp started by wisp-jailer with the filters (the kernel and
+initrd hard-linked into the jail root once its socket is up; tests/bench/jailing.py).
+Their time to marker counts from spawning wisp (or the jailer) and includes the requests;
+the ratios to the --no-seccomp row are what the filters and the jail cost.
+
 Needs /dev/kvm (run it through ci/with-kvm.sh or ci/kvm-harness on a host without one) and,
 for VM exits, a readable debugfs (root); without it the exits are reported as n/a.
 
 Usage:
   tests/bench/bench_boot.py [--runs N] [--wisp PATH] [--kernel VMLINUX] [--initrd PATH]
                             [--mem-mib 128] [--qemu qemu-system-x86_64] [--timeout S]
-                            [--json FILE]
+                            [--json FILE] [--jailed [--jailer PATH]]
 The paths default to $WISP_BIN, $WISP_KERNEL (else $WISP_KERNEL_DIR/vmlinux) and
 $WISP_INITRD, as `make bench` passes them. Exits 1 if any boot failed, 2 on bad input.
 """
@@ -42,6 +50,9 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jailing  # noqa: E402
+
 # The kernel parses `reboot=` itself; the rest is wisp's default command line plus `quiet`
 # (serial output is slow, and more so emulated) and the init's idle time for the RSS sample.
 CMDLINE = ("console=ttyS0 reboot={reboot} panic=-1 i8042.noaux i8042.nomux "
@@ -58,7 +69,12 @@ KVM_DEBUGFS = "/sys/kernel/debug/kvm"
 # parameters that a kernel without ACPI such as this one uses) and --no-acpi (no tables).
 VMMS = ("wisp", "wisp-no-acpi", "qemu")
 WISP_VMMS = ("wisp", "wisp-no-acpi")
-LABELS = {"wisp": "wisp", "wisp-no-acpi": "wisp --no-acpi", "qemu": "QEMU microvm"}
+# --jailed: booted over the API; each ratio below is to API_BASE.
+API_VMMS = ("wisp-api-no-seccomp", "wisp-api", "wisp-jailed")
+API_BASE = "wisp-api-no-seccomp"
+LABELS = {"wisp": "wisp", "wisp-no-acpi": "wisp --no-acpi", "qemu": "QEMU microvm",
+          "wisp-api-no-seccomp": "API --no-seccomp", "wisp-api": "API, filters",
+          "wisp-jailed": "API, jailed"}
 
 
 # --- measuring one boot ---------------------------------------------------------------
@@ -217,8 +233,9 @@ def tail(data, lines):
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
-def boot_once(vmm, index, argv, guest_bytes, timeout):
-    """Boots once; a Boot with error set if anything did not go as it should."""
+def boot_once(vmm, index, argv, guest_bytes, timeout, configure=None):
+    """Boots once; a Boot with error set if anything did not go as it should.
+    configure(process, deadline), if given, starts the VM once the process runs."""
     boot = Boot(vmm, index)
     process = VmmProcess(argv)
     deadline = process.start + timeout
@@ -230,6 +247,12 @@ def boot_once(vmm, index, argv, guest_bytes, timeout):
         return marker is not None
 
     try:
+        if configure:
+            try:
+                configure(process, deadline)
+            except (OSError, RuntimeError) as err:
+                boot.error = f"configuring over the API: {err}"
+                return boot
         if not process.pump(deadline, marker_seen):
             timed_out = time.monotonic() >= deadline
             boot.error = ("no ready marker within %d s" % timeout if timed_out
@@ -282,6 +305,52 @@ def wisp_argv(args, kernel, initrd, acpi=True):
             "--mem-mib", str(args.mem_mib)] + ([] if acpi else ["--no-acpi"])
 
 
+def api_sock_wait(process, path, deadline):
+    while not os.path.exists(path):
+        if time.monotonic() > deadline or process.proc.poll() is not None:
+            raise RuntimeError(f"no API socket {path} (status {process.proc.poll()})")
+        process.pump(time.monotonic() + 0.002)
+
+
+def api_boot(process, sock, kernel, initrd, mem_mib, deadline):
+    """The three requests a control plane sends to boot a configured VM."""
+    from bench_snapshot import http  # one HTTP client for the benchmarks
+    api_sock_wait(process, sock, deadline)
+    for method, path, body in (
+            ("PUT", "/boot-source", {"kernel_image_path": kernel, "initrd_path": initrd,
+                                     "boot_args": CMDLINE.format(reboot=WISP_REBOOT)}),
+            ("PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": mem_mib}),
+            ("PUT", "/actions", {"action_type": "InstanceStart"})):
+        status, text = http(sock, method, path, body)
+        if status not in (200, 204):
+            raise RuntimeError(f"{method} {path} answered {status}: {text}")
+
+
+def api_boot_once(vmm, index, args, kernel, initrd, guest_bytes, workdir, jails):
+    """One --jailed row's boot: plain wisp over its API socket (with or without its
+    filters), or wisp in a new jail."""
+    if vmm == "wisp-jailed":
+        jail = jails.new()
+
+        def configure(process, deadline):
+            api_sock_wait(process, jail.socket, deadline)
+            api_boot(process, jail.socket, jail.put(kernel, "vmlinux"),
+                     jail.put(initrd, "initrd"), args.mem_mib, deadline)
+        boot = boot_once(vmm, index, jail.argv(), guest_bytes, args.timeout, configure)
+        try:
+            jail.clean_up()
+        except OSError as err:
+            boot.error = boot.error or str(err)
+        return boot
+    sock = os.path.join(workdir, "api.sock")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    argv = [args.wisp, "--api-sock", sock] + (["--no-seccomp"] if vmm == API_BASE else [])
+    return boot_once(vmm, index, argv, guest_bytes, args.timeout,
+                     lambda process, deadline: api_boot(process, sock, kernel, initrd,
+                                                        args.mem_mib, deadline))
+
+
 def qemu_argv(args, kernel, initrd):
     return [args.qemu, "-M", "microvm,acpi=off", "-accel", "kvm", "-cpu", "host",
             "-m", str(args.mem_mib), "-smp", "1", "-nodefaults", "-no-user-config",
@@ -311,14 +380,23 @@ def summarise(boots):
     return summary
 
 
-def ratios(summaries, vmm="wisp"):
-    """Each figure's median under `vmm` over QEMU's."""
+def ratios(summaries, vmm="wisp", base="qemu"):
+    """Each figure's median under `vmm` over `base`'s."""
     out = {}
     for key, _, _ in FIGURES:
-        wisp, qemu = summaries[vmm][key], summaries["qemu"][key]
-        out[key] = (round(wisp["median"] / qemu["median"], 3)
-                    if wisp and qemu and qemu["median"] else None)
+        wisp, other = summaries[vmm][key], summaries[base][key]
+        out[key] = (round(wisp["median"] / other["median"], 3)
+                    if wisp and other and other["median"] else None)
     return out
+
+
+def ratio_columns(jailed):
+    """(label, vmm, base) of each ratio column."""
+    columns = [(f"{LABELS[v]}/QEMU", v, "qemu") for v in WISP_VMMS]
+    if jailed:
+        columns += [("filters/no-seccomp", "wisp-api", API_BASE),
+                    ("jailed/no-seccomp", "wisp-jailed", API_BASE)]
+    return columns
 
 
 def describe_machine():
@@ -353,7 +431,7 @@ def where_line(machine):
 def print_boot(boot):
     def figure(value, fmt):
         return fmt(value) if value is not None else "n/a"
-    line = (f"  {LABELS[boot.vmm]:<14} #{boot.index + 1}: marker "
+    line = (f"  {LABELS[boot.vmm]:<16} #{boot.index + 1}: marker "
             f"{figure(boot.ms_to_marker, lambda v: f'{v:.0f} ms')}, uptime "
             f"{figure(boot.guest_uptime_ms, lambda v: f'{v:.0f} ms')}, RSS "
             f"{figure(boot.rss_kib, lambda v: f'{v:.0f} KiB')} (+ guest "
@@ -379,13 +457,13 @@ def print_table(summaries, ratio, runs, exits_available):
             return f"{fmt(stats['median'])} ({stats['min']:.0f}-{stats['max']:.0f})"
         return fmt(stats["median"])
 
-    head = ("",) + tuple(LABELS[v] for v in VMMS) + tuple(f"{LABELS[v]}/QEMU"
-                                                         for v in WISP_VMMS)
+    vmms = list(summaries)
+    head = ("",) + tuple(LABELS[v] for v in vmms) + tuple(ratio)
     rows = [head]
     for key, label, fmt in FIGURES:
-        rows.append((label,) + tuple(cell(summaries[v][key], key, fmt) for v in VMMS)
-                    + tuple(f"{ratio[v][key]:.2f}" if ratio[v][key] is not None else "n/a"
-                            for v in WISP_VMMS))
+        rows.append((label,) + tuple(cell(summaries[v][key], key, fmt) for v in vmms)
+                    + tuple(f"{r[key]:.2f}" if r[key] is not None else "n/a"
+                            for r in ratio.values()))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     print(f"\nMedians over the successful boots of {runs} per VMM "
           "(time to marker: median (min-max)):")
@@ -393,6 +471,9 @@ def print_table(summaries, ratio, runs, exits_available):
         print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths))))
     print("  time to marker: VMM spawn to the init's ready line read from the VMM's stdout")
+    if API_BASE in summaries:
+        print("  API rows: spawn to the marker, through the API socket's three requests "
+              "(and, jailed, the jailer's set-up and the files' links)")
     print("  guest uptime: the guest's CLOCK_BOOTTIME in that line")
     print(f"  RSS: /proc/PID/smaps Rss, {RSS_SAMPLE_DELAY} s after the marker, "
           "without guest memory")
@@ -422,6 +503,10 @@ def parse_args():
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds per boot before it counts as failed (default 120)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--jailed", action="store_true",
+                        help="also boot over the API: --no-seccomp, filters, and jailed")
+    parser.add_argument("--jailer", default=os.environ.get("WISP_JAILER"),
+                        help="wisp-jailer binary (default $WISP_JAILER)")
     args = parser.parse_args()
     problems = check_args(args)
     if problems:
@@ -450,6 +535,8 @@ def check_args(args):
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         problems.append("/dev/kvm is not usable here: run through ci/with-kvm.sh "
                         "or ci/kvm-harness")
+    if args.jailed:
+        problems += jailing.problems(args.jailer)
     return problems
 
 
@@ -462,8 +549,7 @@ def write_json(path, args, machine, boots, summaries, ratio):
                    "qemu": args.qemu, "cmdline": CMDLINE.format(reboot=WISP_REBOOT),
                    "rss_sample_delay_s": RSS_SAMPLE_DELAY},
         "summary": summaries,
-        "ratio_wisp_over_qemu": ratio["wisp"],
-        "ratio_wisp_no_acpi_over_qemu": ratio["wisp-no-acpi"],
+        "ratios": ratio,
         "failed_boots": sum(not b.ok for b in boots),
         "boots": [{k: v for k, v in asdict(b).items() if not k.endswith("_tail")}
                   for b in boots],
@@ -487,28 +573,39 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wisp-bench-", dir=shm) as workdir:
         kernel, initrd = stage_guest_images(args, workdir)
         print(f"         (both VMMs read copies of them in {workdir})", flush=True)
-        boots = run_boots(args, kernel, initrd, guest_bytes)
+        jails = jailing.Jails(args.jailer, args.wisp, workdir) if args.jailed else None
+        try:
+            boots = run_boots(args, kernel, initrd, guest_bytes, workdir, jails)
+        finally:
+            if jails:
+                jails.remove_parent()
     report(args, machine, boots, exits_available)
     return 1 if any(not b.ok for b in boots) else 0
 
 
-def run_boots(args, kernel, initrd, guest_bytes):
-    """args.runs boots per VMM, alternating, so that drift on the host hits both alike."""
+def run_boots(args, kernel, initrd, guest_bytes, workdir, jails):
+    """args.runs boots per VMM, alternating, so that drift on the host hits all alike."""
     argv = {"wisp": wisp_argv(args, kernel, initrd),
             "wisp-no-acpi": wisp_argv(args, kernel, initrd, acpi=False),
             "qemu": qemu_argv(args, kernel, initrd)}
     boots = []
     for index in range(args.runs):
-        for vmm in VMMS:
-            boot = boot_once(vmm, index, argv[vmm], guest_bytes, args.timeout)
+        for vmm in VMMS + (API_VMMS if args.jailed else ()):
+            if vmm in API_VMMS:
+                boot = api_boot_once(vmm, index, args, kernel, initrd, guest_bytes, workdir,
+                                     jails)
+            else:
+                boot = boot_once(vmm, index, argv[vmm], guest_bytes, args.timeout)
             print_boot(boot)
             boots.append(boot)
     return boots
 
 
 def report(args, machine, boots, exits_available):
-    summaries = {vmm: summarise([b for b in boots if b.vmm == vmm]) for vmm in VMMS}
-    ratio = {vmm: ratios(summaries, vmm) for vmm in WISP_VMMS}
+    vmms = VMMS + (API_VMMS if args.jailed else ())
+    summaries = {vmm: summarise([b for b in boots if b.vmm == vmm]) for vmm in vmms}
+    ratio = {label: ratios(summaries, vmm, base)
+             for label, vmm, base in ratio_columns(args.jailed)}
     print_table(summaries, ratio, args.runs, exits_available)
     failed = [b for b in boots if not b.ok]
     for boot in failed:

@@ -30,6 +30,12 @@ Per guest size it measures (median, min-max over --runs; one run of the script):
 Snapshot and QEMU state files live in a tmpfs (/dev/shm): restores read from memory, as a
 host restoring the same function again and again does from its page cache.
 
+With --jailed (make bench-snapshot JAILED=1) the File restore runs twice more: in a wisp
+with --no-seccomp, and in a wisp started by wisp-jailer (with its default filters; the
+state and memory files hard-linked into the jail root once its socket is up,
+tests/bench/jailing.py); the ratios to the plain restore are the filters' and the jail's
+cost.
+
 Then the ratios the issue names as targets: wisp restore / wisp cold boot (<= 0.05), wisp
 restore 2 GiB / 128 MiB (<= 1.2), QEMU restore / wisp restore at 2 GiB (>= 10).
 
@@ -37,7 +43,7 @@ Usage:
   tests/bench/bench_snapshot.py [--runs N] [--sizes 128,2048] [--only wisp|qemu] [--no-uffd]
                                 [--wisp PATH] [--kernel VMLINUX] [--initrd BUSYBOX_INITRD]
                                 [--snapguest PATH] [--uffd-handler PATH] [--qemu BIN]
-                                [--timeout S] [--json FILE]
+                                [--timeout S] [--json FILE] [--jailed [--jailer PATH]]
 Paths default to $WISP_BIN, $WISP_KERNEL_DIR/vmlinux, $WISP_INITRD_BUSYBOX and, beside
 $WISP_BIN, tests/snapguest and wisp-uffd-handler. Needs /dev/kvm (ci/with-kvm.sh). Exits 1
 if any measurement failed, 2 on bad input.
@@ -62,6 +68,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench_boot import describe_machine, where_line  # noqa: E402
+import jailing  # noqa: E402
 
 TICK_MS = 5
 CMDLINE = ("console=ttyS0 reboot={reboot} panic=-1 i8042.noaux i8042.nomux "
@@ -348,9 +355,11 @@ def wisp_create_snapshots(args, figs, kernel, initrd, mem_mib, workdir):
     return kept
 
 
-def wisp_restore(args, figs, key, state, mem, workdir, uffd=None):
-    """One restore in a new wisp process; uffd = (handler argv extras) or None for File."""
-    sock = os.path.join(workdir, "restore.sock")
+def wisp_restore(args, figs, key, state, mem, workdir, uffd=None, jail=None,
+                 no_seccomp=False):
+    """One restore in a new wisp process; uffd = (handler argv extras) or None for File;
+    jail: a jailing.Jail to start wisp in (File backend only)."""
+    sock = jail.socket if jail else os.path.join(workdir, "restore.sock")
     handler = None
     backend = {"backend_type": "File", "backend_path": mem}
     try:
@@ -365,7 +374,8 @@ def wisp_restore(args, figs, key, state, mem, workdir, uffd=None):
             backend = {"backend_type": "Uffd", "backend_path": uffd_sock}
         if os.path.exists(sock):
             os.unlink(sock)
-        vmm = Vmm([args.wisp, "--api-sock", sock])
+        vmm = Vmm(jail.argv() if jail else
+                  [args.wisp, "--api-sock", sock] + (["--no-seccomp"] if no_seccomp else []))
     except (BenchError, OSError) as err:
         figs.fail(key, err)
         if handler:
@@ -373,6 +383,9 @@ def wisp_restore(args, figs, key, state, mem, workdir, uffd=None):
         return
     try:
         wait_for_path(sock, vmm.start + 30, vmm.proc)
+        if jail:
+            state, mem = jail.put(state, "vm.state"), jail.put(mem, "vm.mem")
+            backend["backend_path"] = mem
         start = time.monotonic()
         if key == "wisp_restore":
             # Where the time to running goes, for the File backend: process start to the
@@ -390,6 +403,11 @@ def wisp_restore(args, figs, key, state, mem, workdir, uffd=None):
         figs.fail(key, err, vmm)
     finally:
         vmm.kill()
+        if jail:
+            try:
+                jail.clean_up()
+            except OSError as err:
+                figs.fail(key, err)
         if handler:
             # wisp is gone: a recording handler sees its end and writes its --record file.
             try:
@@ -462,6 +480,17 @@ def bench_size(args, kernel, initrd, mem_mib, workdir):
             print("  wisp: restores (File)", flush=True)
             for _ in range(args.runs):
                 wisp_restore(args, figs, "wisp_restore", state, mem, workdir)
+            if args.jailed:
+                print("  wisp: restores (File), --no-seccomp and jailed", flush=True)
+                jails = jailing.Jails(args.jailer, args.wisp, workdir)
+                try:
+                    for _ in range(args.runs):
+                        wisp_restore(args, figs, "wisp_restore_no_seccomp", state, mem,
+                                     workdir, no_seccomp=True)
+                        wisp_restore(args, figs, "wisp_restore_jailed", state, mem, workdir,
+                                     jail=jails.new())
+                finally:
+                    jails.remove_parent()
             print("  wisp: restores (File, command line: no API socket)", flush=True)
             for _ in range(args.runs):
                 cold_boot(figs, "wisp_cli_restore_ms",
@@ -507,6 +536,10 @@ ROWS = (  # key, label, unit
     ("wisp_restore_load_ms", "wisp PUT /snapshot/load to 204 (File)", "ms"),
     ("wisp_restore_first_tick_ms", "wisp 204 to the first tick line (File)", "ms"),
     ("wisp_restore_ms", "wisp restore to running (File)", "ms"),
+    ("wisp_restore_no_seccomp_load_ms", "wisp PUT /snapshot/load to 204, --no-seccomp", "ms"),
+    ("wisp_restore_no_seccomp_ms", "wisp restore to running, --no-seccomp", "ms"),
+    ("wisp_restore_jailed_load_ms", "wisp PUT /snapshot/load to 204, jailed", "ms"),
+    ("wisp_restore_jailed_ms", "wisp restore to running, jailed (filters)", "ms"),
     ("wisp_cli_restore_ms", "wisp --restore --resume to running (File)", "ms"),
     ("wisp_uffd_load_ms", "wisp PUT /snapshot/load to 204 (Uffd)", "ms"),
     ("wisp_uffd_ms", "wisp restore to running (Uffd)", "ms"),
@@ -576,6 +609,13 @@ def report(args, sizes, results):
                         ratio(median(results[big], "wisp_restore_ms"),
                               median(results[small], "wisp_restore_ms"))))
     for m in sizes:
+        if args.jailed:
+            targets.append((f"wisp restore with filters / --no-seccomp, {m} MiB",
+                            ratio(median(results[m], "wisp_restore_ms"),
+                                  median(results[m], "wisp_restore_no_seccomp_ms"))))
+            targets.append((f"wisp restore jailed / --no-seccomp, {m} MiB",
+                            ratio(median(results[m], "wisp_restore_jailed_ms"),
+                                  median(results[m], "wisp_restore_no_seccomp_ms"))))
         targets.append((f"QEMU restore / wisp restore, {m} MiB (target >= 10 at 2 GiB)",
                         ratio(median(results[m], "qemu_restore_ms"),
                               median(results[m], "wisp_restore_ms"))))
@@ -606,6 +646,9 @@ def parse_args():
     parser.add_argument("--qemu", default="qemu-system-x86_64")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--json")
+    parser.add_argument("--jailed", action="store_true",
+                        help="also restore with --no-seccomp and under wisp-jailer")
+    parser.add_argument("--jailer", default=os.environ.get("WISP_JAILER"))
     args = parser.parse_args()
     problems = []
     for name in ("wisp", "kernel", "initrd", "snapguest"):
@@ -619,6 +662,8 @@ def parse_args():
         problems.append("/dev/kvm is not usable: run through ci/with-kvm.sh")
     if args.runs < 1:
         problems.append("--runs must be at least 1")
+    if args.jailed:
+        problems += jailing.problems(args.jailer)
     try:
         args.sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:

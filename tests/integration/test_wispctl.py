@@ -39,13 +39,15 @@ def describe(done):
 
 
 def snapshot(env):
-    """One function-VM snapshot (with a NIC) for the whole module, made on first use."""
+    """One function-VM snapshot (with a NIC, and a balloon at 0 MiB that the jailed clones
+    inflate) for the whole module, made on first use."""
     if "dir" not in _snapshot:
         out_dir = os.path.join(SOCKET_DIR, f"wispctl-snap-{os.getpid()}")
         state = os.path.join(SOCKET_DIR, f"wispctl-snapstate-{os.getpid()}")
         shutil.rmtree(out_dir, ignore_errors=True)
         done = run(env, state, "snapshot", "--kernel", env.vmlinux, "--initrd",
-                   env.initrd_busybox, "--mem", "128", "--net", "-o", out_dir)
+                   env.initrd_busybox, "--mem", "128", "--net", "--balloon", "0", "-o",
+                   out_dir)
         check(done[0] == 0, "wispctl snapshot failed\n" + describe(done))
         for name in ("vm.state", "vm.mem", "wispctl.json"):
             check(os.path.isfile(os.path.join(out_dir, name)), f"snapshot has no {name}")
@@ -331,11 +333,12 @@ def same_file(a, b):
 def test_jailed_clones_invoked_and_reaped_leave_nothing(env):
     """clone --jail starts every clone through wisp-jailer (its own uid, the shared group,
     a chroot under the state directory with the snapshot files linked in, its own cgroup
-    with pids.max); the clones answer; reap runs wisp-jailer --cleanup: no process,
-    socket, TAP, jail directory or cgroup is left."""
+    with pids.max), with wisp's seccomp filters on; the clones answer, their balloons
+    inflate and they answer again, none killed; reap runs wisp-jailer --cleanup: no
+    process, socket, TAP, jail directory or cgroup is left."""
     mount = need_controller("pids")
     snap = snapshot(env)
-    jailed = 4
+    jailed = 20
     state = os.path.join(SOCKET_DIR, f"wispctl-jstate-{os.getpid()}")
     parent = os.path.join(mount, jail_parent_cgroup(state))
     check(leftovers(state) == NOTHING and not os.path.exists(parent),
@@ -387,6 +390,21 @@ def test_jailed_clones_invoked_and_reaped_leave_nothing(env):
         answers = dict(re.findall(r"^(c[0-9]+): ([0-9a-f]{64})", done[1], re.M))
         check(done[0] == 0 and len(answers) == jailed and set(answers.values()) == {expected},
               f"answers {answers}, expected {expected} from each\n" + describe(done))
+
+        done = run(env, state, "balloon", "--all", "16")
+        check(done[0] == 0 and f"{jailed} of {jailed} clones set to 16 MiB" in done[1],
+              "balloon --all 16 in the jails\n" + describe(done))
+        status, body = _api_get(os.path.join(state, "jails", os.path.basename(env.wisp),
+                                              "c0", "root", "api.sock"), "/balloon")
+        check(status == 200 and '"amount_mib":16' in body.replace(" ", ""),
+              f"c0 in its jail: GET /balloon gave {status} {body}")
+        done = run(env, state, "invoke", "--all", request)
+        answers = dict(re.findall(r"^(c[0-9]+): ([0-9a-f]{64})", done[1], re.M))
+        check(done[0] == 0 and len(answers) == jailed and set(answers.values()) == {expected},
+              f"after the balloons: answers {answers}\n" + describe(done))
+        alive = [p for p in leftovers(state)["processes"] if p.split()[2] != "Z"]
+        check(len(alive) == jailed, f"{jailed - len(alive)} jailed clones ended before reap "
+              f"(a seccomp kill?): {alive}")
 
         done = run(env, state, "reap", "--all")
         check(done[0] == 0 and not done[2], "wispctl reap failed or complained\n"
