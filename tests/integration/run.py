@@ -5,8 +5,6 @@ Finds test_*.py beside this file and runs every `test_*` function in them, print
 `ok - integration/<module>/<test>` or `not ok - ...` with the reason. A test is a plain
 function taking the shared `Env`; it fails by raising (AssertionError or anything else).
 Usage: run.py [substring...]   (run only tests whose name contains one of them)
-       run.py --optional NAME    (only the tests of optional_NAME.py: suites with their own
-                                 make target, outside make test, e.g. firecracker_kernel)
 
 Inside ci/kvm-harness, WISP_HARNESS_PROGRESS names a file that outlives the emulated
 machine: each test is written there as it starts and as it ends. When the machine dies and
@@ -26,10 +24,10 @@ sys.path.insert(0, HERE)
 import wisptest  # noqa: E402
 
 
-def discover(filters, optional=None):
-    names = ([f"optional_{optional}.py"] if optional else
-             [f for f in sorted(os.listdir(HERE)) if f.startswith("test_") and f.endswith(".py")])
-    for filename in names:
+def discover(filters):
+    for filename in sorted(os.listdir(HERE)):
+        if not (filename.startswith("test_") and filename.endswith(".py")):
+            continue
         name = filename[:-3]
         spec = importlib.util.spec_from_file_location(name, os.path.join(HERE, filename))
         module = importlib.util.module_from_spec(spec)
@@ -37,7 +35,7 @@ def discover(filters, optional=None):
         for attr in sorted(vars(module)):
             func = getattr(module, attr)
             if attr.startswith("test_") and callable(func):
-                full = f"integration/{name.partition('_')[2]}/{attr[5:]}"
+                full = f"integration/{name[5:]}/{attr[5:]}"
                 if not filters or any(f in full for f in filters):
                     yield full, func
 
@@ -81,15 +79,7 @@ def main():
           f"{'present' if os.path.exists('/dev/kvm') else 'MISSING'}", flush=True)
     progress = Progress(os.environ.get("WISP_HARNESS_PROGRESS"))
     failures = sum(1 for result in progress.results.values() if result == "failed")
-    args = sys.argv[1:]
-    optional = None
-    if args[:1] == ["--optional"] and len(args) >= 2:
-        optional, args = args[1], args[2:]
-        if not os.path.isfile(os.path.join(HERE, f"optional_{optional}.py")):
-            print(f"run.py: no optional suite {optional} (optional_{optional}.py) in {HERE}",
-                  file=sys.stderr)
-            return 2
-    tests = list(discover(args, optional))
+    tests = list(discover(sys.argv[1:]))
     for name, func in tests:
         if name in progress.results:
             continue

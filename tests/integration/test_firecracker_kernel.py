@@ -6,10 +6,8 @@ in ACPI's MADT and its virtio-mmio devices only in the DSDT, as a Firecracker us
 does. With 4 vCPUs it must see all of them, read a disk, ping the host over a TAP, log no
 table or CPUID complaint, and end wisp with 0 through ACPI's poweroff.
 
-Not part of make test (the kernel takes about 25 minutes to build on 2 cores, more than CI
-leaves the suite): make test-firecracker-kernel builds the kernel and runs this module
-(tests/integration/run.py --optional firecracker_kernel), which needs
-$WISP_FIRECRACKER_KERNEL_DIR (the kernel's cache directory)."""
+make builds it once (about 8 minutes on 2 cores) and passes its cache directory in
+$WISP_FIRECRACKER_KERNEL_DIR; make test-firecracker-kernel runs this test alone."""
 import os
 import tempfile
 
@@ -27,8 +25,8 @@ def firecracker_kernel():
     directory = os.environ.get("WISP_FIRECRACKER_KERNEL_DIR")
     path = os.path.join(directory or "", "vmlinux")
     check(directory and os.path.isfile(path),
-          f"no Firecracker-configuration kernel at {path!r}: run make test-firecracker-kernel "
-          "(it builds one and sets WISP_FIRECRACKER_KERNEL_DIR)")
+          f"no Firecracker-configuration kernel at {path!r}: make firecracker-kernel builds "
+          "it, and make integration or make test set WISP_FIRECRACKER_KERNEL_DIR")
     return path
 
 
