@@ -20,7 +20,7 @@ PURE_SRCS := vmm/log.c vmm/metrics.c vmm/config.c vmm/memory.c vmm/memory_file.c
 VMM_SRCS  := $(PURE_SRCS) vmm/kvm.c vmm/vcpu.c vmm/virtio_attach.c vmm/vm.c vmm/controller.c \
 	vmm/snapshot.c vmm/main.c
 LIBS      := -luring -ljansson -lseccomp
-VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o)
+VMM_OBJS  := $(VMM_SRCS:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/seccomp_embedded.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 ASAN_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/asan/%)
@@ -36,6 +36,19 @@ deps:
 	@ci/install-deps.sh
 
 $(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ivmm -c $< -o $@
+
+# wisp's default seccomp filters, compiled once here and linked in (vmm/tools/seccomp_embed.c).
+$(BUILD)/wisp-seccomp-embed: vmm/tools/seccomp_embed.c vmm/seccomp.c vmm/log.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ivmm -o $@ $(filter %.c,$^) -lseccomp
+
+$(BUILD)/gen/seccomp_embedded.c: $(BUILD)/wisp-seccomp-embed
+	@mkdir -p $(dir $@)
+	$< $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/gen/seccomp_embedded.o: $(BUILD)/gen/seccomp_embedded.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ivmm -c $< -o $@
 

@@ -72,16 +72,18 @@ static int prepare_seccomp(const struct process_config *process)
 	 * whichever thread makes it: seeded here, before any filter forbids the open. */
 	json_object_seed(0);
 	if (process->no_seccomp)
-		return seccomp_prepare(NULL) ? EXIT_VMM_FAILURE : 0;
+		return seccomp_prepare(NULL, NULL) ? EXIT_VMM_FAILURE : 0;
 	if (*process->seccomp_filter) {
 		if (seccomp_file_load(process->seccomp_filter, &programs, err, sizeof(err))) {
 			log_error("%s", err);
 			return EXIT_BAD_INPUT;
 		}
-	} else if (seccomp_build_default(&programs)) {
+	} else if (seccomp_file_parse(seccomp_embedded_filter, seccomp_embedded_filter_len,
+				      &programs, err, sizeof(err))) {
+		log_error("the built-in seccomp filters do not parse (a build problem): %s", err);
 		return EXIT_VMM_FAILURE;
 	}
-	if (seccomp_prepare(&programs)) {
+	if (seccomp_prepare(&programs, seccomp_embedded_syscall_names)) {
 		seccomp_programs_free(&programs);
 		return EXIT_VMM_FAILURE;
 	}

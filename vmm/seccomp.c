@@ -516,12 +516,10 @@ out:
 /* ------------------------------------------------------------------------------------ */
 /* Installing, and the SIGSYS handler. */
 
-#define SYSCALL_NAMES 512
-
 static struct seccomp_programs active;
 static bool filters_on;
 /* Resolved before any filter is installed: the handler may only write(). */
-static char *syscall_names[SYSCALL_NAMES];
+static const char *syscall_names[SECCOMP_SYSCALL_NAMES];
 static __thread int thread_kind = -1;
 
 static size_t append(char *buf, size_t pos, size_t size, const char *text)
@@ -574,8 +572,9 @@ static int audit_fd = -1;
 static void on_sigsys(int signal, siginfo_t *info, void *context)
 {
 	int nr = info->si_syscall;
-	const char *name =
-	    nr >= 0 && nr < SYSCALL_NAMES && syscall_names[nr] ? syscall_names[nr] : "unknown";
+	const char *name = nr >= 0 && nr < SECCOMP_SYSCALL_NAMES && syscall_names[nr]
+			       ? syscall_names[nr]
+			       : "unknown";
 	char line[256];
 	size_t len = 0;
 	int log_fd;
@@ -620,7 +619,7 @@ static void on_sigsys(int signal, siginfo_t *info, void *context)
 	_exit(SECCOMP_EXIT_STATUS);
 }
 
-int seccomp_prepare(struct seccomp_programs *programs)
+int seccomp_prepare(struct seccomp_programs *programs, const char *const *names)
 {
 	struct sigaction action = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
 	sigset_t sigsys;
@@ -632,8 +631,9 @@ int seccomp_prepare(struct seccomp_programs *programs)
 			 "debugging only, never in production");
 		return 0;
 	}
-	for (int nr = 0; nr < SYSCALL_NAMES; nr++)
-		syscall_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+	for (int nr = 0; nr < SECCOMP_SYSCALL_NAMES; nr++)
+		syscall_names[nr] =
+		    names ? names[nr] : seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
 	/* The first log line in Firecracker's format reads the time zone: read it now. */
 	tzset();
 	sigemptyset(&action.sa_mask);

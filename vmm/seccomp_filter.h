@@ -43,6 +43,16 @@ struct seccomp_programs {
 #define SECCOMP_FILE_MAX_SIZE                                                                      \
 	(8 + SECCOMP_THREAD_KINDS * (16 + SECCOMP_FILE_MAX_INSNS * sizeof(struct sock_filter)))
 
+/* System call numbers the SIGSYS log line can name. */
+#define SECCOMP_SYSCALL_NAMES 512
+
+/* wisp's default filters as a filter file, and the names for the SIGSYS line, made at
+ * build time by vmm/tools/seccomp_embed.c with seccomp_build_default (build/gen/
+ * seccomp_embedded.c, linked into wisp only): nothing is compiled when wisp starts. */
+extern const uint8_t seccomp_embedded_filter[];
+extern const size_t seccomp_embedded_filter_len;
+extern const char *const seccomp_embedded_syscall_names[SECCOMP_SYSCALL_NAMES];
+
 /* "vmm", "api", "vcpu". */
 const char *seccomp_thread_kind_name(enum seccomp_thread_kind kind);
 
@@ -58,9 +68,9 @@ int seccomp_file_load(const char *path, struct seccomp_programs *out, char *err,
 void seccomp_programs_free(struct seccomp_programs *programs);
 
 /* Process set-up, before any thread starts: takes the programs over (NULL: the filters
- * are off, --no-seccomp), installs the SIGSYS handler and resolves the syscall names its
- * log line needs. */
-int seccomp_prepare(struct seccomp_programs *programs);
+ * are off, --no-seccomp), installs the SIGSYS handler and keeps the syscall names its log
+ * line needs: `names` (SECCOMP_SYSCALL_NAMES of them), or resolved now when NULL. */
+int seccomp_prepare(struct seccomp_programs *programs, const char *const *names);
 /* In the thread itself: installs its kind's program (nothing when the filters are off). */
 int seccomp_enter(enum seccomp_thread_kind kind);
 
