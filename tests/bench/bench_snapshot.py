@@ -28,13 +28,21 @@ Per guest size it measures (median, min-max over --runs; one run of the script):
                      migration.store-global-state=off so the loaded VM starts by itself
   QEMU cold boot     process start to the first tick line
 Snapshot and QEMU state files live in a tmpfs (/dev/shm): restores read from memory, as a
-host restoring the same function again and again does from its page cache.
+host restoring the same function again and again does from its page cache. So do copies of
+wisp and its Uffd handler, which are run from there: inside ci/kvm-harness the build
+directory is on a 9p share that is read again at every exec (about 60 ms of each wisp
+start there, nothing on a host's local disk). QEMU runs from /usr/bin, whose binary and
+libraries are on the same share: its restores, seconds long, carry that too.
 
 With --jailed (make bench-snapshot JAILED=1) the File restore runs twice more: in a wisp
 with --no-seccomp, and in a wisp started by wisp-jailer (with its default filters; the
 state and memory files hard-linked into the jail root once its socket is up,
 tests/bench/jailing.py); the ratios to the plain restore are the filters' and the jail's
 cost.
+
+Inside ci/kvm-harness, whose emulated machine sometimes dies and is started again, each
+guest size's figures are kept in $WISP_HARNESS_PROGRESS once measured, and a restarted run
+measures only the sizes still missing (it says so).
 
 Then the ratios the issue names as targets: wisp restore / wisp cold boot (<= 0.05), wisp
 restore 2 GiB / 128 MiB (<= 1.2), QEMU restore / wisp restore at 2 GiB (>= 10).
@@ -675,6 +683,45 @@ def parse_args():
     return args
 
 
+def progress_key(args, mem_mib):
+    """What a size's figures were measured with: a restarted run reuses only the same."""
+    return json.dumps({"mem_mib": mem_mib, "runs": args.runs, "only": args.only,
+                       "no_uffd": args.no_uffd, "jailed": args.jailed})
+
+
+def sizes_measured_before(args):
+    """{mem_mib: Figures} from the harness's progress file (an earlier emulated machine)."""
+    path = os.environ.get("WISP_HARNESS_PROGRESS")
+    found = {}
+    if not path or not os.path.exists(path):
+        return found
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            for mem_mib in args.sizes:
+                if entry.get("key") == progress_key(args, mem_mib):
+                    figs = Figures()
+                    figs.values, figs.errors = entry["values"], entry["errors"]
+                    found[mem_mib] = figs
+    for mem_mib in found:
+        print(f"\n== 1 vCPU, {mem_mib} MiB: measured before the emulated machine was "
+              "restarted (kept in $WISP_HARNESS_PROGRESS)", flush=True)
+    return found
+
+
+def keep_size(args, mem_mib, figs):
+    path = os.environ.get("WISP_HARNESS_PROGRESS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"key": progress_key(args, mem_mib), "values": figs.values,
+                                "errors": figs.errors}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def main():
     args = parse_args()
     machine = describe_machine()
@@ -686,9 +733,19 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wisp-bench-snap-", dir=shm) as workdir:
         kernel = os.path.join(workdir, "vmlinux")
         shutil.copyfile(args.kernel, kernel)
+        for name in ("wisp", "uffd_handler"):
+            if os.path.isfile(getattr(args, name)):
+                copy = os.path.join(workdir, os.path.basename(getattr(args, name)))
+                shutil.copy2(getattr(args, name), copy)
+                setattr(args, name, copy)
         initrd = make_initrd(args.initrd, args.snapguest, workdir)
+        done = sizes_measured_before(args)
         for mem_mib in args.sizes:
+            if mem_mib in done:
+                results[mem_mib] = done[mem_mib]
+                continue
             results[mem_mib] = bench_size(args, kernel, initrd, mem_mib, workdir)
+            keep_size(args, mem_mib, results[mem_mib])
     targets = report(args, args.sizes, results)
     errors = [e for m in args.sizes for e in results[m].errors]
     if args.json:
