@@ -23,6 +23,15 @@ Everything goes through wispctl, the reference control plane (README "wispctl"):
      same number restored from a QEMU snapshot of one of them (`migrate` to a file, then
      `-incoming`); and as many wisp VMs booted (not restored) the same way.
 
+wisp and wispctl run from copies in a tmpfs (inside ci/kvm-harness the build directory is
+on a 9p share that is read again at every exec, some 60 ms of every clone's start).
+
+The emulated machine of ci/kvm-harness has its own limit: its kernel has died (panicked,
+or went silent) while a thousand clones started. The number of clones running is kept in
+$WISP_HARNESS_PROGRESS as they start; when the harness starts the job again in a new
+machine, the run says how many clones the dead machine held, asks for 80% of that, and
+reports the machine's death as what stopped the first attempt.
+
 Usage: tests/bench/bench_density.py [--count N] [--sequential N] [--parallel P]
            [--peer-count N] [--balloon-mib M] [--min-available MIB] [--json FILE]
 Paths come from $WISP_BIN ($WISP_BIN's directory holds wispctl), $WISP_KERNEL_DIR and
@@ -274,9 +283,11 @@ class Wispctl:
     def __init__(self, wispctl, wisp, state):
         self.base = [wispctl, "--state-dir", state, "--wisp", wisp, "--timeout", "600"]
 
-    def run(self, *args, check=True, echo=True, progress=False):
+    def run(self, *args, check=True, echo=True, progress=False, running_before=0):
         """Runs wispctl; progress: its progress lines are shown as they come (so that a
-        run the emulated machine does not survive still says how far it got)."""
+        run the emulated machine does not survive still says how far it got), and the
+        clones running (running_before + those started) go to the harness's progress
+        file."""
         cmd = self.base + list(args)
         if echo:
             shown = " ".join(a if len(a) < 60 else "..." + a[-40:] for a in args)
@@ -291,6 +302,9 @@ class Wispctl:
                     if line.startswith("wispctl: clone:"):
                         print(f"  {line.strip()} (MemAvailable "
                               f"{meminfo()['MemAvailable'] // 1024} MiB)", flush=True)
+                        started = re.search(r"clone: (\d+)/", line)
+                        if started:
+                            record_running(running_before + int(started.group(1)))
                 out = proc.stdout.read()
             done = subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(err))
         else:
@@ -302,13 +316,42 @@ class Wispctl:
         return done, seconds
 
 
-def clone_batch(ctl, snap, count, parallel, min_available):
+def record_running(clones):
+    path = os.environ.get("WISP_HARNESS_PROGRESS")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"density-running {clones}\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def running_when_last_machine_died():
+    """The fewest clones at which an earlier emulated machine of this job died (the most
+    it had running), or 0; marks this machine's attempt in the progress file."""
+    path = os.environ.get("WISP_HARNESS_PROGRESS")
+    if not path:
+        return 0
+    deaths = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.startswith("density-attempt"):
+                    deaths.append(0)
+                elif line.startswith("density-running ") and deaths:
+                    deaths[-1] = max(deaths[-1], int(line.split()[1]))
+    with open(path, "a") as f:
+        f.write("density-attempt\n")
+    deaths = [n for n in deaths if n]
+    return min(deaths) if deaths else 0
+
+
+def clone_batch(ctl, snap, count, parallel, min_available, running_before=0):
     """Starts up to count clones; (started, seconds, rate, busy CPU seconds, stop reason
     or None)."""
     busy = busy_cpu_seconds()
     done, seconds = ctl.run("clone", snap, "--count", str(count), "--parallel",
                             str(parallel), "--min-available", str(min_available),
-                            check=False, progress=True)
+                            check=False, progress=True, running_before=running_before)
     summary = re.search(r"clone: (\d+) of (\d+) clones started .* in ([0-9.]+) s: "
                         r"([0-9.]+) clones/s", done.stdout)
     if not summary:
@@ -367,10 +410,14 @@ def bench_wisp(args, ctl, snap, results):
                              "busy_cpu_s": busy}
     if not reason and args.count > sequential:
         more, seconds, rate, busy, reason = clone_batch(ctl, snap, args.count - sequential,
-                                                        args.parallel, args.min_available)
+                                                        args.parallel, args.min_available,
+                                                        started)
         started += more
         results["parallel"] = {"clones": more, "seconds": seconds, "per_s": rate,
                                "parallel": args.parallel, "busy_cpu_s": busy}
+    if not reason and args.machine_died_at:
+        reason = (f"the emulated machine: its kernel died with {args.machine_died_at} clones "
+                  f"running in the first attempt; this attempt asked for {args.count}")
     results["stop_reason"] = reason
     results["usage_at_stop"] = usage_now()
     pids = processes("wisp", args.state)
@@ -692,6 +739,20 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    args.machine_died_at = running_when_last_machine_died()
+    if args.machine_died_at:
+        results["machine_died_at"] = args.machine_died_at
+        args.count = max(1, args.machine_died_at * 4 // 5)
+        print(f"bench-density: the emulated machine before this one died with "
+              f"{args.machine_died_at} clones running; this one asks for {args.count}",
+              flush=True)
+    bindir = os.path.join(os.path.dirname(args.state), "density-bin")
+    shutil.rmtree(bindir, ignore_errors=True)
+    os.makedirs(bindir)
+    for name in ("wisp", "wispctl"):
+        copy = os.path.join(bindir, name)
+        shutil.copy2(getattr(args, name), copy)
+        setattr(args, name, copy)
     ctl = Wispctl(args.wispctl, args.wisp, args.state)
     ctl.run("reap", "--all", check=False, echo=False)  # an earlier run's
     for path in (args.snap, args.work):
@@ -721,6 +782,7 @@ def main():
     finally:
         shutil.rmtree(args.snap, ignore_errors=True)
         shutil.rmtree(args.work, ignore_errors=True)
+        shutil.rmtree(bindir, ignore_errors=True)
     if results.get("errors"):
         status = 1
     report(args, results)
