@@ -703,26 +703,32 @@ int seccomp_enter(enum seccomp_thread_kind kind)
 	return 0;
 }
 
-int seccomp_dump_main(int argc, char *argv[])
+int seccomp_default_file(const char *who, uint8_t **data, size_t *len)
 {
 	struct seccomp_programs programs;
+	int ret = seccomp_build_default(&programs);
+
+	if (ret)
+		return ret;
+	ret = seccomp_file_format(&programs, data, len);
+	seccomp_programs_free(&programs);
+	if (ret)
+		fprintf(stderr, "%s: cannot format the filters: %s\n", who, strerror(-ret));
+	return ret;
+}
+
+int seccomp_dump_main(int argc, char *argv[])
+{
 	uint8_t *data = NULL;
 	size_t len = 0, done = 0;
-	int fd, ret;
+	int fd;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: wisp seccomp-filter-dump FILE\n");
 		return 2;
 	}
-	if (seccomp_build_default(&programs))
+	if (seccomp_default_file("wisp: seccomp-filter-dump", &data, &len))
 		return 1;
-	ret = seccomp_file_format(&programs, &data, &len);
-	seccomp_programs_free(&programs);
-	if (ret) {
-		fprintf(stderr, "wisp: seccomp-filter-dump: cannot format the filters: %s\n",
-			strerror(-ret));
-		return 1;
-	}
 	fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "wisp: seccomp-filter-dump: cannot create %s: %s\n", argv[1],

@@ -58,6 +58,9 @@ const char *seccomp_thread_kind_name(enum seccomp_thread_kind kind);
 
 /* wisp's own allow-lists, compiled with libseccomp (the default filters). */
 int seccomp_build_default(struct seccomp_programs *out);
+/* The default filters as a filter file, in *data (malloc'd) and *len; on failure a line
+ * on stderr that names `who`. */
+int seccomp_default_file(const char *who, uint8_t **data, size_t *len);
 /* Parses a filter file; -EINVAL with what is wrong (and where) in err. Pure. */
 int seccomp_file_parse(const uint8_t *data, size_t len, struct seccomp_programs *out, char *err,
 		       size_t err_size);

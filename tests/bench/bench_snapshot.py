@@ -617,12 +617,10 @@ def report(args, sizes, results):
                         ratio(median(results[big], "wisp_restore_ms"),
                               median(results[small], "wisp_restore_ms"))))
     for m in sizes:
-        if args.jailed:
-            targets.append((f"wisp restore with filters / --no-seccomp, {m} MiB",
-                            ratio(median(results[m], "wisp_restore_ms"),
-                                  median(results[m], "wisp_restore_no_seccomp_ms"))))
-            targets.append((f"wisp restore jailed / --no-seccomp, {m} MiB",
-                            ratio(median(results[m], "wisp_restore_jailed_ms"),
+        for label, key in (("with filters", "wisp_restore_ms"),
+                           ("jailed", "wisp_restore_jailed_ms")) if args.jailed else ():
+            targets.append((f"wisp restore {label} / --no-seccomp, {m} MiB",
+                            ratio(median(results[m], key),
                                   median(results[m], "wisp_restore_no_seccomp_ms"))))
         targets.append((f"QEMU restore / wisp restore, {m} MiB (target >= 10 at 2 GiB)",
                         ratio(median(results[m], "qemu_restore_ms"),

@@ -37,7 +37,6 @@ static int write_source(FILE *out, const uint8_t *data, size_t len)
 
 int main(int argc, char *argv[])
 {
-	struct seccomp_programs programs;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	FILE *out;
@@ -47,15 +46,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "usage: wisp-seccomp-embed OUT.c\n");
 		return 2;
 	}
-	if (seccomp_build_default(&programs))
+	if (seccomp_default_file("wisp-seccomp-embed", &data, &len))
 		return 1;
-	ret = seccomp_file_format(&programs, &data, &len);
-	seccomp_programs_free(&programs);
-	if (ret) {
-		fprintf(stderr, "wisp-seccomp-embed: cannot format the filters: %s\n",
-			strerror(-ret));
-		return 1;
-	}
 	out = fopen(argv[1], "w");
 	if (!out) {
 		fprintf(stderr, "wisp-seccomp-embed: cannot create %s: %s\n", argv[1],
