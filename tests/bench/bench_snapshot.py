@@ -40,9 +40,9 @@ state and memory files hard-linked into the jail root once its socket is up,
 tests/bench/jailing.py); the ratios to the plain restore are the filters' and the jail's
 cost.
 
-Inside ci/kvm-harness, whose emulated machine sometimes dies and is started again, each
-guest size's figures are kept in $WISP_HARNESS_PROGRESS once measured, and a restarted run
-measures only the sizes still missing (it says so).
+Inside ci/kvm-harness, whose emulated machine sometimes dies and is started again, the
+figures of each size's wisp part and QEMU part are kept in $WISP_HARNESS_PROGRESS once
+measured, and a restarted run measures only the parts still missing (it says so).
 
 Then the ratios the issue names as targets: wisp restore / wisp cold boot (<= 0.05), wisp
 restore 2 GiB / 128 MiB (<= 1.2), QEMU restore / wisp restore at 2 GiB (>= 10).
@@ -473,10 +473,10 @@ def qemu_save_and_restores(args, figs, kernel, initrd, mem_mib, workdir):
             vmm.kill()
 
 
-def bench_size(args, kernel, initrd, mem_mib, workdir):
+def bench_size(args, kernel, initrd, mem_mib, workdir, part):
+    """One part ("wisp" or "qemu") of one guest size's figures."""
     figs = Figures()
-    print(f"\n== 1 vCPU, {mem_mib} MiB", flush=True)
-    if args.only in (None, "wisp"):
+    if part == "wisp":
         print("  wisp: cold boots", flush=True)
         for _ in range(args.runs):
             cold_boot(figs, "wisp_boot_ms", wisp_boot_argv(args, kernel, initrd, mem_mib),
@@ -523,7 +523,7 @@ def bench_size(args, kernel, initrd, mem_mib, workdir):
                 figs.fail("Uffd restores", f"no uffd handler at {args.uffd_handler}")
             for path in snap:
                 os.unlink(path)
-    if args.only in (None, "qemu"):
+    else:
         print("  QEMU: cold boots", flush=True)
         for _ in range(args.runs):
             cold_boot(figs, "qemu_boot_ms", qemu_argv(args, kernel, initrd, mem_mib),
@@ -681,43 +681,60 @@ def parse_args():
     return args
 
 
-def progress_key(args, mem_mib):
-    """What a size's figures were measured with: a restarted run reuses only the same."""
-    return json.dumps({"mem_mib": mem_mib, "runs": args.runs, "only": args.only,
+def progress_key(args, mem_mib, part):
+    """What a part's figures were measured with: a restarted run reuses only the same."""
+    return json.dumps({"mem_mib": mem_mib, "part": part, "runs": args.runs,
                        "no_uffd": args.no_uffd, "jailed": args.jailed})
 
 
-def sizes_measured_before(args):
-    """{mem_mib: Figures} from the harness's progress file (an earlier emulated machine)."""
+def parts_measured_before(args):
+    """{progress key: Figures} from the harness's progress file (earlier emulated
+    machines of this job)."""
     path = os.environ.get("WISP_HARNESS_PROGRESS")
     found = {}
-    if not path or not os.path.exists(path):
-        return found
-    with open(path) as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            for mem_mib in args.sizes:
-                if entry.get("key") == progress_key(args, mem_mib):
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and "key" in entry:
                     figs = Figures()
                     figs.values, figs.errors = entry["values"], entry["errors"]
-                    found[mem_mib] = figs
-    for mem_mib in found:
-        print(f"\n== 1 vCPU, {mem_mib} MiB: measured before the emulated machine was "
-              "restarted (kept in $WISP_HARNESS_PROGRESS)", flush=True)
+                    found[entry["key"]] = figs
     return found
 
 
-def keep_size(args, mem_mib, figs):
+def keep_part(key, figs):
     path = os.environ.get("WISP_HARNESS_PROGRESS")
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps({"key": progress_key(args, mem_mib), "values": figs.values,
+            f.write(json.dumps({"key": key, "values": figs.values,
                                 "errors": figs.errors}) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def measure_size(args, kernel, initrd, mem_mib, workdir, before):
+    """Both parts of one size (or the --only one), each measured or taken from before."""
+    figs = Figures()
+    print(f"\n== 1 vCPU, {mem_mib} MiB", flush=True)
+    for part in ("wisp", "qemu"):
+        if args.only not in (None, part):
+            continue
+        key = progress_key(args, mem_mib, part)
+        if key in before:
+            print(f"  {part}: measured before the emulated machine was restarted (kept in "
+                  "$WISP_HARNESS_PROGRESS)", flush=True)
+            done = before[key]
+        else:
+            done = bench_size(args, kernel, initrd, mem_mib, workdir, part)
+            keep_part(key, done)
+        for name, values in done.values.items():
+            figs.values.setdefault(name, []).extend(values)
+        figs.errors += done.errors
+    return figs
 
 
 def main():
@@ -737,13 +754,9 @@ def main():
                 shutil.copy2(getattr(args, name), copy)
                 setattr(args, name, copy)
         initrd = make_initrd(args.initrd, args.snapguest, workdir)
-        done = sizes_measured_before(args)
+        before = parts_measured_before(args)
         for mem_mib in args.sizes:
-            if mem_mib in done:
-                results[mem_mib] = done[mem_mib]
-                continue
-            results[mem_mib] = bench_size(args, kernel, initrd, mem_mib, workdir)
-            keep_size(args, mem_mib, results[mem_mib])
+            results[mem_mib] = measure_size(args, kernel, initrd, mem_mib, workdir, before)
     targets = report(args, args.sizes, results)
     errors = [e for m in args.sizes for e in results[m].errors]
     if args.json:
