@@ -731,6 +731,10 @@ def measure_size(args, kernel, initrd, mem_mib, workdir, before):
         else:
             done = bench_size(args, kernel, initrd, mem_mib, workdir, part)
             keep_part(key, done)
+            # Now, not only in the final table: a run that never ends still shows them.
+            for row_key, label, unit in ROWS:
+                if done.summary(row_key):
+                    print(f"    {label}: {cell(done.summary(row_key), unit)}", flush=True)
         for name, values in done.values.items():
             figs.values.setdefault(name, []).extend(values)
         figs.errors += done.errors
