@@ -292,10 +292,15 @@ def boot_once(vmm, index, argv, guest_bytes, timeout, configure=None):
 
 def stage_guest_images(args, workdir):
     """Copies of the kernel and initrd in a tmpfs, so that both VMMs read them from memory:
-    inside ci/kvm-harness they live on a 9p share, whose slow reads would be in the times."""
+    inside ci/kvm-harness they live on a 9p share, whose slow reads would be in the times.
+    wisp runs from a copy there too (the share is read again at every exec, some 60 ms;
+    a jailed wisp runs from the jailer's copy in its jail anyway)."""
     kernel, initrd = os.path.join(workdir, "vmlinux"), os.path.join(workdir, "initrd")
     shutil.copyfile(args.kernel, kernel)
     shutil.copyfile(args.initrd, initrd)
+    wisp = os.path.join(workdir, "wisp")
+    shutil.copy2(args.wisp, wisp)
+    args.wisp = wisp
     return kernel, initrd
 
 
