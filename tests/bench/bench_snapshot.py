@@ -170,7 +170,16 @@ def http(sock_path, method, path, body=None, timeout=60):
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(sock_path)
+        # The socket's file appears at bind(), a moment before listen(): a client that
+        # waits for the file can come in between (seen with a jailed wisp), so it retries.
+        for attempt in range(200):
+            try:
+                s.connect(sock_path)
+                break
+            except ConnectionRefusedError:
+                if attempt == 199:
+                    raise
+                time.sleep(0.005)
         s.sendall(head.encode() + data)
         reply = b""
         while b"\r\n\r\n" not in reply:
