@@ -106,11 +106,19 @@ $(BUILD)/guest/kernel-dir: FORCE
 # A kernel from Firecracker's own guest configuration (no MP table parser, no
 # virtio_mmio.device=: it needs ACPI), cached beside the guest kernel (about 8 minutes on
 # 2 cores, once); the integration suite boots it (tests/integration/test_firecracker_kernel.py).
+# Without the configuration file the file is empty and the test says "skip".
 $(BUILD)/guest/firecracker-kernel-dir: FORCE
 	@mkdir -p $(dir $@)
-	@guest/build-kernel.sh --full-config $(FIRECRACKER_GUEST_CONFIG) > $@.tmp && mv $@.tmp $@
+	@if [ -f "$(FIRECRACKER_GUEST_CONFIG)" ]; then \
+		guest/build-kernel.sh --full-config $(FIRECRACKER_GUEST_CONFIG) > $@.tmp && mv $@.tmp $@; \
+	else \
+		echo "no $(FIRECRACKER_GUEST_CONFIG): no Firecracker-configuration kernel (its test is skipped)"; \
+		: > $@; \
+	fi
 
 firecracker-kernel: deps $(BUILD)/guest/firecracker-kernel-dir
+	@test -s $(BUILD)/guest/firecracker-kernel-dir || \
+		{ echo "set FIRECRACKER_GUEST_CONFIG to Firecracker's guest kernel configuration"; exit 2; }
 	@echo "Firecracker-configuration kernel: $$(cat $(BUILD)/guest/firecracker-kernel-dir)"
 
 $(BUILD)/guest/init: guest/init/init.c

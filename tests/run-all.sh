@@ -66,7 +66,7 @@ sleep 0.2
 # A job the harness restarted (its L1 machine hung) counts from the restart on: run.py
 # then prints again the results of the tests that ended before it (see run.py).
 awk '/^kvm-harness: restarting the job/ { kept = "" } { kept = kept $0 "\n" } END { printf "%s", kept }' \
-	"$log.integration" | grep -E '^(not )?ok - ' >>"$log"
+	"$log.integration" | grep -E '^((not )?ok|skip) - ' >>"$log"
 if [ $status != 0 ] && ! grep -q '^not ok - ' "$log"; then
 	echo "not ok - integration runner (exit status $status without a failing test)" | tee -a "$log"
 fi

@@ -53,7 +53,7 @@ class Progress:
                 word, _, name = line.partition(" ")
                 if word == "start":
                     self.starts[name] = self.starts.get(name, 0) + 1
-                elif word in ("ok", "failed"):
+                elif word in ("ok", "failed", "skipped"):
                     self.results[name] = word
         if self.starts or self.results:
             # The harness's output consumer (tests/run-all.sh) counts only what follows
@@ -61,7 +61,7 @@ class Progress:
             print(f"# resuming in a new emulated machine: {len(self.results)} tests ended "
                   f"before it and are not run again", flush=True)
             for name, result in self.results.items():
-                prefix = "ok" if result == "ok" else "not ok"
+                prefix = {"ok": "ok", "skipped": "skip"}.get(result, "not ok")
                 print(f"{prefix} - {name} (ended before the restart; its output is above)",
                       flush=True)
 
@@ -80,6 +80,7 @@ def main():
     progress = Progress(os.environ.get("WISP_HARNESS_PROGRESS"))
     failures = sum(1 for result in progress.results.values() if result == "failed")
     tests = list(discover(sys.argv[1:]))
+    skipped = sum(1 for result in progress.results.values() if result == "skipped")
     for name, func in tests:
         if name in progress.results:
             continue
@@ -93,6 +94,10 @@ def main():
         start = time.monotonic()
         try:
             func(env)
+        except wisptest.Skip as why:  # could not run here: never counted as passed
+            progress.record("skipped", name)
+            skipped += 1
+            print(f"skip - {name} ({why})", flush=True)
         except Exception as exc:  # a test fails by raising anything
             failures += 1
             progress.record("failed", name)
@@ -103,7 +108,8 @@ def main():
         else:
             progress.record("ok", name)
             print(f"ok - {name} ({time.monotonic() - start:.1f} s)", flush=True)
-    print(f"# integration: {len(tests) - failures} passed, {failures} failed", flush=True)
+    print(f"# integration: {len(tests) - failures - skipped} passed, {failures} failed, "
+          f"{skipped} skipped", flush=True)
     return 1 if failures or not tests else 0
 
 

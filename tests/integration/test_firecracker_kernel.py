@@ -13,7 +13,7 @@ import tempfile
 
 from test_acpi import (ACPI_COMPLAINTS, CPUID_COMPLAINTS, DISK_TOKEN, GUEST_IP, HOST_IP,
                        TAP, complaints, host_tap)
-from wisptest import check
+from wisptest import Skip, check
 
 # Only the log lines the checks read, then a second for the serial port to drain.
 LOG_FILTER = ("dmesg | grep -v grep | grep -E 'Linux version|MADT|virtio_mmio|ACPI"
@@ -23,6 +23,9 @@ LOG_FILTER = ("dmesg | grep -v grep | grep -E 'Linux version|MADT|virtio_mmio|AC
 
 def firecracker_kernel():
     directory = os.environ.get("WISP_FIRECRACKER_KERNEL_DIR")
+    if directory == "":  # make found no configuration file to build it from
+        raise Skip("no Firecracker guest configuration (FIRECRACKER_GUEST_CONFIG) to build "
+                   "the kernel from")
     path = os.path.join(directory or "", "vmlinux")
     check(directory and os.path.isfile(path),
           f"no Firecracker-configuration kernel at {path!r}: make firecracker-kernel builds "

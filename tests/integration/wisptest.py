@@ -8,6 +8,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+class Skip(Exception):
+    """A test that cannot run here (something it needs is not on this machine): run.py
+    prints "skip - NAME (why)", counted as skipped, never as passed."""
+
+
 class WispTimeout(AssertionError):
     """wisp did not end in time (and was killed): a hung guest or VMM."""
 
