@@ -518,7 +518,7 @@ out:
 
 static struct seccomp_programs active;
 static bool filters_on;
-/* Resolved before any filter is installed: the handler may only write(). */
+/* Kept before any filter is installed (the embedded table): the handler may only write(). */
 static const char *syscall_names[SECCOMP_SYSCALL_NAMES];
 static __thread int thread_kind = -1;
 
@@ -632,8 +632,7 @@ int seccomp_prepare(struct seccomp_programs *programs, const char *const *names)
 		return 0;
 	}
 	for (int nr = 0; nr < SECCOMP_SYSCALL_NAMES; nr++)
-		syscall_names[nr] =
-		    names ? names[nr] : seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+		syscall_names[nr] = names[nr];
 	/* The first log line in Firecracker's format reads the time zone: read it now. */
 	tzset();
 	sigemptyset(&action.sa_mask);

@@ -71,8 +71,8 @@ int seccomp_file_load(const char *path, struct seccomp_programs *out, char *err,
 void seccomp_programs_free(struct seccomp_programs *programs);
 
 /* Process set-up, before any thread starts: takes the programs over (NULL: the filters
- * are off, --no-seccomp), installs the SIGSYS handler and keeps the syscall names its log
- * line needs: `names` (SECCOMP_SYSCALL_NAMES of them), or resolved now when NULL. */
+ * are off, --no-seccomp, and `names` is not read), installs the SIGSYS handler and keeps
+ * `names` (SECCOMP_SYSCALL_NAMES of them, NULL where unknown) for its log line. */
 int seccomp_prepare(struct seccomp_programs *programs, const char *const *names);
 /* In the thread itself: installs its kind's program (nothing when the filters are off). */
 int seccomp_enter(enum seccomp_thread_kind kind);
