@@ -298,10 +298,17 @@ def stage_guest_images(args, workdir):
     kernel, initrd = os.path.join(workdir, "vmlinux"), os.path.join(workdir, "initrd")
     shutil.copyfile(args.kernel, kernel)
     shutil.copyfile(args.initrd, initrd)
-    wisp = os.path.join(workdir, "wisp")
-    shutil.copy2(args.wisp, wisp)
-    args.wisp = wisp
+    stage_binaries(args, ("wisp",), workdir)
     return kernel, initrd
+
+
+def stage_binaries(args, names, directory):
+    """args.NAME (a program path) for each name becomes a copy in `directory` (a tmpfs):
+    inside ci/kvm-harness the build directory is a 9p share read again at every exec."""
+    for name in names:
+        copy = os.path.join(directory, os.path.basename(getattr(args, name)))
+        shutil.copy2(getattr(args, name), copy)
+        setattr(args, name, copy)
 
 
 def wisp_argv(args, kernel, initrd, acpi=True):
@@ -338,6 +345,8 @@ def api_boot_once(vmm, index, args, kernel, initrd, guest_bytes, workdir, jails)
         jail = jails.new()
 
         def configure(process, deadline):
+            # The jail root is there once the socket is: wait, link the files in (api_boot's
+            # own wait then returns at once).
             api_sock_wait(process, jail.socket, deadline)
             api_boot(process, jail.socket, jail.put(kernel, "vmlinux"),
                      jail.put(initrd, "initrd"), args.mem_mib, deadline)

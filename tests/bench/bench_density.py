@@ -54,7 +54,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_boot import describe_machine, where_line  # noqa: E402
+from bench_boot import describe_machine, stage_binaries, where_line  # noqa: E402
 from bench_snapshot import Qmp, microvm_argv  # noqa: E402
 
 MEM_MIB = 128
@@ -749,10 +749,7 @@ def main():
     bindir = os.path.join(os.path.dirname(args.state), "density-bin")
     shutil.rmtree(bindir, ignore_errors=True)
     os.makedirs(bindir)
-    for name in ("wisp", "wispctl"):
-        copy = os.path.join(bindir, name)
-        shutil.copy2(getattr(args, name), copy)
-        setattr(args, name, copy)
+    stage_binaries(args, ("wisp", "wispctl"), bindir)
     ctl = Wispctl(args.wispctl, args.wisp, args.state)
     ctl.run("reap", "--all", check=False, echo=False)  # an earlier run's
     for path in (args.snap, args.work):

@@ -75,7 +75,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_boot import describe_machine, where_line  # noqa: E402
+from bench_boot import describe_machine, stage_binaries, where_line  # noqa: E402
 import jailing  # noqa: E402
 
 TICK_MS = 5
@@ -761,11 +761,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="wisp-bench-snap-", dir=shm) as workdir:
         kernel = os.path.join(workdir, "vmlinux")
         shutil.copyfile(args.kernel, kernel)
-        for name in ("wisp", "uffd_handler"):
-            if os.path.isfile(getattr(args, name)):
-                copy = os.path.join(workdir, os.path.basename(getattr(args, name)))
-                shutil.copy2(getattr(args, name), copy)
-                setattr(args, name, copy)
+        stage_binaries(args, [n for n in ("wisp", "uffd_handler")
+                              if os.path.isfile(getattr(args, n))], workdir)
         initrd = make_initrd(args.initrd, args.snapguest, workdir)
         before = parts_measured_before(args)
         for mem_mib in args.sizes:
