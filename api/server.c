@@ -432,42 +432,20 @@ static int bind_socket(struct api_server *server, const char *socket_path,
 		log_error("API: cannot create a Unix socket: %s", strerror(-err));
 		return err;
 	}
-	/* The socket appears at its path only once it listens: a client that waits for the
-	 * file (as Firecracker's clients do) must never get ECONNREFUSED from it. So bind
-	 * to a temporary name beside it, listen, and rename; a path too long for the
-	 * temporary name is bound directly. */
-	bool via_temporary = (size_t)snprintf(addr.sun_path, sizeof(addr.sun_path), "%s.%d.tmp",
-					      socket_path, (int)getpid()) < sizeof(addr.sun_path);
-	if (!via_temporary)
-		strcpy(addr.sun_path, socket_path);
-	unlink(addr.sun_path); /* a temporary left by a killed wisp with our pid */
+	strcpy(addr.sun_path, socket_path);
 	if (bind(server->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		int err = -errno;
-		log_error("--api-sock %s: cannot bind %s: %s (does the directory exist, and "
+		log_error("--api-sock %s: cannot bind there: %s (does the directory exist, and "
 			  "may this user write to it?)",
-			  socket_path, addr.sun_path, strerror(-err));
+			  socket_path, strerror(-err));
 		failure_blame(origin, FAILURE_BAD_INPUT);
 		return err;
 	}
-	strcpy(server->socket_path, addr.sun_path); /* from now on, removed on the way out */
+	strcpy(server->socket_path, socket_path); /* from now on, removed on the way out */
 	if (listen(server->listen_fd, API_MAX_CONNECTIONS) < 0) {
 		int err = -errno;
 		log_error("--api-sock %s: cannot listen there: %s", socket_path, strerror(-err));
 		return err;
-	}
-	if (via_temporary) {
-		/* A hard link, not rename(): a file made at the path since the check above is
-		 * kept (EEXIST), on every file system (renameat2's RENAME_NOREPLACE is not). */
-		if (link(addr.sun_path, socket_path) < 0) {
-			int err = -errno;
-			log_error("--api-sock %s: cannot link %s there: %s", socket_path,
-				  addr.sun_path, strerror(-err));
-			if (err == -EEXIST)
-				failure_blame(origin, FAILURE_BAD_INPUT);
-			return err;
-		}
-		unlink(addr.sun_path);
-		strcpy(server->socket_path, socket_path);
 	}
 	return 0;
 }

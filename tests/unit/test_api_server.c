@@ -1,8 +1,8 @@
 /*
  * Unit tests for the API server thread (api/server.c) over a real Unix socket, with a
  * thread of the test standing in for the VMM thread: what a client sees when the server
- * refuses a request it is still sending, when more clients connect than the server
- * holds connections, and whether its socket file appears before it listens.
+ * refuses a request it is still sending, and when more clients connect than the server
+ * holds connections.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,8 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -48,19 +46,6 @@ static void *vmm_loop(void *arg)
 }
 
 static const struct api_vmm_ops no_ops;
-
-/* Stands in for libc's listen(), which the server calls: records whether the socket's
- * path already existed then. It must not: a client that waits for the file to appear (as
- * Firecracker's clients do) would connect before anyone listens and get ECONNREFUSED. */
-static int path_existed_at_listen = -1;
-
-int listen(int fd, int backlog)
-{
-	struct stat st;
-
-	path_existed_at_listen = lstat(socket_path, &st) == 0;
-	return (int)syscall(SYS_listen, fd, backlog);
-}
 
 static int start_server(void **state)
 {
@@ -281,24 +266,9 @@ static void test_stalled_connections_make_room_longest_idle_first(void **state)
 	close(late);
 }
 
-static void test_the_socket_file_appears_only_once_it_listens(void **state)
-{
-	char temporary[96];
-	struct stat st;
-	(void)state;
-
-	assert_int_equal(path_existed_at_listen, 0);
-	assert_int_equal(lstat(socket_path, &st), 0);
-	assert_true(S_ISSOCK(st.st_mode));
-	snprintf(temporary, sizeof(temporary), "%s.%d.tmp", socket_path, getpid());
-	assert_int_equal(lstat(temporary, &st), -1);
-	close(client(0));
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_the_socket_file_appears_only_once_it_listens),
 	    cmocka_unit_test(test_an_unknown_method_with_a_body_gets_its_400),
 	    cmocka_unit_test(test_a_body_over_the_limit_gets_its_400),
 	    cmocka_unit_test(test_stalled_connections_make_room_longest_idle_first),
