@@ -518,8 +518,8 @@ out:
 
 static struct seccomp_programs active;
 static bool filters_on;
-/* Kept before any filter is installed (the embedded table): the handler may only write(). */
-static const char *syscall_names[SECCOMP_SYSCALL_NAMES];
+/* The embedded table, set before any filter is installed: the handler may only write(). */
+static const char *const *syscall_names;
 static __thread int thread_kind = -1;
 
 static size_t append(char *buf, size_t pos, size_t size, const char *text)
@@ -572,9 +572,10 @@ static int audit_fd = -1;
 static void on_sigsys(int signal, siginfo_t *info, void *context)
 {
 	int nr = info->si_syscall;
-	const char *name = nr >= 0 && nr < SECCOMP_SYSCALL_NAMES && syscall_names[nr]
-			       ? syscall_names[nr]
-			       : "unknown";
+	const char *name =
+	    syscall_names && nr >= 0 && nr < SECCOMP_SYSCALL_NAMES && syscall_names[nr]
+		? syscall_names[nr]
+		: "unknown";
 	char line[256];
 	size_t len = 0;
 	int log_fd;
@@ -631,8 +632,7 @@ int seccomp_prepare(struct seccomp_programs *programs, const char *const *names)
 			 "debugging only, never in production");
 		return 0;
 	}
-	for (int nr = 0; nr < SECCOMP_SYSCALL_NAMES; nr++)
-		syscall_names[nr] = names[nr];
+	syscall_names = names;
 	/* The first log line in Firecracker's format reads the time zone: read it now. */
 	tzset();
 	sigemptyset(&action.sa_mask);

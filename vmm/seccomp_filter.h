@@ -72,7 +72,8 @@ void seccomp_programs_free(struct seccomp_programs *programs);
 
 /* Process set-up, before any thread starts: takes the programs over (NULL: the filters
  * are off, --no-seccomp, and `names` is not read), installs the SIGSYS handler and keeps
- * `names` (SECCOMP_SYSCALL_NAMES of them, NULL where unknown) for its log line. */
+ * `names` (SECCOMP_SYSCALL_NAMES of them, NULL where unknown; static storage, not copied)
+ * for its log line. */
 int seccomp_prepare(struct seccomp_programs *programs, const char *const *names);
 /* In the thread itself: installs its kind's program (nothing when the filters are off). */
 int seccomp_enter(enum seccomp_thread_kind kind);
