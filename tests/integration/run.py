@@ -79,8 +79,8 @@ def main():
           f"{'present' if os.path.exists('/dev/kvm') else 'MISSING'}", flush=True)
     progress = Progress(os.environ.get("WISP_HARNESS_PROGRESS"))
     failures = sum(1 for result in progress.results.values() if result == "failed")
-    tests = list(discover(sys.argv[1:]))
     skipped = sum(1 for result in progress.results.values() if result == "skipped")
+    tests = list(discover(sys.argv[1:]))
     for name, func in tests:
         if name in progress.results:
             continue
